@@ -1,0 +1,245 @@
+//! The receiving half: bytes -> frames -> messages and control events.
+
+use bytes::{Buf, BytesMut};
+
+use super::{Connection, DataKind, Event, FrameInProgress, MessageInProgress};
+use crate::config::Role;
+use crate::error::ProtocolError;
+use crate::frame::{FrameHeader, OpCode, apply_mask, parse_close_payload};
+use crate::utf8::{Utf8Bytes, Utf8Validator};
+
+impl Connection {
+    /// Processes the bytes in `buf`, consuming what it can.
+    ///
+    /// Complete frames are removed from `buf`; a partial frame is either
+    /// left in `buf` (processed in place as it grows, so a single-frame
+    /// message becomes an event without a copy) or consumed into the
+    /// message being assembled. Call again when more bytes arrive.
+    ///
+    /// On a protocol error the connection fails: a Close frame with the
+    /// matching code is queued, the error is returned once, and later input
+    /// is discarded. After the peer's Close, later input is discarded too.
+    pub fn receive(&mut self, buf: &mut BytesMut) -> Result<(), ProtocolError> {
+        loop {
+            if self.error.is_some() || self.close_received {
+                buf.clear();
+                return Ok(());
+            }
+            match self.receive_step(buf) {
+                Ok(true) => continue,
+                Ok(false) => return Ok(()),
+                Err(error) => return Err(self.fail(error)),
+            }
+        }
+    }
+
+    /// The transport reached end of file. Unless the closing handshake
+    /// finished (or the connection already failed), this is an abnormal
+    /// closure (1006).
+    pub fn receive_eof(&mut self) -> Result<(), ProtocolError> {
+        if self.close_received || self.error.is_some() {
+            return Ok(());
+        }
+        Err(self.fail(ProtocolError::AbnormalClosure))
+    }
+
+    /// How many more bytes the frame in progress needs before the next
+    /// step can be taken (at least 1): drivers can size their reads.
+    pub fn read_hint(&self, buffered: usize) -> usize {
+        match &self.frame {
+            Some(f) if f.in_place || f.header.opcode.is_control() => {
+                (f.header.payload_len as usize).saturating_sub(buffered).max(1)
+            }
+            Some(f) => (f.header.payload_len - f.done) as usize,
+            None => 2usize.saturating_sub(buffered).max(1),
+        }
+    }
+
+    /// One step: a header, or some payload. `Ok(true)` to go on.
+    fn receive_step(&mut self, buf: &mut BytesMut) -> Result<bool, ProtocolError> {
+        let frame = match self.frame {
+            Some(frame) => frame,
+            None => {
+                let Some(parsed) = FrameHeader::parse(buf)? else { return Ok(false) };
+                let frame = self.start_frame(parsed.header)?;
+                buf.advance(parsed.len);
+                self.frame = Some(frame);
+                frame
+            }
+        };
+        if frame.header.opcode.is_control() {
+            self.control_frame(frame, buf)
+        } else if frame.in_place {
+            self.in_place_frame(frame, buf)
+        } else {
+            self.streamed_frame(frame, buf)
+        }
+    }
+
+    /// Checks what depends on the connection (RSV bits, masking, limits,
+    /// fragmentation order) before any payload is buffered.
+    fn start_frame(&mut self, header: FrameHeader) -> Result<FrameInProgress, ProtocolError> {
+        let starts_message = matches!(header.opcode, OpCode::Text | OpCode::Binary);
+        if header.rsv2 || header.rsv3 || (header.rsv1 && (self.inflater.is_none() || !starts_message)) {
+            return Err(ProtocolError::ReservedBitSet);
+        }
+        let must_be_masked = self.role == Role::Server;
+        if header.mask.is_some() != must_be_masked && !self.config.accept_unmasked_frames {
+            return Err(ProtocolError::BadMasking);
+        }
+        if header.payload_len > self.config.max_frame_size as u64 {
+            return Err(ProtocolError::FrameTooLarge { size: header.payload_len, limit: self.config.max_frame_size });
+        }
+        let mut in_place = false;
+        match header.opcode {
+            OpCode::Continuation => {
+                let message = self.message.as_mut().ok_or(ProtocolError::UnexpectedContinuation)?;
+                if !message.compressed {
+                    message.size = check_size(message.size, header.payload_len, self.config.max_message_size)?;
+                }
+            }
+            OpCode::Text | OpCode::Binary => {
+                if self.message.is_some() {
+                    return Err(ProtocolError::ExpectedContinuation);
+                }
+                let compressed = header.rsv1;
+                let size =
+                    if compressed { 0 } else { check_size(0, header.payload_len, self.config.max_message_size)? };
+                in_place = header.fin && !compressed;
+                let kind = if header.opcode == OpCode::Text { DataKind::Text } else { DataKind::Binary };
+                self.message = Some(MessageInProgress {
+                    kind,
+                    compressed,
+                    buf: BytesMut::new(),
+                    utf8: Utf8Validator::new(),
+                    size,
+                });
+            }
+            OpCode::Close | OpCode::Ping | OpCode::Pong => {}
+        }
+        Ok(FrameInProgress { header, done: 0, in_place })
+    }
+
+    fn control_frame(&mut self, frame: FrameInProgress, buf: &mut BytesMut) -> Result<bool, ProtocolError> {
+        let len = frame.header.payload_len as usize;
+        if buf.len() < len {
+            return Ok(false);
+        }
+        let mut payload = buf.split_to(len);
+        if let Some(key) = frame.header.mask {
+            apply_mask(&mut payload, key, 0);
+        }
+        self.frame = None;
+        let payload = payload.freeze();
+        match frame.header.opcode {
+            OpCode::Ping => {
+                if !self.close_sent {
+                    self.write_control(OpCode::Pong, &payload);
+                }
+                self.events.push_back(Event::Ping(payload));
+            }
+            OpCode::Pong => self.events.push_back(Event::Pong(payload)),
+            _ => {
+                let close = parse_close_payload(&payload)?;
+                self.close_received = true;
+                if !self.close_sent {
+                    // Echo the status code (section 5.5.1).
+                    self.write_close(close.as_ref().map(|c| c.code), "");
+                }
+                self.message = None;
+                self.events.push_back(Event::Close(close));
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// A whole uncompressed message in one frame: unmask and validate what
+    /// has arrived, leave it in `buf`, split it off when complete.
+    fn in_place_frame(&mut self, mut frame: FrameInProgress, buf: &mut BytesMut) -> Result<bool, ProtocolError> {
+        let len = frame.header.payload_len;
+        let available = (buf.len() as u64).min(len);
+        if available > frame.done {
+            let fresh = &mut buf[frame.done as usize..available as usize];
+            if let Some(key) = frame.header.mask {
+                apply_mask(fresh, key, frame.done as usize);
+            }
+            let message = self.message.as_mut().expect("a data frame has a message");
+            if message.kind == DataKind::Text {
+                message.utf8.feed(fresh).map_err(|_| ProtocolError::InvalidUtf8)?;
+            }
+            frame.done = available;
+        }
+        if frame.done < len {
+            self.frame = Some(frame);
+            return Ok(false);
+        }
+        self.frame = None;
+        let mut message = self.message.take().expect("a data frame has a message");
+        let payload = buf.split_to(len as usize).freeze();
+        let event = match message.kind {
+            DataKind::Text => {
+                message.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+                Event::Text(Utf8Bytes::from_validated(payload))
+            }
+            DataKind::Binary => Event::Binary(payload),
+        };
+        self.events.push_back(event);
+        Ok(true)
+    }
+
+    /// A fragment or a compressed frame: move (and inflate) what has
+    /// arrived into the message buffer.
+    fn streamed_frame(&mut self, mut frame: FrameInProgress, buf: &mut BytesMut) -> Result<bool, ProtocolError> {
+        let remaining = frame.header.payload_len - frame.done;
+        let take = (buf.len() as u64).min(remaining) as usize;
+        if take == 0 && remaining > 0 {
+            return Ok(false);
+        }
+        let mut chunk = buf.split_to(take);
+        if let Some(key) = frame.header.mask {
+            apply_mask(&mut chunk, key, frame.done as usize);
+        }
+        frame.done += take as u64;
+        let frame_complete = frame.done == frame.header.payload_len;
+        let message_complete = frame_complete && frame.header.fin;
+        let limit = self.config.max_message_size;
+        let message = self.message.as_mut().expect("a data frame has a message");
+        let start = message.buf.len();
+        if message.compressed {
+            let inflater = self.inflater.as_mut().expect("compressed messages need a negotiated inflater");
+            inflater.inflate(&chunk, &mut message.buf, limit, message_complete)?;
+        } else {
+            message.buf.extend_from_slice(&chunk);
+        }
+        if message.kind == DataKind::Text {
+            message.utf8.feed(&message.buf[start..]).map_err(|_| ProtocolError::InvalidUtf8)?;
+        }
+        if !frame_complete {
+            self.frame = Some(frame);
+            return Ok(false);
+        }
+        self.frame = None;
+        if message_complete {
+            let mut message = self.message.take().expect("checked above");
+            let payload = message.buf.split().freeze();
+            let event = match message.kind {
+                DataKind::Text => {
+                    message.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+                    Event::Text(Utf8Bytes::from_validated(payload))
+                }
+                DataKind::Binary => Event::Binary(payload),
+            };
+            self.events.push_back(event);
+        }
+        Ok(true)
+    }
+}
+
+fn check_size(so_far: usize, more: u64, limit: usize) -> Result<usize, ProtocolError> {
+    let total = (so_far as u64).saturating_add(more);
+    if total > limit as u64 {
+        return Err(ProtocolError::MessageTooLarge { limit });
+    }
+    Ok(total as usize)
+}

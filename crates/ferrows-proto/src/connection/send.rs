@@ -1,0 +1,186 @@
+//! The sending half: messages and control frames -> bytes.
+
+use bytes::{Bytes, BytesMut};
+
+use super::output::ZERO_COPY_MIN;
+use super::{Connection, DataKind};
+use crate::config::Role;
+use crate::error::UsageError;
+use crate::frame::{CloseCode, FrameHeader, OpCode, apply_mask};
+use crate::utf8::Utf8Bytes;
+
+/// Appends one complete frame to `out`, masking the payload when `mask` is
+/// given. Useful to prepare a frame once and send it to many connections.
+pub fn encode_frame(opcode: OpCode, fin: bool, rsv1: bool, mask: Option<[u8; 4]>, payload: &[u8], out: &mut BytesMut) {
+    let header = FrameHeader { fin, rsv1, rsv2: false, rsv3: false, opcode, mask, payload_len: payload.len() as u64 };
+    out.extend_from_slice(header.encode().as_ref());
+    let start = out.len();
+    out.extend_from_slice(payload);
+    if let Some(key) = mask {
+        apply_mask(&mut out[start..], key, 0);
+    }
+}
+
+impl Connection {
+    /// Queues a text message.
+    pub fn send_text(&mut self, text: Utf8Bytes) -> Result<(), UsageError> {
+        self.send_message(DataKind::Text, text.into_bytes())
+    }
+
+    /// Queues a binary message.
+    pub fn send_binary(&mut self, data: Bytes) -> Result<(), UsageError> {
+        self.send_message(DataKind::Binary, data)
+    }
+
+    /// Queues a message, compressed when permessage-deflate is in force and
+    /// the message reaches the configured threshold, split into frames of at
+    /// most `max_send_frame_size` bytes. For a server, large payloads are
+    /// queued without a copy.
+    pub fn send_message(&mut self, kind: DataKind, payload: Bytes) -> Result<(), UsageError> {
+        if self.close_sent {
+            return Err(UsageError::AlreadyClosing);
+        }
+        if self.sending_fragmented.is_some() {
+            return Err(UsageError::FragmentOrder);
+        }
+        let opcode = match kind {
+            DataKind::Text => OpCode::Text,
+            DataKind::Binary => OpCode::Binary,
+        };
+        let (payload, rsv1) = match self.compressor_for(payload.len()) {
+            Some(deflater) => {
+                let mut compressed = BytesMut::with_capacity(payload.len() / 2 + 16);
+                deflater.compress(&payload, &mut compressed, true);
+                (compressed.freeze(), true)
+            }
+            None => (payload, false),
+        };
+        let max = self.config.max_send_frame_size.max(1);
+        if payload.len() <= max {
+            self.write_data_frame(opcode, true, rsv1, payload);
+            return Ok(());
+        }
+        let mut rest = payload;
+        let mut first = true;
+        while !rest.is_empty() {
+            let piece = rest.split_to(rest.len().min(max));
+            let op = if first { opcode } else { OpCode::Continuation };
+            self.write_data_frame(op, rest.is_empty(), rsv1 && first, piece);
+            first = false;
+        }
+        Ok(())
+    }
+
+    /// Queues one fragment of a message sent piece by piece: the first
+    /// call picks the kind, later calls continue it, `fin` ends it. The
+    /// message is compressed if permessage-deflate is in force (the
+    /// threshold does not apply: the length is not known in advance).
+    pub fn send_fragment(&mut self, kind: DataKind, payload: &[u8], fin: bool) -> Result<(), UsageError> {
+        if self.close_sent {
+            return Err(UsageError::AlreadyClosing);
+        }
+        let (opcode, compressed) = match self.sending_fragmented {
+            Some(compressed) => (OpCode::Continuation, compressed),
+            None => {
+                let compressed = self.deflater.as_ref().is_some_and(|d| d.can_compress());
+                let opcode = if kind == DataKind::Text { OpCode::Text } else { OpCode::Binary };
+                (opcode, compressed)
+            }
+        };
+        self.sending_fragmented = if fin { None } else { Some(compressed) };
+        let payload = if compressed {
+            let mut out = BytesMut::with_capacity(payload.len() / 2 + 16);
+            self.deflater.as_mut().expect("checked above").compress(payload, &mut out, fin);
+            out.freeze()
+        } else {
+            Bytes::copy_from_slice(payload)
+        };
+        let rsv1 = compressed && opcode != OpCode::Continuation;
+        self.write_data_frame(opcode, fin, rsv1, payload);
+        Ok(())
+    }
+
+    /// Queues a Ping with up to 125 bytes of payload.
+    pub fn send_ping(&mut self, payload: &[u8]) -> Result<(), UsageError> {
+        self.check_control(payload)?;
+        self.write_control(OpCode::Ping, payload);
+        Ok(())
+    }
+
+    /// Queues an unsolicited Pong (a heartbeat that expects no answer).
+    pub fn send_pong(&mut self, payload: &[u8]) -> Result<(), UsageError> {
+        self.check_control(payload)?;
+        self.write_control(OpCode::Pong, payload);
+        Ok(())
+    }
+
+    /// Starts the closing handshake: queues a Close frame with `code` (or
+    /// none) and `reason` (at most 123 bytes). Data still arrives until the
+    /// peer's Close.
+    pub fn send_close(&mut self, code: Option<CloseCode>, reason: &str) -> Result<(), UsageError> {
+        if self.close_sent {
+            return Err(UsageError::AlreadyClosing);
+        }
+        match code {
+            Some(code) if !code.is_allowed_on_wire() => return Err(UsageError::InvalidCloseCode(code.0)),
+            None if !reason.is_empty() => return Err(UsageError::InvalidCloseCode(CloseCode::NO_STATUS.0)),
+            _ => {}
+        }
+        if reason.len() > 123 {
+            return Err(UsageError::ControlPayloadTooLarge);
+        }
+        self.write_close(code, reason);
+        Ok(())
+    }
+
+    fn check_control(&self, payload: &[u8]) -> Result<(), UsageError> {
+        if self.close_sent {
+            return Err(UsageError::AlreadyClosing);
+        }
+        if payload.len() > 125 {
+            return Err(UsageError::ControlPayloadTooLarge);
+        }
+        Ok(())
+    }
+
+    fn compressor_for(&mut self, len: usize) -> Option<&mut crate::deflate::Deflater> {
+        let threshold = self.config.deflate_threshold;
+        self.deflater.as_mut().filter(|d| d.can_compress() && len >= threshold)
+    }
+
+    pub(super) fn write_close(&mut self, code: Option<CloseCode>, reason: &str) {
+        let mut payload = [0u8; 125];
+        let len = match code {
+            Some(code) => {
+                payload[..2].copy_from_slice(&code.0.to_be_bytes());
+                payload[2..2 + reason.len()].copy_from_slice(reason.as_bytes());
+                2 + reason.len()
+            }
+            None => 0,
+        };
+        self.write_control(OpCode::Close, &payload[..len]);
+        self.close_sent = true;
+    }
+
+    pub(super) fn write_control(&mut self, opcode: OpCode, payload: &[u8]) {
+        let mask = self.next_mask();
+        self.output.write_with(|out| encode_frame(opcode, true, false, mask, payload, out));
+    }
+
+    fn write_data_frame(&mut self, opcode: OpCode, fin: bool, rsv1: bool, payload: Bytes) {
+        let mask = self.next_mask();
+        if mask.is_none() && payload.len() >= ZERO_COPY_MIN {
+            let header =
+                FrameHeader { fin, rsv1, rsv2: false, rsv3: false, opcode, mask, payload_len: payload.len() as u64 };
+            self.output.extend(header.encode().as_ref());
+            self.output.push(payload);
+        } else {
+            self.output.write_with(|out| encode_frame(opcode, fin, rsv1, mask, &payload, out));
+        }
+    }
+
+    fn next_mask(&self) -> Option<[u8; 4]> {
+        // Section 5.3: the key must be unpredictable, from a strong source.
+        (self.role == Role::Client).then(rand::random::<[u8; 4]>)
+    }
+}
