@@ -9,7 +9,7 @@ use crate::frame::{FrameHeader, OpCode, apply_mask, parse_close_payload};
 use crate::utf8::{Utf8Bytes, Utf8Validator};
 
 impl Connection {
-    /// Processes the bytes in `buf`, consuming what it can.
+    /// Processes all the bytes in `buf`, consuming what it can.
     ///
     /// Complete frames are removed from `buf`; a partial frame is either
     /// left in `buf` (processed in place as it grows, so a single-frame
@@ -19,15 +19,32 @@ impl Connection {
     /// On a protocol error the connection fails: a Close frame with the
     /// matching code is queued, the error is returned once, and later input
     /// is discarded. After the peer's Close, later input is discarded too.
+    ///
+    /// Events produced before an error stay queued. A driver that wants the
+    /// application's answers to go out *before* the reaction to a later bad
+    /// frame uses [`receive_next`](Self::receive_next) instead.
     pub fn receive(&mut self, buf: &mut BytesMut) -> Result<(), ProtocolError> {
+        while self.receive_next(buf)? {}
+        Ok(())
+    }
+
+    /// Like [`receive`](Self::receive), but stops as soon as one event was
+    /// queued: returns `Ok(true)` then (call again after handling it), and
+    /// `Ok(false)` when `buf` holds no complete frame any more.
+    ///
+    /// This keeps a strict order: the application handles (and answers)
+    /// each message before the next frame is even parsed, as a peer that
+    /// pipelines a valid message and then an invalid frame expects.
+    pub fn receive_next(&mut self, buf: &mut BytesMut) -> Result<bool, ProtocolError> {
+        let events_before = self.events.len();
         loop {
             if self.error.is_some() || self.close_received {
                 buf.clear();
-                return Ok(());
+                return Ok(self.events.len() > events_before);
             }
             match self.receive_step(buf) {
-                Ok(true) => continue,
-                Ok(false) => return Ok(()),
+                Ok(true) if self.events.len() == events_before => continue,
+                Ok(progress) => return Ok(progress || self.events.len() > events_before),
                 Err(error) => return Err(self.fail(error)),
             }
         }

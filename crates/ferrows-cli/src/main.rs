@@ -1,0 +1,37 @@
+//! The `ferrows` command.
+
+mod autobahn;
+mod echo;
+
+use clap::{Parser, Subcommand};
+
+/// ferrows: a WebSocket toolkit.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a WebSocket echo server (every message is sent back).
+    Echo(echo::EchoArgs),
+    /// Play the client role against an Autobahn|Testsuite fuzzingserver.
+    AutobahnClient(autobahn::AutobahnArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Echo(args) => echo::run(args).await,
+            Command::AutobahnClient(args) => autobahn::run(args).await,
+        }
+    })
+}

@@ -1,0 +1,50 @@
+//! WebSocket client and server for tokio, on the sans-I/O core
+//! [`ferrows_proto`].
+//!
+//! A client:
+//!
+//! ```no_run
+//! # async fn run() -> ferrows::Result<()> {
+//! let mut ws = ferrows::connect("ws://127.0.0.1:9001/").await?;
+//! ws.send(ferrows::Message::text("hello")).await?;
+//! if let Some(reply) = ws.recv().await {
+//!     println!("{:?}", reply?);
+//! }
+//! ws.close(ferrows::CloseCode::NORMAL, "bye").await?;
+//! # Ok(()) }
+//! ```
+//!
+//! An echo server:
+//!
+//! ```no_run
+//! # async fn run() -> std::io::Result<()> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:9001").await?;
+//! loop {
+//!     let (tcp, _) = listener.accept().await?;
+//!     tokio::spawn(async move {
+//!         let Ok(mut ws) = ferrows::accept(tcp).await else { return };
+//!         while let Some(Ok(msg)) = ws.recv().await {
+//!             if msg.is_data() && ws.send(msg).await.is_err() {
+//!                 break;
+//!             }
+//!         }
+//!     });
+//! }
+//! # }
+//! ```
+
+mod client;
+mod config;
+mod error;
+mod handshake_io;
+mod message;
+mod server;
+mod websocket;
+
+pub use client::{ClientConfig, client_handshake, connect, connect_with};
+pub use config::{DEFAULT_MAX_WRITE_BUFFER, DEFAULT_READ_CHUNK, WebSocketConfig};
+pub use error::{Error, Result};
+pub use ferrows_proto::{self as proto, CloseCode, CloseFrame, Utf8Bytes};
+pub use message::Message;
+pub use server::{ServerConfig, accept, accept_with};
+pub use websocket::WebSocket;
