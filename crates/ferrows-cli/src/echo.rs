@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use clap::Args;
-use ferrows::{Message, ServerConfig, WebSocket};
+use ferrows::{ServerConfig, WebSocket};
 use tokio::net::{TcpListener, TcpStream};
 
 /// Options of `ferrows echo`.
@@ -53,9 +53,9 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     while let Some(message) = ws.recv().await {
-        match message? {
-            message @ (Message::Text(_) | Message::Binary(_)) => ws.feed(message).await?,
-            _ => {}
+        let message = message?;
+        if message.is_data() {
+            ws.feed(message).await?;
         }
     }
     Ok(())
