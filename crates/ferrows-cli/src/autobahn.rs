@@ -39,8 +39,20 @@ pub(crate) async fn run(args: AutobahnArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Asks for the number of cases, retrying for up to 30 s while the
+/// fuzzingserver starts.
 async fn case_count(url: &str) -> anyhow::Result<u32> {
-    let mut ws = ferrows::connect(&format!("{url}/getCaseCount")).await?;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut ws = loop {
+        match ferrows::connect(&format!("{url}/getCaseCount")).await {
+            Ok(ws) => break ws,
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::debug!("fuzzingserver not ready: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
     let mut count = None;
     while let Some(message) = ws.recv().await {
         if let Message::Text(text) = message? {

@@ -238,6 +238,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 Poll::Ready(Ok(n)) => n,
                 Poll::Ready(Err(e)) => {
                     self.finished = true;
+                    // After a completed closing handshake, a reset instead
+                    // of a FIN loses nothing.
+                    if self.conn.close_received() && self.conn.close_sent() {
+                        return Poll::Ready(None);
+                    }
                     return Poll::Ready(Some(Err(Error::Io(e))));
                 }
                 Poll::Pending => {

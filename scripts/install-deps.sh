@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs everything the test suite needs on Debian (as root), idempotently:
+# rustfmt and clippy, cargo-fuzz, Python 3 for the Autobahn scripts, and
+# Autobahn|Testsuite itself (through ../shared/autobahn/setup.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+shared="${FERROWS_SHARED:-$(pwd)/../shared}"
+
+apt_packages=(python3 curl ca-certificates)
+missing=()
+for p in "${apt_packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if ((${#missing[@]})); then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}"
+fi
+
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+
+"$shared/autobahn/setup.sh" >/dev/null
+echo "dependencies ready"

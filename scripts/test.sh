@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian machine with a Rust toolchain:
+# installs what the tests need, then runs formatting and lint checks, every
+# unit/integration/doc test, the fuzz smoke runs and Autobahn|Testsuite in
+# both roles (compared against autobahn/expected-*.json).
+#
+#   scripts/test.sh          default run (Autobahn 1.*-10.* + a compression sample)
+#   scripts/test.sh --full   every Autobahn case (about 12 more minutes per role)
+#
+# Environment: FUZZ_SECONDS (default 20) bounds each fuzz target's run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root="$(pwd)"
+export FERROWS_SHARED="${FERROWS_SHARED:-$root/../shared}"
+full=""
+[[ "${1:-}" == "--full" ]] && full="--full"
+step() { printf '\n==> %s\n' "$*"; }
+started=$SECONDS
+
+step "installing what the tests need"
+scripts/install-deps.sh
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast
+  cargo test --workspace --doc
+else
+  cargo test --workspace --no-fail-fast
+fi
+
+step "release build"
+cargo build --release -p ferrows-cli
+
+step "fuzz smoke runs (${FUZZ_SECONDS:-20} s per target)"
+scripts/fuzz.sh
+
+step "Autobahn|Testsuite, both roles ${full:-(default sample)}"
+autobahn/run.sh server $full >target/autobahn-server.log 2>&1 & server_pid=$!
+autobahn/run.sh client $full >target/autobahn-client.log 2>&1 & client_pid=$!
+status=0
+wait $server_pid || status=1
+wait $client_pid || status=1
+echo "-- server role:"; grep -v '^running\|^reports' target/autobahn-server.log | tail -n 25
+echo "-- client role:"; grep -v '^running\|^reports' target/autobahn-client.log | tail -n 25
+[[ $status == 0 ]] || { echo "Autobahn regressions (see above)"; exit 1; }
+
+step "all green in $((SECONDS - started)) s"
