@@ -121,9 +121,13 @@ impl Inflater {
             if out.len() > limit {
                 return Err(ProtocolError::MessageTooLarge { limit });
             }
-            // Grow geometrically, but never past limit + 1 (one byte over
-            // proves the limit is exceeded).
-            let want = (input.len() - consumed).saturating_mul(4).max(4096).max(out.len());
+            // Room in proportion to the input left, never past limit + 1
+            // (one byte over proves the limit is exceeded). `resize` zeroes
+            // the room on every pass, so it must not scale with what `out`
+            // already holds: that made each small piece of a large message
+            // cost O(message), quadratic over many short reads or tiny
+            // fragments. The capacity still grows geometrically (BytesMut).
+            let want = (input.len() - consumed).saturating_mul(4).max(4096);
             let room = want.min(limit.saturating_add(1) - out.len());
             let len = out.len();
             out.resize(len + room, 0);
@@ -137,9 +141,10 @@ impl Inflater {
                 Err(_) => return Err(ProtocolError::InflateFailed),
                 Ok(Status::StreamEnd) => {
                     // The peer ended the DEFLATE stream (a BFINAL block):
-                    // later data starts a new stream.
+                    // later data starts a new stream. The stream may end
+                    // exactly as the output reaches limit + 1.
                     self.state = None;
-                    if consumed == input.len() {
+                    if consumed == input.len() && out.len() <= limit {
                         return Ok(());
                     }
                 }
@@ -205,6 +210,22 @@ mod tests {
         assert_eq!(i.inflate(&wire, &mut out, limit, true), Err(ProtocolError::MessageTooLarge { limit }));
         assert!(out.len() <= limit + 1);
         assert!(out.capacity() <= 2 * limit + 8192, "capacity {}", out.capacity());
+    }
+
+    #[test]
+    fn final_block_over_the_limit_fails() {
+        // A stored block with BFINAL set holding 5 bytes, for a limit of 4:
+        // the stream ends exactly when the output is one byte over.
+        let block = [0x01, 0x05, 0x00, 0xFA, 0xFF, b'h', b'e', b'l', b'l', b'o'];
+        for last in [false, true] {
+            let mut i = Inflater::new(15, false);
+            let mut out = BytesMut::new();
+            assert_eq!(i.inflate(&block, &mut out, 4, last), Err(ProtocolError::MessageTooLarge { limit: 4 }));
+            assert!(out.len() <= 5);
+        }
+        let mut out = BytesMut::new();
+        Inflater::new(15, false).inflate(&block, &mut out, 5, false).unwrap();
+        assert_eq!(&out[..], b"hello");
     }
 
     #[test]
