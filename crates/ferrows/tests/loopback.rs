@@ -1,0 +1,247 @@
+//! The tokio layer end to end over loopback TCP: client and server
+//! `WebSocket`s, with and without compression, plus raw-socket peers that
+//! misbehave.
+#![allow(missing_docs)]
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use ferrows::{ClientConfig, CloseCode, Error, Message, ServerConfig};
+use ferrows_proto::{HandshakeError, ProtocolError};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Every wait in these tests is bounded.
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn bounded<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(WAIT, future).await.expect("test step timed out")
+}
+
+/// An echo server on a free port; returns its URL.
+async fn echo_server(config: ServerConfig) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let config = config.clone();
+            tokio::spawn(async move {
+                let Ok(mut ws) = ferrows::accept_with(tcp, &config).await else { return };
+                while let Some(Ok(msg)) = ws.recv().await {
+                    if msg.is_data() && ws.send(msg).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
+fn no_compression_client() -> ClientConfig {
+    let mut config = ClientConfig::default();
+    config.websocket.deflate = None;
+    config
+}
+
+async fn exchange(url: &str, client: &ClientConfig, expect_compressed: bool) {
+    let mut ws = bounded(ferrows::connect_with(url, client)).await.unwrap();
+    assert_eq!(ws.is_compressed(), expect_compressed);
+    let big: Vec<u8> = (0..(3 << 20)).map(|i: u32| (i % 251) as u8).collect();
+    let messages = vec![
+        Message::text(""),
+        Message::text("héllo wörld"),
+        Message::binary(Bytes::new()),
+        Message::binary(vec![0u8; 125]),
+        Message::binary(vec![1u8; 65536]),
+        Message::binary(big),
+        Message::text("x".repeat(100_000)),
+    ];
+    for msg in &messages {
+        ws.feed(msg.clone()).await.unwrap();
+    }
+    ws.flush().await.unwrap();
+    for msg in &messages {
+        let got = bounded(ws.recv()).await.unwrap().unwrap();
+        assert_eq!(&got, msg);
+    }
+    bounded(ws.close(CloseCode::NORMAL, "done")).await.unwrap();
+    assert!(ws.recv().await.is_none());
+}
+
+#[tokio::test]
+async fn echo_round_trip_plain_and_compressed() {
+    let url = echo_server(ServerConfig::default()).await;
+    exchange(&url, &no_compression_client(), false).await;
+    exchange(&url, &ClientConfig::default(), true).await;
+    let mut no_context = ClientConfig::default();
+    no_context.websocket.deflate = Some(ferrows_proto::deflate::DeflateOptions {
+        server_no_context_takeover: true,
+        client_no_context_takeover: true,
+        server_max_window_bits: 10,
+        client_max_window_bits: 9,
+    });
+    exchange(&url, &no_context, true).await;
+}
+
+#[tokio::test]
+async fn ping_is_answered_while_reading() {
+    let url = echo_server(ServerConfig::default()).await;
+    let mut ws = bounded(ferrows::connect(&url)).await.unwrap();
+    ws.send(Message::Ping(Bytes::from_static(b"are you there"))).await.unwrap();
+    let got = bounded(ws.recv()).await.unwrap().unwrap();
+    assert_eq!(got, Message::Pong(Bytes::from_static(b"are you there")));
+}
+
+#[tokio::test]
+async fn close_handshake_reports_code_and_reason() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut ws = ferrows::accept(tcp).await.unwrap();
+        ws.close(CloseCode(4000), "bye now").await.unwrap();
+    });
+    let mut ws = bounded(ferrows::connect(&url)).await.unwrap();
+    let got = bounded(ws.recv()).await.unwrap().unwrap();
+    match got {
+        Message::Close(Some(frame)) => {
+            assert_eq!(frame.code, CloseCode(4000));
+            assert_eq!(frame.reason, "bye now");
+        }
+        other => panic!("expected Close, got {other:?}"),
+    }
+    assert!(bounded(ws.recv()).await.is_none());
+    bounded(server).await.unwrap();
+    assert!(matches!(ws.send(Message::text("late")).await, Err(Error::Closed | Error::Usage(_))));
+}
+
+async fn raw_request(url: &str, request: &[u8]) -> String {
+    let addr = url.trim_start_matches("ws://");
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(request).await.unwrap();
+    let mut response = Vec::new();
+    bounded(tcp.read_to_end(&mut response)).await.unwrap();
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+#[tokio::test]
+async fn bad_handshakes_get_http_errors() {
+    let url = echo_server(ServerConfig::default()).await;
+    let plain_http = raw_request(&url, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(plain_http.starts_with("HTTP/1.1 400"), "{plain_http}");
+    let old_version = raw_request(
+        &url,
+        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n",
+    )
+    .await;
+    assert!(old_version.starts_with("HTTP/1.1 426"), "{old_version}");
+    assert!(old_version.to_ascii_lowercase().contains("sec-websocket-version: 13"));
+    let mut huge = b"GET / HTTP/1.1\r\nX: ".to_vec();
+    huge.extend(std::iter::repeat_n(b'a', 1 << 20));
+    let too_big = raw_request(&url, &huge).await;
+    assert!(too_big.starts_with("HTTP/1.1 431"), "{too_big}");
+}
+
+#[tokio::test]
+async fn client_refuses_non_websocket_server() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 1024];
+        let _ = tcp.read(&mut buf).await;
+        tcp.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").await.unwrap();
+    });
+    let err = bounded(ferrows::connect(&url)).await.unwrap_err();
+    assert!(matches!(err, Error::Handshake(HandshakeError::UnexpectedStatus(200))), "{err}");
+}
+
+/// A raw client: completes the handshake by hand, then sends `frames`.
+async fn raw_client(url: &str) -> TcpStream {
+    let addr = url.trim_start_matches("ws://");
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(
+        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        bounded(tcp.read_exact(&mut byte)).await.unwrap();
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"));
+    tcp
+}
+
+async fn read_close_code(tcp: &mut TcpStream) -> u16 {
+    let mut rest = Vec::new();
+    bounded(tcp.read_to_end(&mut rest)).await.unwrap();
+    assert_eq!(rest[0], 0x88, "expected a Close frame, got {rest:02x?}");
+    u16::from_be_bytes([rest[2], rest[3]])
+}
+
+#[tokio::test]
+async fn hostile_frames_get_the_right_close_code() {
+    let url = echo_server(ServerConfig::default()).await;
+    // A frame that announces a 2^63-byte payload.
+    let mut tcp = raw_client(&url).await;
+    let mut frame = vec![0x82, 0xFF];
+    frame.extend_from_slice(&(1u64 << 63).to_be_bytes());
+    frame.extend_from_slice(&[1, 2, 3, 4]);
+    tcp.write_all(&frame).await.unwrap();
+    assert_eq!(read_close_code(&mut tcp).await, 1002);
+    // 2^62: well-formed, far over the frame limit.
+    let mut tcp = raw_client(&url).await;
+    let mut frame = vec![0x82, 0xFF];
+    frame.extend_from_slice(&(1u64 << 62).to_be_bytes());
+    frame.extend_from_slice(&[1, 2, 3, 4]);
+    tcp.write_all(&frame).await.unwrap();
+    assert_eq!(read_close_code(&mut tcp).await, 1009);
+    // An invalid close code.
+    let mut tcp = raw_client(&url).await;
+    tcp.write_all(&[0x88, 0x82, 0, 0, 0, 0, 0x03, 0xEC]).await.unwrap();
+    assert_eq!(read_close_code(&mut tcp).await, 1002);
+    // A text message invalid in its last byte.
+    let mut tcp = raw_client(&url).await;
+    tcp.write_all(&[0x81, 0x84, 0, 0, 0, 0, b'a', b'b', b'c', 0xC3]).await.unwrap();
+    assert_eq!(read_close_code(&mut tcp).await, 1007);
+    // An unmasked client frame.
+    let mut tcp = raw_client(&url).await;
+    tcp.write_all(&[0x81, 0x02, b'h', b'i']).await.unwrap();
+    assert_eq!(read_close_code(&mut tcp).await, 1002);
+}
+
+#[tokio::test]
+async fn protocol_error_reaches_the_application() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut ws = ferrows::accept(tcp).await.unwrap();
+        ws.recv().await
+    });
+    let mut tcp = raw_client(&url).await;
+    tcp.write_all(&[0x83, 0x80, 0, 0, 0, 0]).await.unwrap();
+    let result = bounded(server).await.unwrap();
+    assert!(matches!(result, Some(Err(Error::Protocol(ProtocolError::ReservedOpcode(3))))), "{result:?}");
+    assert_eq!(read_close_code(&mut tcp).await, 1002);
+}
+
+#[tokio::test]
+async fn abrupt_disconnect_is_abnormal_closure() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut ws = ferrows::accept(tcp).await.unwrap();
+        ws.recv().await
+    });
+    let tcp = raw_client(&url).await;
+    drop(tcp);
+    let result = bounded(server).await.unwrap();
+    assert!(matches!(result, Some(Err(Error::Protocol(ProtocolError::AbnormalClosure)))), "{result:?}");
+}
