@@ -181,7 +181,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             ready!(self.poll_write_some(cx))?;
         }
         ready!(Pin::new(&mut self.io).poll_flush(cx))?;
-        self.conn.release_buffers();
         Poll::Ready(Ok(()))
     }
 
@@ -246,9 +245,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     return Poll::Ready(Some(Err(Error::Io(e))));
                 }
                 Poll::Pending => {
-                    if self.read_buf.is_empty() {
-                        // Idle: hold no read buffer.
+                    if self.read_buf.is_empty() && flushed {
+                        // Idle: hold no buffers while waiting.
                         self.read_buf = BytesMut::new();
+                        self.conn.release_buffers();
                     }
                     return Poll::Pending;
                 }

@@ -182,6 +182,9 @@ impl Connection {
     /// it when the connection goes idle so it holds as little as possible.
     pub fn release_buffers(&mut self) {
         self.output.shrink();
+        if self.events.is_empty() {
+            self.events = VecDeque::new();
+        }
     }
 
     /// Whether we have sent a Close frame.
