@@ -12,8 +12,12 @@ use crate::error::{Error, Result};
 use crate::handshake_io::read_head;
 use crate::websocket::WebSocket;
 
+/// Default limit for the TCP connect: 10 s (a host that drops SYNs would
+/// otherwise take the OS's two-minute retry schedule).
+pub const DEFAULT_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Options of a client connection.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ClientConfig {
     /// Options shared with servers.
     pub websocket: WebSocketConfig,
@@ -21,6 +25,19 @@ pub struct ClientConfig {
     pub subprotocols: Vec<String>,
     /// Extra request headers (`Origin`, `Authorization`, cookies ...).
     pub headers: http::HeaderMap,
+    /// See [`DEFAULT_CONNECT_TIMEOUT`].
+    pub connect_timeout: std::time::Duration,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            websocket: WebSocketConfig::default(),
+            subprotocols: Vec::new(),
+            headers: http::HeaderMap::new(),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+        }
+    }
 }
 
 /// Connects to a `ws://` URL with the default configuration.
@@ -38,13 +55,26 @@ pub async fn connect_with(url: &str, config: &ClientConfig) -> Result<WebSocket<
     };
     let host = uri.host().ok_or_else(|| Error::Url(format!("{url}: no host")))?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    let stream = TcpStream::connect((host, port)).await?;
+    let stream = tokio::time::timeout(config.connect_timeout, TcpStream::connect((host, port)))
+        .await
+        .map_err(|_| Error::Timeout("TCP connect"))??;
     stream.set_nodelay(true)?;
     client_handshake(stream, &uri, config).await
 }
 
 /// Runs the client handshake over an already connected stream.
-pub async fn client_handshake<S>(mut stream: S, uri: &Uri, config: &ClientConfig) -> Result<WebSocket<S>>
+/// The handshake must finish within
+/// [`WebSocketConfig::handshake_timeout`](crate::WebSocketConfig::handshake_timeout).
+pub async fn client_handshake<S>(stream: S, uri: &Uri, config: &ClientConfig) -> Result<WebSocket<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    tokio::time::timeout(config.websocket.handshake_timeout, handshake_inner(stream, uri, config))
+        .await
+        .map_err(|_| Error::Timeout("opening handshake"))?
+}
+
+async fn handshake_inner<S>(mut stream: S, uri: &Uri, config: &ClientConfig) -> Result<WebSocket<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {

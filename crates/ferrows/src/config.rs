@@ -1,5 +1,7 @@
 //! Options of a WebSocket endpoint.
 
+use std::time::Duration;
+
 use ferrows_proto::config::HandshakeLimits;
 use ferrows_proto::deflate::DeflateOptions;
 
@@ -16,6 +18,25 @@ pub const DEFAULT_MAX_WRITE_BUFFER: usize = 1 << 20;
 /// buffer is only held while data is in flight.
 pub const DEFAULT_READ_CHUNK: usize = 16 << 10;
 
+/// Default time allowed for the peer to answer our Close: 5 s.
+///
+/// A peer that never answers would otherwise keep the connection (and its
+/// file descriptor) forever; 5 s is ample for a round trip across the world
+/// and short enough that a shutting-down server is not held up.
+pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Default time to wait for a Pong after a keepalive Ping: 20 s.
+///
+/// Generous for mobile networks with second-long stalls, yet a dead peer
+/// (gone without a FIN) is found within `ping_interval + 20 s`.
+pub const DEFAULT_PONG_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Default limit for the opening handshake (TCP connect excluded): 10 s.
+///
+/// A client that opens a socket and trickles or never sends its request
+/// must not hold server memory; 10 s covers slow links and TLS.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Options shared by clients and servers.
 #[derive(Debug, Clone)]
 pub struct WebSocketConfig {
@@ -31,6 +52,22 @@ pub struct WebSocketConfig {
     pub max_write_buffer: usize,
     /// See [`DEFAULT_READ_CHUNK`].
     pub read_chunk: usize,
+    /// Send a Ping when nothing arrived for this long. Default `None`: the
+    /// library sends nothing unasked (many applications have their own
+    /// heartbeat); servers behind NATs and load balancers that drop idle
+    /// flows after 60 s usually set 20-30 s.
+    pub ping_interval: Option<Duration>,
+    /// With `ping_interval`: fail the connection when nothing (a Pong or
+    /// anything else) arrives this long after a Ping. See
+    /// [`DEFAULT_PONG_TIMEOUT`].
+    pub pong_timeout: Duration,
+    /// Close (code 1000, reason "idle timeout") when no data message went
+    /// either way for this long. Default `None`.
+    pub idle_timeout: Option<Duration>,
+    /// See [`DEFAULT_CLOSE_TIMEOUT`].
+    pub close_timeout: Duration,
+    /// See [`DEFAULT_HANDSHAKE_TIMEOUT`].
+    pub handshake_timeout: Duration,
 }
 
 impl Default for WebSocketConfig {
@@ -41,6 +78,11 @@ impl Default for WebSocketConfig {
             deflate: Some(DeflateOptions::default()),
             max_write_buffer: DEFAULT_MAX_WRITE_BUFFER,
             read_chunk: DEFAULT_READ_CHUNK,
+            ping_interval: None,
+            pong_timeout: DEFAULT_PONG_TIMEOUT,
+            idle_timeout: None,
+            close_timeout: DEFAULT_CLOSE_TIMEOUT,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
         }
     }
 }

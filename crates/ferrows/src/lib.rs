@@ -39,10 +39,14 @@ mod error;
 mod handshake_io;
 mod message;
 mod server;
+mod timers;
 mod websocket;
 
-pub use client::{ClientConfig, client_handshake, connect, connect_with};
-pub use config::{DEFAULT_MAX_WRITE_BUFFER, DEFAULT_READ_CHUNK, WebSocketConfig};
+pub use client::{ClientConfig, DEFAULT_CONNECT_TIMEOUT, client_handshake, connect, connect_with};
+pub use config::{
+    DEFAULT_CLOSE_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_WRITE_BUFFER, DEFAULT_PONG_TIMEOUT,
+    DEFAULT_READ_CHUNK, WebSocketConfig,
+};
 pub use error::{Error, Result};
 pub use ferrows_proto::{self as proto, CloseCode, CloseFrame, Utf8Bytes};
 pub use message::Message;

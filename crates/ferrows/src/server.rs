@@ -32,7 +32,19 @@ where
 /// Reads and answers the opening handshake. A request that is not a valid
 /// WebSocket upgrade gets its HTTP error response (400, 405, 426, 431)
 /// before the error is returned.
-pub async fn accept_with<S>(mut stream: S, config: &ServerConfig) -> Result<WebSocket<S>>
+///
+/// The whole handshake must finish within
+/// [`WebSocketConfig::handshake_timeout`](crate::WebSocketConfig::handshake_timeout).
+pub async fn accept_with<S>(stream: S, config: &ServerConfig) -> Result<WebSocket<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    tokio::time::timeout(config.websocket.handshake_timeout, accept_inner(stream, config))
+        .await
+        .map_err(|_| crate::Error::Timeout("opening handshake"))?
+}
+
+async fn accept_inner<S>(mut stream: S, config: &ServerConfig) -> Result<WebSocket<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {

@@ -14,6 +14,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use crate::config::WebSocketConfig;
 use crate::error::{Error, Result};
 use crate::message::Message;
+use crate::timers::{Due, Timers};
 
 /// Most slices handed to one vectored write.
 const MAX_IOVECS: usize = 64;
@@ -42,6 +43,7 @@ pub struct WebSocket<S> {
     eof: bool,
     transport_closed: bool,
     finished: bool,
+    timers: Timers,
 }
 
 impl<S> WebSocket<S> {
@@ -67,6 +69,7 @@ impl<S> WebSocket<S> {
             eof: false,
             transport_closed: false,
             finished: false,
+            timers: Timers::new(config),
         }
     }
 
@@ -139,6 +142,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         if self.finished || self.conn.error().is_some() {
             return Err(Error::Closed);
         }
+        if message.is_data() {
+            self.timers.on_data();
+        }
         match message {
             Message::Text(text) => self.conn.send_text(text)?,
             Message::Binary(data) => self.conn.send_binary(data)?,
@@ -187,7 +193,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
         loop {
             if let Some(event) = self.conn.poll_event() {
-                return Poll::Ready(Some(Ok(event.into())));
+                let message = Message::from(event);
+                if message.is_data() {
+                    self.timers.on_data();
+                }
+                return Poll::Ready(Some(Ok(message)));
             }
             if self.finished {
                 return Poll::Ready(None);
@@ -215,11 +225,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             };
             // Do not read (and answer) more while the peer does not read.
             if !flushed && self.conn.pending_output() >= self.max_write_buffer {
-                return Poll::Pending;
+                match self.poll_timers(cx) {
+                    Some(poll) => return poll,
+                    None => continue,
+                }
             }
             if self.conn.should_close_transport() || self.eof || self.pending_error.is_some() {
                 if !flushed {
-                    return Poll::Pending;
+                    match self.poll_timers(cx) {
+                        Some(poll) => return poll,
+                        None => continue,
+                    }
                 }
                 if !self.transport_closed && !self.eof {
                     // A failed shutdown changes nothing for us: the
@@ -250,9 +266,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                         self.read_buf = BytesMut::new();
                         self.conn.release_buffers();
                     }
-                    return Poll::Pending;
+                    match self.poll_timers(cx) {
+                        Some(poll) => return poll,
+                        None => continue,
+                    }
                 }
             };
+            self.timers.on_receive();
             if read == 0 {
                 self.eof = true;
                 if let Err(e) = self.conn.receive_eof() {
@@ -262,6 +282,51 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             }
             self.parse_more = true;
         }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
+    /// Called where the receive loop would wait: acts on a passed deadline
+    /// (`None`: go round the loop again) or returns `Pending` with the
+    /// timer armed.
+    fn poll_timers(&mut self, cx: &mut Context<'_>) -> Option<Poll<Option<Result<Message>>>> {
+        if self.conn.close_sent() || self.conn.close_received() {
+            self.timers.on_close_started();
+        }
+        let due = match self.timers.poll(cx) {
+            Poll::Ready(due) => due,
+            Poll::Pending => return Some(Poll::Pending),
+        };
+        match due {
+            Due::Ping => {
+                if self.conn.send_ping(&[]).is_ok() {
+                    self.timers.on_ping_sent();
+                }
+                None
+            }
+            Due::Idle => {
+                let _ = self.conn.send_close(Some(CloseCode::NORMAL), "idle timeout");
+                None
+            }
+            Due::PongMissing => Some(self.give_up(cx, "no answer to keepalive ping")),
+            Due::CloseTimeout if self.conn.close_sent() && self.conn.close_received() => {
+                // Handshake done; the peer just did not close the transport.
+                self.finished = true;
+                Some(Poll::Ready(None))
+            }
+            Due::CloseTimeout => Some(self.give_up(cx, "closing handshake")),
+        }
+    }
+
+    /// Ends the connection without waiting for the peer any longer.
+    fn give_up(&mut self, cx: &mut Context<'_>, what: &'static str) -> Poll<Option<Result<Message>>> {
+        self.finished = true;
+        if !self.transport_closed {
+            self.transport_closed = true;
+            // Best effort: the peer is unresponsive, do not wait for it.
+            let _ = Pin::new(&mut self.io).poll_shutdown(cx);
+        }
+        Poll::Ready(Some(Err(Error::Timeout(what))))
     }
 }
 
