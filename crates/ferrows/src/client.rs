@@ -1,4 +1,4 @@
-//! The client: `connect(url)` over TCP.
+//! The client: `connect(url)` over TCP or TLS, directly or through a proxy.
 
 use bytes::BytesMut;
 use ferrows_proto::Role;
@@ -10,6 +10,8 @@ use tokio::net::TcpStream;
 use crate::config::WebSocketConfig;
 use crate::error::{Error, Result};
 use crate::handshake_io::read_head;
+use crate::proxy::{Proxy, ProxySetting};
+use crate::stream::MaybeTlsStream;
 use crate::websocket::WebSocket;
 
 /// Default limit for the TCP connect: 10 s (a host that drops SYNs would
@@ -27,6 +29,10 @@ pub struct ClientConfig {
     pub headers: http::HeaderMap,
     /// See [`DEFAULT_CONNECT_TIMEOUT`].
     pub connect_timeout: std::time::Duration,
+    /// TLS settings for `wss://`; `None` trusts the system's roots.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    /// HTTP proxy (opt-in).
+    pub proxy: ProxySetting,
 }
 
 impl Default for ClientConfig {
@@ -36,30 +42,108 @@ impl Default for ClientConfig {
             subprotocols: Vec::new(),
             headers: http::HeaderMap::new(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            tls: None,
+            proxy: ProxySetting::None,
         }
     }
 }
 
-/// Connects to a `ws://` URL with the default configuration.
-pub async fn connect(url: &str) -> Result<WebSocket<TcpStream>> {
-    connect_with(url, &ClientConfig::default()).await
+/// Something that names the server to connect to: a URL (`&str`,
+/// `String`, [`Uri`]) or a whole [`http::Request`] whose headers are sent
+/// with the handshake.
+pub trait IntoClientRequest {
+    /// The request to send.
+    fn into_client_request(self) -> Result<http::Request<()>>;
 }
 
-/// Connects to a `ws://` URL.
-pub async fn connect_with(url: &str, config: &ClientConfig) -> Result<WebSocket<TcpStream>> {
-    let uri: Uri = url.parse().map_err(|e| Error::Url(format!("{url}: {e}")))?;
-    let port = match uri.scheme_str() {
-        Some("ws") => uri.port_u16().unwrap_or(80),
-        Some("wss") => return Err(Error::Url("wss:// needs the TLS support of a later version".into())),
-        _ => return Err(Error::Url(format!("{url}: scheme must be ws"))),
+impl IntoClientRequest for &str {
+    fn into_client_request(self) -> Result<http::Request<()>> {
+        let uri: Uri = self.parse().map_err(|e| Error::Url(format!("{self}: {e}")))?;
+        uri.into_client_request()
+    }
+}
+
+impl IntoClientRequest for String {
+    fn into_client_request(self) -> Result<http::Request<()>> {
+        self.as_str().into_client_request()
+    }
+}
+
+impl IntoClientRequest for &String {
+    fn into_client_request(self) -> Result<http::Request<()>> {
+        self.as_str().into_client_request()
+    }
+}
+
+impl IntoClientRequest for Uri {
+    fn into_client_request(self) -> Result<http::Request<()>> {
+        let mut request = http::Request::new(());
+        *request.uri_mut() = self;
+        Ok(request)
+    }
+}
+
+impl IntoClientRequest for http::Request<()> {
+    fn into_client_request(self) -> Result<http::Request<()>> {
+        Ok(self)
+    }
+}
+
+/// Connects to a `ws://` or `wss://` URL with the default configuration.
+pub async fn connect(request: impl IntoClientRequest) -> Result<WebSocket<MaybeTlsStream>> {
+    connect_with(request, &ClientConfig::default()).await
+}
+
+/// Connects to a `ws://` or `wss://` URL (IPv4, `[IPv6]` or a name; ports
+/// 80 and 443 by default), through a proxy if configured, with TLS for
+/// `wss://` (SNI from the host name, ALPN `http/1.1`).
+pub async fn connect_with(request: impl IntoClientRequest, config: &ClientConfig) -> Result<WebSocket<MaybeTlsStream>> {
+    let request = request.into_client_request()?;
+    let uri = request.uri().clone();
+    let tls = match uri.scheme_str() {
+        Some("ws") => false,
+        Some("wss") => true,
+        _ => return Err(Error::Url(format!("{uri}: scheme must be ws or wss"))),
     };
-    let host = uri.host().ok_or_else(|| Error::Url(format!("{url}: no host")))?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let stream = tokio::time::timeout(config.connect_timeout, TcpStream::connect((host, port)))
-        .await
-        .map_err(|_| Error::Timeout("TCP connect"))??;
-    stream.set_nodelay(true)?;
-    client_handshake(stream, &uri, config).await
+    let host = uri.host().ok_or_else(|| Error::Url(format!("{uri}: no host")))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    let proxy = match &config.proxy {
+        ProxySetting::None => None,
+        ProxySetting::FromEnv => Proxy::from_env(&host, tls),
+        ProxySetting::Url(proxy) => Some(proxy.clone()),
+    };
+    let connecting = async {
+        let tcp = match &proxy {
+            Some(proxy) => proxy.tunnel(&host, port, &config.websocket.handshake).await?,
+            None => TcpStream::connect((host.as_str(), port)).await?,
+        };
+        tcp.set_nodelay(true)?;
+        Ok::<_, Error>(tcp)
+    };
+    let tcp =
+        tokio::time::timeout(config.connect_timeout, connecting).await.map_err(|_| Error::Timeout("TCP connect"))??;
+    let stream = if tls {
+        let tls_config = match &config.tls {
+            Some(c) => c.clone(),
+            None => crate::tls::default_client_config()?,
+        };
+        let name = rustls_pki_types::ServerName::try_from(host.clone())
+            .map_err(|_| Error::Url(format!("{host}: not a valid TLS server name")))?;
+        let connector = tokio_rustls::TlsConnector::from(tls_config);
+        let tls_stream = tokio::time::timeout(config.websocket.handshake_timeout, connector.connect(name, tcp))
+            .await
+            .map_err(|_| Error::Timeout("TLS handshake"))?
+            .map_err(Error::Tls)?;
+        MaybeTlsStream::Tls(Box::new(tls_stream))
+    } else {
+        MaybeTlsStream::Plain(tcp)
+    };
+    let mut config = config.clone();
+    for (name, value) in request.headers() {
+        config.headers.append(name, value.clone());
+    }
+    client_handshake(stream, &uri, &config).await
 }
 
 /// Runs the client handshake over an already connected stream.

@@ -10,6 +10,9 @@ use ferrows_proto::{HandshakeError, ProtocolError, UsageError};
 pub enum Error {
     /// The transport failed (connection reset, broken pipe, DNS ...).
     Io(io::Error),
+    /// The TLS handshake or the TLS layer failed (certificate not trusted,
+    /// name mismatch, bad record ...).
+    Tls(io::Error),
     /// The URL cannot be used (bad scheme, no host ...).
     Url(String),
     /// The opening handshake was refused or malformed.
@@ -30,6 +33,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Io(e) => write!(f, "I/O error: {e}"),
+            Self::Tls(e) => write!(f, "TLS error: {e}"),
             Self::Url(why) => write!(f, "invalid URL: {why}"),
             Self::Handshake(e) => write!(f, "handshake failed: {e}"),
             Self::Protocol(e) => write!(f, "protocol error: {e}"),
@@ -43,7 +47,7 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Self::Io(e) => Some(e),
+            Self::Io(e) | Self::Tls(e) => Some(e),
             Self::Handshake(e) => Some(e),
             Self::Protocol(e) => Some(e),
             Self::Usage(e) => Some(e),

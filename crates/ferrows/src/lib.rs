@@ -38,11 +38,14 @@ mod config;
 mod error;
 mod handshake_io;
 mod message;
+mod proxy;
 mod server;
+mod stream;
 mod timers;
+pub mod tls;
 mod websocket;
 
-pub use client::{ClientConfig, DEFAULT_CONNECT_TIMEOUT, client_handshake, connect, connect_with};
+pub use client::{ClientConfig, DEFAULT_CONNECT_TIMEOUT, IntoClientRequest, client_handshake, connect, connect_with};
 pub use config::{
     DEFAULT_CLOSE_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_WRITE_BUFFER, DEFAULT_PONG_TIMEOUT,
     DEFAULT_READ_CHUNK, WebSocketConfig,
@@ -50,5 +53,8 @@ pub use config::{
 pub use error::{Error, Result};
 pub use ferrows_proto::{self as proto, CloseCode, CloseFrame, Utf8Bytes};
 pub use message::Message;
+pub use proxy::{Proxy, ProxySetting};
 pub use server::{ServerConfig, accept, accept_with};
+pub use stream::MaybeTlsStream;
+pub use tokio_rustls;
 pub use websocket::WebSocket;
