@@ -11,8 +11,8 @@ use bytes::{Bytes, BytesMut};
 
 use crate::config::{Config, Negotiated, Role};
 use crate::deflate::{Deflater, Inflater};
-use crate::error::ProtocolError;
-use crate::frame::{CloseFrame, FrameHeader};
+use crate::error::{ProtocolError, UsageError};
+use crate::frame::{CloseCode, CloseFrame, FrameHeader};
 use crate::utf8::{Utf8Bytes, Utf8Validator};
 use output::Output;
 
@@ -63,11 +63,58 @@ struct MessageInProgress {
     size: usize,
 }
 
+/// A frame the receiving half owes the peer; the sending half writes it
+/// (see [`Sender::apply_reply`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// Answer a Ping with this payload.
+    Pong(Bytes),
+    /// Send Close: the echo of the peer's Close, or the report of an error.
+    Close {
+        /// The status code (none for an empty Close).
+        code: Option<CloseCode>,
+        /// The reason.
+        reason: String,
+    },
+}
+
+/// The receiving half of a connection: bytes in, events out.
+///
+/// Obtained from [`Connection::split`] by drivers that read and write from
+/// different tasks; it owes the peer frames ([`Receiver::take_reply`]) that
+/// the [`Sender`] must write.
+#[derive(Debug)]
+pub struct Receiver {
+    role: Role,
+    config: Config,
+    inflater: Option<Inflater>,
+    frame: Option<FrameInProgress>,
+    message: Option<MessageInProgress>,
+    events: VecDeque<Event>,
+    replies: VecDeque<Reply>,
+    close_received: bool,
+    error: Option<ProtocolError>,
+}
+
+/// The sending half of a connection: commands in, bytes out.
+#[derive(Debug)]
+pub struct Sender {
+    role: Role,
+    config: Config,
+    deflater: Option<Deflater>,
+    output: Output,
+    /// A fragmented message we are sending: whether it is compressed.
+    sending_fragmented: Option<bool>,
+    close_sent: bool,
+}
+
 /// One WebSocket connection after the handshake, in either role.
 ///
 /// The core does no I/O: feed it what arrives with [`receive`], take what
 /// to send with [`output_chunks`]/[`advance_output`] (or [`take_output`]),
-/// and read what happened with [`poll_event`].
+/// and read what happened with [`poll_event`]. It is a [`Receiver`] and a
+/// [`Sender`] joined: whatever the receiving side owes the peer (Pongs,
+/// Close echoes, error Closes) is queued for sending at once.
 ///
 /// [`receive`]: Connection::receive
 /// [`output_chunks`]: Connection::output_chunks
@@ -76,19 +123,8 @@ struct MessageInProgress {
 /// [`poll_event`]: Connection::poll_event
 #[derive(Debug)]
 pub struct Connection {
-    role: Role,
-    config: Config,
-    deflater: Option<Deflater>,
-    inflater: Option<Inflater>,
-    frame: Option<FrameInProgress>,
-    message: Option<MessageInProgress>,
-    events: VecDeque<Event>,
-    output: Output,
-    /// A fragmented message we are sending: whether it is compressed.
-    sending_fragmented: Option<bool>,
-    close_sent: bool,
-    close_received: bool,
-    error: Option<ProtocolError>,
+    rx: Receiver,
+    tx: Sender,
 }
 
 impl Connection {
@@ -118,50 +154,43 @@ impl Connection {
                 )
             }
         };
-        Self {
-            role,
-            config,
-            deflater,
-            inflater,
-            frame: None,
-            message: None,
-            events: VecDeque::new(),
-            output: Output::default(),
-            sending_fragmented: None,
-            close_sent: false,
-            close_received: false,
-            error: None,
-        }
+        Self { rx: Receiver::new(role, config.clone(), inflater), tx: Sender::new(role, config, deflater) }
+    }
+
+    /// Splits into the receiving and the sending half, for drivers that
+    /// read and write from different tasks.
+    pub fn split(self) -> (Receiver, Sender) {
+        (self.rx, self.tx)
     }
 
     /// Our role.
     pub fn role(&self) -> Role {
-        self.role
+        self.tx.role
     }
 
     /// The limits in force.
     pub fn config(&self) -> &Config {
-        &self.config
+        &self.tx.config
     }
 
     /// Whether permessage-deflate is in force.
     pub fn is_compressed(&self) -> bool {
-        self.deflater.is_some()
+        self.tx.is_compressed()
     }
 
     /// The next event, if any.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        self.rx.poll_event()
     }
 
     /// Bytes waiting to be written.
     pub fn pending_output(&self) -> usize {
-        self.output.len()
+        self.tx.pending_output()
     }
 
     /// The waiting output as a list of slices, for one vectored write.
     pub fn output_chunks(&self) -> impl Iterator<Item = &[u8]> {
-        self.output.chunks()
+        self.tx.output_chunks()
     }
 
     /// Marks `n` bytes of output as written.
@@ -169,43 +198,41 @@ impl Connection {
     /// # Panics
     /// If `n` is more than [`pending_output`](Self::pending_output).
     pub fn advance_output(&mut self, n: usize) {
-        self.output.advance(n);
+        self.tx.advance_output(n);
     }
 
     /// Takes the next chunk of output (for drivers that write chunk by
     /// chunk, and for tests).
     pub fn take_output(&mut self) -> Option<Bytes> {
-        self.output.take()
+        self.tx.take_output()
     }
 
     /// Frees buffers kept for reuse while no output is waiting; drivers call
     /// it when the connection goes idle so it holds as little as possible.
     pub fn release_buffers(&mut self) {
-        self.output.shrink();
-        if self.events.is_empty() {
-            self.events = VecDeque::new();
-        }
+        self.tx.release_buffers();
+        self.rx.release_buffers();
     }
 
     /// Whether we have sent a Close frame.
     pub fn close_sent(&self) -> bool {
-        self.close_sent
+        self.tx.close_sent()
     }
 
     /// Whether the peer's Close frame has arrived.
     pub fn close_received(&self) -> bool {
-        self.close_received
+        self.rx.close_received()
     }
 
     /// The protocol error that failed the connection, if one did.
     pub fn error(&self) -> Option<&ProtocolError> {
-        self.error.as_ref()
+        self.rx.error()
     }
 
     /// Whether the closing handshake is complete or the connection failed:
     /// nothing more will be received or sent, beyond flushing the output.
     pub fn is_closed(&self) -> bool {
-        (self.close_sent && self.close_received) || self.error.is_some()
+        (self.close_sent() && self.close_received()) || self.error().is_some()
     }
 
     /// Whether the driver should close the transport once the output is
@@ -214,28 +241,74 @@ impl Connection {
     /// client waits for the server to do so (with a timeout of the
     /// driver's choice), except after a failure.
     pub fn should_close_transport(&self) -> bool {
-        match self.role {
+        match self.role() {
             Role::Server => self.is_closed(),
-            Role::Client => self.error.is_some(),
+            Role::Client => self.error().is_some(),
         }
     }
 
-    /// The single place where a protocol error fails the connection: it
-    /// records the error, queues a Close frame with the error's close code
-    /// (unless one was sent already or the transport is gone) and stops all
-    /// further reading.
-    fn fail(&mut self, error: ProtocolError) -> ProtocolError {
-        if self.error.is_none() {
-            self.error = Some(error.clone());
-            if !self.close_sent && error != ProtocolError::AbnormalClosure {
-                let code = error.close_code();
-                let mut reason = error.to_string();
-                reason.truncate(123);
-                self.write_close(Some(code), &reason);
-            }
-            self.frame = None;
-            self.message = None;
+    /// See [`Receiver::receive`]; replies owed to the peer are queued.
+    pub fn receive(&mut self, buf: &mut BytesMut) -> Result<(), ProtocolError> {
+        let result = self.rx.receive(buf);
+        self.forward_replies();
+        result
+    }
+
+    /// See [`Receiver::receive_next`]; replies owed to the peer are queued.
+    pub fn receive_next(&mut self, buf: &mut BytesMut) -> Result<bool, ProtocolError> {
+        let result = self.rx.receive_next(buf);
+        self.forward_replies();
+        result
+    }
+
+    /// See [`Receiver::receive_eof`].
+    pub fn receive_eof(&mut self) -> Result<(), ProtocolError> {
+        self.rx.receive_eof()
+    }
+
+    /// See [`Receiver::read_hint`].
+    pub fn read_hint(&self, buffered: usize) -> usize {
+        self.rx.read_hint(buffered)
+    }
+
+    /// See [`Sender::send_text`].
+    pub fn send_text(&mut self, text: Utf8Bytes) -> Result<(), UsageError> {
+        self.tx.send_text(text)
+    }
+
+    /// See [`Sender::send_binary`].
+    pub fn send_binary(&mut self, data: Bytes) -> Result<(), UsageError> {
+        self.tx.send_binary(data)
+    }
+
+    /// See [`Sender::send_message`].
+    pub fn send_message(&mut self, kind: DataKind, payload: Bytes) -> Result<(), UsageError> {
+        self.tx.send_message(kind, payload)
+    }
+
+    /// See [`Sender::send_fragment`].
+    pub fn send_fragment(&mut self, kind: DataKind, payload: &[u8], fin: bool) -> Result<(), UsageError> {
+        self.tx.send_fragment(kind, payload, fin)
+    }
+
+    /// See [`Sender::send_ping`].
+    pub fn send_ping(&mut self, payload: &[u8]) -> Result<(), UsageError> {
+        self.tx.send_ping(payload)
+    }
+
+    /// See [`Sender::send_pong`].
+    pub fn send_pong(&mut self, payload: &[u8]) -> Result<(), UsageError> {
+        self.tx.send_pong(payload)
+    }
+
+    /// See [`Sender::send_close`].
+    pub fn send_close(&mut self, code: Option<CloseCode>, reason: &str) -> Result<(), UsageError> {
+        self.tx.send_close(code, reason)
+    }
+
+    fn forward_replies(&mut self) {
+        while let Some(reply) = self.rx.take_reply() {
+            self.tx.apply_reply(reply);
         }
-        error
     }
 }

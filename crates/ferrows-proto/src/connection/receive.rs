@@ -1,14 +1,80 @@
 //! The receiving half: bytes -> frames -> messages and control events.
 
+use std::collections::VecDeque;
+
 use bytes::{Buf, BytesMut};
 
-use super::{Connection, DataKind, Event, FrameInProgress, MessageInProgress};
-use crate::config::Role;
+use super::{DataKind, Event, FrameInProgress, MessageInProgress, Receiver, Reply};
+use crate::config::{Config, Role};
+use crate::deflate::Inflater;
 use crate::error::ProtocolError;
 use crate::frame::{FrameHeader, OpCode, apply_mask, parse_close_payload};
 use crate::utf8::{Utf8Bytes, Utf8Validator};
 
-impl Connection {
+impl Receiver {
+    pub(super) fn new(role: Role, config: Config, inflater: Option<Inflater>) -> Self {
+        Self {
+            role,
+            config,
+            inflater,
+            frame: None,
+            message: None,
+            events: VecDeque::new(),
+            replies: VecDeque::new(),
+            close_received: false,
+            error: None,
+        }
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// The next frame the peer is owed (a Pong, a Close), for the sending
+    /// half: give it to [`Sender::apply_reply`](super::Sender::apply_reply).
+    pub fn take_reply(&mut self) -> Option<Reply> {
+        self.replies.pop_front()
+    }
+
+    /// Whether the peer's Close frame has arrived.
+    pub fn close_received(&self) -> bool {
+        self.close_received
+    }
+
+    /// The protocol error that failed the connection, if one did.
+    pub fn error(&self) -> Option<&ProtocolError> {
+        self.error.as_ref()
+    }
+
+    /// Frees the event queue's memory while it is empty.
+    pub fn release_buffers(&mut self) {
+        if self.events.is_empty() {
+            self.events = VecDeque::new();
+        }
+        if self.replies.is_empty() {
+            self.replies = VecDeque::new();
+        }
+    }
+
+    /// The single place where a protocol error fails the connection: it
+    /// records the error, owes the peer a Close frame with the error's
+    /// close code (unless the transport is gone) and stops all further
+    /// reading.
+    fn fail(&mut self, error: ProtocolError) -> ProtocolError {
+        if self.error.is_none() {
+            self.error = Some(error.clone());
+            if error != ProtocolError::AbnormalClosure {
+                let mut reason = error.to_string();
+                reason.truncate(123);
+                self.replies.push_back(Reply::Close { code: Some(error.close_code()), reason });
+            }
+            self.frame = None;
+            self.message = None;
+        }
+        error
+    }
+
     /// Processes all the bytes in `buf`, consuming what it can.
     ///
     /// Complete frames are removed from `buf`; a partial frame is either
@@ -150,19 +216,15 @@ impl Connection {
         let payload = payload.freeze();
         match frame.header.opcode {
             OpCode::Ping => {
-                if !self.close_sent {
-                    self.write_control(OpCode::Pong, &payload);
-                }
+                self.replies.push_back(Reply::Pong(payload.clone()));
                 self.events.push_back(Event::Ping(payload));
             }
             OpCode::Pong => self.events.push_back(Event::Pong(payload)),
             _ => {
                 let close = parse_close_payload(&payload)?;
                 self.close_received = true;
-                if !self.close_sent {
-                    // Echo the status code (section 5.5.1).
-                    self.write_close(close.as_ref().map(|c| c.code), "");
-                }
+                // Echo the status code (section 5.5.1).
+                self.replies.push_back(Reply::Close { code: close.as_ref().map(|c| c.code), reason: String::new() });
                 self.message = None;
                 self.events.push_back(Event::Close(close));
                 return Ok(false);

@@ -2,9 +2,12 @@
 
 use bytes::{Bytes, BytesMut};
 
+use super::output::Output;
 use super::output::ZERO_COPY_MIN;
-use super::{Connection, DataKind};
+use super::{DataKind, Reply, Sender};
+use crate::config::Config;
 use crate::config::Role;
+use crate::deflate::Deflater;
 use crate::error::UsageError;
 use crate::frame::{CloseCode, FrameHeader, OpCode, apply_mask};
 use crate::utf8::Utf8Bytes;
@@ -21,7 +24,62 @@ pub fn encode_frame(opcode: OpCode, fin: bool, rsv1: bool, mask: Option<[u8; 4]>
     }
 }
 
-impl Connection {
+impl Sender {
+    pub(super) fn new(role: Role, config: Config, deflater: Option<Deflater>) -> Self {
+        Self { role, config, deflater, output: Output::default(), sending_fragmented: None, close_sent: false }
+    }
+
+    /// Sends what the receiving half owes the peer: a Pong for a Ping, the
+    /// echo of a Close, or the Close that reports a protocol error. Nothing
+    /// is sent once our Close is out.
+    pub fn apply_reply(&mut self, reply: Reply) {
+        if self.close_sent {
+            return;
+        }
+        match reply {
+            Reply::Pong(payload) => self.write_control(OpCode::Pong, &payload),
+            Reply::Close { code, reason } => self.write_close(code, &reason),
+        }
+    }
+
+    /// Whether permessage-deflate is in force.
+    pub fn is_compressed(&self) -> bool {
+        self.deflater.is_some()
+    }
+
+    /// Whether we have sent a Close frame.
+    pub fn close_sent(&self) -> bool {
+        self.close_sent
+    }
+
+    /// Bytes waiting to be written.
+    pub fn pending_output(&self) -> usize {
+        self.output.len()
+    }
+
+    /// The waiting output as a list of slices, for one vectored write.
+    pub fn output_chunks(&self) -> impl Iterator<Item = &[u8]> {
+        self.output.chunks()
+    }
+
+    /// Marks `n` bytes of output as written.
+    ///
+    /// # Panics
+    /// If `n` is more than [`pending_output`](Self::pending_output).
+    pub fn advance_output(&mut self, n: usize) {
+        self.output.advance(n);
+    }
+
+    /// Takes the next chunk of output.
+    pub fn take_output(&mut self) -> Option<Bytes> {
+        self.output.take()
+    }
+
+    /// Frees the output buffer's memory while nothing is queued.
+    pub fn release_buffers(&mut self) {
+        self.output.shrink();
+    }
+
     /// Queues a text message.
     pub fn send_text(&mut self, text: Utf8Bytes) -> Result<(), UsageError> {
         self.send_message(DataKind::Text, text.into_bytes())
@@ -148,7 +206,7 @@ impl Connection {
         self.deflater.as_mut().filter(|d| d.can_compress() && len >= threshold)
     }
 
-    pub(super) fn write_close(&mut self, code: Option<CloseCode>, reason: &str) {
+    fn write_close(&mut self, code: Option<CloseCode>, reason: &str) {
         let mut payload = [0u8; 125];
         let len = match code {
             Some(code) => {
@@ -162,7 +220,7 @@ impl Connection {
         self.close_sent = true;
     }
 
-    pub(super) fn write_control(&mut self, opcode: OpCode, payload: &[u8]) {
+    fn write_control(&mut self, opcode: OpCode, payload: &[u8]) {
         let mask = self.next_mask();
         self.output.write_with(|out| encode_frame(opcode, true, false, mask, payload, out));
     }
