@@ -39,11 +39,14 @@ mod error;
 mod handshake_io;
 mod message;
 mod proxy;
+mod read_side;
 mod server;
+mod split;
 mod stream;
 mod timers;
 pub mod tls;
 mod websocket;
+mod write_side;
 
 pub use client::{ClientConfig, DEFAULT_CONNECT_TIMEOUT, IntoClientRequest, client_handshake, connect, connect_with};
 pub use config::{
@@ -55,6 +58,7 @@ pub use ferrows_proto::{self as proto, CloseCode, CloseFrame, Utf8Bytes};
 pub use message::Message;
 pub use proxy::{Proxy, ProxySetting};
 pub use server::{ServerConfig, accept, accept_with};
+pub use split::{SplitIo, WsReader, WsWriter};
 pub use stream::MaybeTlsStream;
 pub use tokio_rustls;
 pub use websocket::WebSocket;

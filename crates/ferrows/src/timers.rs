@@ -79,6 +79,18 @@ impl Timers {
         }
     }
 
+    /// Data was last sent at `at` (tracked by the writing side).
+    pub(crate) fn on_data_sent(&mut self, at: Option<Instant>) {
+        if let Some(at) = at {
+            self.last_data = self.last_data.max(at);
+        }
+    }
+
+    /// Whether the idle timeout is in use (the writer's clock is needed).
+    pub(crate) fn tracks_idle(&self) -> bool {
+        self.idle_timeout.is_some()
+    }
+
     fn next_deadline(&self) -> Option<(Instant, Due)> {
         if let Some(started) = self.close_started {
             // While closing, only the close deadline matters.

@@ -245,3 +245,40 @@ async fn abrupt_disconnect_is_abnormal_closure() {
     let result = bounded(server).await.unwrap();
     assert!(matches!(result, Some(Err(Error::Protocol(ProtocolError::AbnormalClosure)))), "{result:?}");
 }
+
+#[tokio::test]
+async fn split_halves_work_from_two_tasks() {
+    use futures_util::{SinkExt, StreamExt};
+    let url = echo_server(ServerConfig::default()).await;
+    let addr = url.trim_start_matches("ws://").to_owned();
+    let tcp = TcpStream::connect(&addr).await.unwrap();
+    let uri: http::Uri = url.parse().unwrap();
+    let ws = bounded(ferrows::client_handshake(tcp, &uri, &ClientConfig::default())).await.unwrap();
+    let (mut reader, mut writer) = ws.split();
+    let count = 2000usize;
+    let sender = tokio::spawn(async move {
+        for i in 0..count {
+            writer.feed(Message::text(format!("message {i}"))).await.unwrap();
+        }
+        writer.flush().await.unwrap();
+        // A Ping sent from the writer; its Pong arrives at the reader.
+        writer.send(Message::Ping(Bytes::from_static(b"p"))).await.unwrap();
+        writer
+    });
+    let mut received = 0;
+    while received < count {
+        match bounded(reader.next()).await.unwrap().unwrap() {
+            Message::Text(text) => {
+                assert_eq!(text, format!("message {received}").as_str());
+                received += 1;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(bounded(reader.next()).await.unwrap().unwrap(), Message::Pong(Bytes::from_static(b"p")));
+    let mut writer = sender.await.unwrap();
+    SinkExt::close(&mut writer).await.unwrap();
+    // The server echoes the Close; the reader ends cleanly.
+    assert!(matches!(bounded(reader.next()).await, Some(Ok(Message::Close(_)))));
+    assert!(bounded(reader.next()).await.is_none());
+}

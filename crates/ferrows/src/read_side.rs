@@ -1,0 +1,231 @@
+//! The reading side of a driver: the receiving half of the core, the read
+//! buffer and the timers. Written once for both the whole `WebSocket` and
+//! its split read half, over a [`Transport`] that gives access to the
+//! stream and to the writing side.
+
+use std::io;
+use std::task::{Context, Poll, ready};
+
+use bytes::BytesMut;
+use ferrows_proto::{CloseCode, Receiver, Role};
+use tokio::io::AsyncWrite;
+
+use crate::config::WebSocketConfig;
+use crate::error::{Error, Result};
+use crate::message::Message;
+use crate::timers::{Due, Timers};
+use crate::write_side::WriteSide;
+
+/// Where the reading side reads from and how it reaches the writing side.
+pub(crate) trait Transport {
+    type W: AsyncWrite + Unpin;
+    fn poll_read_buf(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>>;
+    fn with_writer<T>(&mut self, f: impl FnOnce(&mut WriteSide<Self::W>) -> T) -> T;
+}
+
+#[derive(Debug)]
+pub(crate) struct ReadSide {
+    pub(crate) rx: Receiver,
+    role: Role,
+    read_buf: BytesMut,
+    read_chunk: usize,
+    max_write_buffer: usize,
+    /// `read_buf` may hold frames not parsed yet.
+    parse_more: bool,
+    /// An error to report once the Close frame it caused is flushed.
+    pending_error: Option<Error>,
+    eof: bool,
+    done: bool,
+    timers: Timers,
+}
+
+impl ReadSide {
+    pub(crate) fn new(rx: Receiver, role: Role, config: &WebSocketConfig, leftover: BytesMut) -> Self {
+        Self {
+            rx,
+            role,
+            parse_more: !leftover.is_empty(),
+            read_buf: leftover,
+            read_chunk: config.read_chunk.max(1024),
+            max_write_buffer: config.max_write_buffer,
+            pending_error: None,
+            eof: false,
+            done: false,
+            timers: Timers::new(config),
+        }
+    }
+
+    /// Moves what the receiver owes the peer (Pongs, Close) to the writer.
+    fn forward_replies<T: Transport>(&mut self, t: &mut T) {
+        let rx = &mut self.rx;
+        if let Some(first) = rx.take_reply() {
+            t.with_writer(|w| {
+                w.tx.apply_reply(first);
+                while let Some(reply) = rx.take_reply() {
+                    w.tx.apply_reply(reply);
+                }
+            });
+        }
+    }
+
+    pub(crate) fn poll_recv<T: Transport>(&mut self, cx: &mut Context<'_>, t: &mut T) -> Poll<Option<Result<Message>>> {
+        loop {
+            if let Some(event) = self.rx.poll_event() {
+                let message = Message::from(event);
+                if message.is_data() {
+                    self.timers.on_data();
+                }
+                return Poll::Ready(Some(Ok(message)));
+            }
+            if self.done {
+                return Poll::Ready(None);
+            }
+            // Parse one more message from what was read: the application
+            // answers each message before the next frame is looked at.
+            if self.parse_more {
+                let parsed = self.rx.receive_next(&mut self.read_buf);
+                self.forward_replies(t);
+                match parsed {
+                    Ok(true) => continue,
+                    Ok(false) => self.parse_more = false,
+                    Err(e) => {
+                        self.parse_more = false;
+                        self.pending_error = Some(Error::Protocol(e));
+                    }
+                }
+            }
+            // Write what is queued (Pongs, Close echoes, sent data).
+            let (flushed, pending, close_sent) = t.with_writer(|w| {
+                let flushed = match w.poll_write_out(cx) {
+                    Poll::Ready(Ok(())) => Ok(true),
+                    Poll::Ready(Err(e)) => Err(e),
+                    Poll::Pending => Ok(false),
+                };
+                (flushed, w.tx.pending_output(), w.tx.close_sent())
+            });
+            let flushed = match flushed {
+                Ok(flushed) => flushed,
+                Err(e) => {
+                    self.finish(t);
+                    return Poll::Ready(Some(Err(self.pending_error.take().unwrap_or(Error::Io(e)))));
+                }
+            };
+            // Do not read (and answer) more while the peer does not read.
+            if !flushed && pending >= self.max_write_buffer {
+                match self.poll_timers(cx, t) {
+                    Some(poll) => return poll,
+                    None => continue,
+                }
+            }
+            let failed = self.rx.error().is_some();
+            let handshake_done = close_sent && self.rx.close_received();
+            let close_transport = match self.role {
+                Role::Server => handshake_done || failed,
+                Role::Client => failed,
+            };
+            if close_transport || self.eof || self.pending_error.is_some() {
+                if !flushed {
+                    match self.poll_timers(cx, t) {
+                        Some(poll) => return poll,
+                        None => continue,
+                    }
+                }
+                if !self.eof {
+                    ready!(t.with_writer(|w| w.poll_shutdown_once(cx)));
+                }
+                self.finish(t);
+                return Poll::Ready(self.pending_error.take().map(Err));
+            }
+            // Read more.
+            let want = self.rx.read_hint(self.read_buf.len()).clamp(1, self.read_chunk);
+            self.read_buf.reserve(want.max(self.read_chunk.min(4096)));
+            let read = match t.poll_read_buf(cx, &mut self.read_buf) {
+                Poll::Ready(Ok(n)) => n,
+                Poll::Ready(Err(e)) => {
+                    self.finish(t);
+                    // After a completed closing handshake, a reset instead
+                    // of a FIN loses nothing.
+                    if handshake_done {
+                        return Poll::Ready(None);
+                    }
+                    return Poll::Ready(Some(Err(Error::Io(e))));
+                }
+                Poll::Pending => {
+                    if self.read_buf.is_empty() && flushed {
+                        // Idle: hold no buffers while waiting.
+                        self.read_buf = BytesMut::new();
+                        self.rx.release_buffers();
+                        t.with_writer(|w| w.tx.release_buffers());
+                    }
+                    match self.poll_timers(cx, t) {
+                        Some(poll) => return poll,
+                        None => continue,
+                    }
+                }
+            };
+            self.timers.on_receive();
+            if read == 0 {
+                self.eof = true;
+                if let Err(e) = self.rx.receive_eof() {
+                    self.pending_error = Some(Error::Protocol(e));
+                }
+                continue;
+            }
+            self.parse_more = true;
+        }
+    }
+
+    fn finish<T: Transport>(&mut self, t: &mut T) {
+        self.done = true;
+        t.with_writer(|w| w.finished = true);
+    }
+
+    /// Called where the receive loop would wait: acts on a passed deadline
+    /// (`None`: go round the loop again) or returns `Pending` with the
+    /// timer armed.
+    fn poll_timers<T: Transport>(&mut self, cx: &mut Context<'_>, t: &mut T) -> Option<Poll<Option<Result<Message>>>> {
+        let (close_sent, last_sent) = t.with_writer(|w| (w.tx.close_sent(), w.last_data_sent));
+        if close_sent || self.rx.close_received() {
+            self.timers.on_close_started();
+        }
+        if self.timers.tracks_idle() {
+            self.timers.on_data_sent(last_sent);
+        }
+        let due = match self.timers.poll(cx) {
+            Poll::Ready(due) => due,
+            Poll::Pending => return Some(Poll::Pending),
+        };
+        match due {
+            Due::Ping => {
+                if t.with_writer(|w| w.tx.send_ping(&[])).is_ok() {
+                    self.timers.on_ping_sent();
+                }
+                None
+            }
+            Due::Idle => {
+                let _ = t.with_writer(|w| w.tx.send_close(Some(CloseCode::NORMAL), "idle timeout"));
+                None
+            }
+            Due::PongMissing => Some(self.give_up(cx, t, "no answer to keepalive ping")),
+            Due::CloseTimeout if close_sent && self.rx.close_received() => {
+                // Handshake done; the peer just did not close the transport.
+                self.finish(t);
+                Some(Poll::Ready(None))
+            }
+            Due::CloseTimeout => Some(self.give_up(cx, t, "closing handshake")),
+        }
+    }
+
+    /// Ends the connection without waiting for the peer any longer.
+    fn give_up<T: Transport>(
+        &mut self,
+        cx: &mut Context<'_>,
+        t: &mut T,
+        what: &'static str,
+    ) -> Poll<Option<Result<Message>>> {
+        // Best effort: the peer is unresponsive, do not wait for it.
+        let _ = t.with_writer(|w| w.poll_shutdown_once(cx));
+        self.finish(t);
+        Poll::Ready(Some(Err(Error::Timeout(what))))
+    }
+}

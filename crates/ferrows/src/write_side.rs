@@ -1,0 +1,109 @@
+//! The writing side of a driver: the sending half of the core and the
+//! stream it writes to, with the bounded, vectored output queue.
+
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use ferrows_proto::{CloseCode, Sender};
+use tokio::io::AsyncWrite;
+
+use crate::error::{Error, Result};
+use crate::message::Message;
+
+/// Most slices handed to one vectored write.
+const MAX_IOVECS: usize = 64;
+
+#[derive(Debug)]
+pub(crate) struct WriteSide<W> {
+    pub(crate) io: W,
+    pub(crate) tx: Sender,
+    pub(crate) max_write_buffer: usize,
+    /// Set once the connection is over (error, timeout, closed transport).
+    pub(crate) finished: bool,
+    pub(crate) transport_closed: bool,
+    /// When a data message was last queued, if the idle timeout needs it.
+    pub(crate) last_data_sent: Option<tokio::time::Instant>,
+}
+
+impl<W> WriteSide<W> {
+    pub(crate) fn new(io: W, tx: Sender, config: &crate::WebSocketConfig) -> Self {
+        Self {
+            io,
+            tx,
+            max_write_buffer: config.max_write_buffer,
+            finished: false,
+            transport_closed: false,
+            last_data_sent: config.idle_timeout.map(|_| tokio::time::Instant::now()),
+        }
+    }
+}
+
+impl<W: AsyncWrite + Unpin> WriteSide<W> {
+    pub(crate) fn queue(&mut self, message: Message) -> Result<()> {
+        if self.finished {
+            return Err(Error::Closed);
+        }
+        if self.last_data_sent.is_some() && message.is_data() {
+            self.last_data_sent = Some(tokio::time::Instant::now());
+        }
+        match message {
+            Message::Text(text) => self.tx.send_text(text)?,
+            Message::Binary(data) => self.tx.send_binary(data)?,
+            Message::Ping(data) => self.tx.send_ping(&data)?,
+            Message::Pong(data) => self.tx.send_pong(&data)?,
+            Message::Close(Some(frame)) => self.tx.send_close(Some(frame.code), &frame.reason)?,
+            Message::Close(None) => self.tx.send_close(None, "")?,
+        }
+        Ok(())
+    }
+
+    /// Waits while the queue is over its bound.
+    pub(crate) fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        while self.tx.pending_output() >= self.max_write_buffer {
+            ready!(self.poll_write_some(cx)).map_err(Error::Io)?;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// One vectored write of the queued output.
+    fn poll_write_some(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+        let mut count = 0;
+        for (slot, chunk) in slices.iter_mut().zip(self.tx.output_chunks()) {
+            *slot = IoSlice::new(chunk);
+            count += 1;
+        }
+        let written = ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..count]))?;
+        if written == 0 {
+            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+        }
+        self.tx.advance_output(written);
+        Poll::Ready(Ok(()))
+    }
+
+    /// Writes all queued output and flushes the stream.
+    pub(crate) fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.tx.pending_output() > 0 {
+            ready!(self.poll_write_some(cx))?;
+        }
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    /// Sink::poll_close: send Close 1000 unless one is out, then flush.
+    pub(crate) fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        if !self.tx.close_sent() && !self.finished {
+            self.tx.send_close(Some(CloseCode::NORMAL), "")?;
+        }
+        self.poll_write_out(cx).map_err(Error::Io)
+    }
+
+    /// Shuts the stream down once (best effort: the connection is over).
+    pub(crate) fn poll_shutdown_once(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.transport_closed {
+            let _ = ready!(Pin::new(&mut self.io).poll_shutdown(cx));
+            self.transport_closed = true;
+        }
+        Poll::Ready(())
+    }
+}
