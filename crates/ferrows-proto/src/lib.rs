@@ -56,7 +56,7 @@ pub mod handshake;
 pub mod utf8;
 
 pub use config::{Config, Role};
-pub use connection::{Connection, DataKind, Event, Receiver, Reply, Sender};
+pub use connection::{Connection, DataKind, Event, PreparedMessage, Receiver, Reply, Sender};
 pub use error::{HandshakeError, ProtocolError, UsageError};
 pub use frame::{CloseCode, CloseFrame, OpCode};
 pub use utf8::Utf8Bytes;

@@ -54,7 +54,7 @@ pub use config::{
     DEFAULT_READ_CHUNK, WebSocketConfig,
 };
 pub use error::{Error, Result};
-pub use ferrows_proto::{self as proto, CloseCode, CloseFrame, Utf8Bytes};
+pub use ferrows_proto::{self as proto, CloseCode, CloseFrame, PreparedMessage, Utf8Bytes};
 pub use message::Message;
 pub use proxy::{Proxy, ProxySetting};
 pub use server::{ServerConfig, accept, accept_with};

@@ -160,6 +160,18 @@ impl<S: SplitIo> WsWriter<S> {
         lock(&self.shared).queue(message)
     }
 
+    /// Queues a prepared message (see [`WebSocket::feed_prepared`]).
+    pub async fn feed_prepared(&mut self, message: &ferrows_proto::PreparedMessage) -> Result<()> {
+        std::future::poll_fn(|cx| lock(&self.shared).poll_ready(cx)).await?;
+        lock(&self.shared).queue_prepared(message)
+    }
+
+    /// Queues a prepared message and writes everything queued.
+    pub async fn send_prepared(&mut self, message: &ferrows_proto::PreparedMessage) -> Result<()> {
+        self.feed_prepared(message).await?;
+        self.flush().await
+    }
+
     /// Writes everything queued.
     pub async fn flush(&mut self) -> Result<()> {
         std::future::poll_fn(|cx| lock(&self.shared).poll_write_out(cx)).await.map_err(Error::Io)

@@ -123,6 +123,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         self.write.queue(message)
     }
 
+    /// Queues a message framed once for many connections (see
+    /// [`PreparedMessage`](ferrows_proto::PreparedMessage)) without flushing.
+    pub async fn feed_prepared(&mut self, message: &ferrows_proto::PreparedMessage) -> Result<()> {
+        std::future::poll_fn(|cx| self.write.poll_ready(cx)).await?;
+        self.write.queue_prepared(message)
+    }
+
+    /// Queues a prepared message and writes everything queued.
+    pub async fn send_prepared(&mut self, message: &ferrows_proto::PreparedMessage) -> Result<()> {
+        self.feed_prepared(message).await?;
+        self.flush().await
+    }
+
     /// Writes everything queued.
     pub async fn flush(&mut self) -> Result<()> {
         std::future::poll_fn(|cx| self.write.poll_write_out(cx)).await.map_err(Error::Io)

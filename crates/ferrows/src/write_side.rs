@@ -58,6 +58,16 @@ impl<W: AsyncWrite + Unpin> WriteSide<W> {
         Ok(())
     }
 
+    pub(crate) fn queue_prepared(&mut self, message: &ferrows_proto::PreparedMessage) -> Result<()> {
+        if self.finished {
+            return Err(Error::Closed);
+        }
+        if self.last_data_sent.is_some() {
+            self.last_data_sent = Some(tokio::time::Instant::now());
+        }
+        Ok(self.tx.send_prepared(message)?)
+    }
+
     /// Waits while the queue is over its bound.
     pub(crate) fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
         while self.tx.pending_output() >= self.max_write_buffer {

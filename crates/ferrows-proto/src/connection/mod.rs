@@ -2,6 +2,7 @@
 //! out. See the crate documentation for the driving contract.
 
 mod output;
+mod prepared;
 mod receive;
 mod send;
 
@@ -16,6 +17,7 @@ use crate::frame::{CloseCode, CloseFrame, FrameHeader};
 use crate::utf8::{Utf8Bytes, Utf8Validator};
 use output::Output;
 
+pub use prepared::PreparedMessage;
 pub use send::encode_frame;
 
 /// Something the peer sent, for the application.
@@ -289,6 +291,11 @@ impl Connection {
     /// See [`Sender::send_fragment`].
     pub fn send_fragment(&mut self, kind: DataKind, payload: &[u8], fin: bool) -> Result<(), UsageError> {
         self.tx.send_fragment(kind, payload, fin)
+    }
+
+    /// See [`Sender::send_prepared`].
+    pub fn send_prepared(&mut self, message: &PreparedMessage) -> Result<(), UsageError> {
+        self.tx.send_prepared(message)
     }
 
     /// See [`Sender::send_ping`].

@@ -158,6 +158,36 @@ impl Sender {
         Ok(())
     }
 
+    /// Queues a message prepared once for many connections. A server
+    /// queues the shared frame without copying it: the compressed one when
+    /// this connection compresses without context takeover (and the
+    /// message reaches the threshold), the plain one otherwise. A client
+    /// must mask, so it frames the payload itself.
+    pub fn send_prepared(&mut self, message: &super::PreparedMessage) -> Result<(), UsageError> {
+        if self.close_sent {
+            return Err(UsageError::AlreadyClosing);
+        }
+        if self.sending_fragmented.is_some() {
+            return Err(UsageError::FragmentOrder);
+        }
+        if self.role == Role::Client {
+            return self.send_message(message.kind(), message.payload().clone());
+        }
+        let threshold = self.config.deflate_threshold;
+        let frame = match &self.deflater {
+            Some(d) if d.can_compress() && d.is_context_free() && message.payload().len() >= threshold => {
+                message.compressed_frame(d.window_bits())
+            }
+            _ => message.plain_frame(),
+        };
+        if frame.len() >= ZERO_COPY_MIN {
+            self.output.push(frame.clone());
+        } else {
+            self.output.extend(frame);
+        }
+        Ok(())
+    }
+
     /// Queues a Ping with up to 125 bytes of payload.
     pub fn send_ping(&mut self, payload: &[u8]) -> Result<(), UsageError> {
         self.check_control(payload)?;

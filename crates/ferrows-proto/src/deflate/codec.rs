@@ -31,6 +31,11 @@ impl Deflater {
         self.window_bits >= MIN_ZLIB_WINDOW_BITS
     }
 
+    /// The window size (base-2 log) this direction compresses with.
+    pub fn window_bits(&self) -> u8 {
+        self.window_bits
+    }
+
     /// Whether each message is compressed independently of the others.
     pub fn is_context_free(&self) -> bool {
         self.no_context_takeover
