@@ -42,7 +42,7 @@ pub(crate) async fn run(args: EchoArgs) -> anyhow::Result<()> {
 
 async fn serve(tcp: TcpStream, config: &ServerConfig) -> ferrows::Result<()> {
     tcp.set_nodelay(true)?;
-    let mut ws = ferrows::accept_with(tcp, config).await?;
+    let mut ws = ferrows::accept_with(tcp, ferrows::AcceptAll, config).await?;
     echo_messages(&mut ws).await
 }
 

@@ -128,6 +128,8 @@ pub enum HandshakeError {
     UnofferedSubprotocol,
     /// The extension negotiation failed (malformed or unoffered parameters).
     Extension(String),
+    /// The application refused the request with this HTTP status.
+    Rejected(u16),
 }
 
 impl HandshakeError {
@@ -137,6 +139,7 @@ impl HandshakeError {
             Self::HeadTooLarge | Self::TooManyHeaders => http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::MethodNotGet => http::StatusCode::METHOD_NOT_ALLOWED,
             Self::UnsupportedVersion => http::StatusCode::UPGRADE_REQUIRED,
+            Self::Rejected(status) => http::StatusCode::from_u16(*status).unwrap_or(http::StatusCode::BAD_REQUEST),
             _ => http::StatusCode::BAD_REQUEST,
         }
     }
@@ -157,6 +160,7 @@ impl fmt::Display for HandshakeError {
             Self::AcceptMismatch => f.write_str("Sec-WebSocket-Accept does not match the key"),
             Self::UnofferedSubprotocol => f.write_str("server selected an unoffered subprotocol"),
             Self::Extension(why) => write!(f, "extension negotiation failed: {why}"),
+            Self::Rejected(status) => write!(f, "request rejected with HTTP {status}"),
         }
     }
 }

@@ -1,14 +1,15 @@
-//! The server: `accept(stream)`.
+//! The server: `accept(stream)` and `accept_with(stream, callback, config)`.
 
 use bytes::BytesMut;
-use ferrows_proto::Role;
 use ferrows_proto::handshake::{
     ServerOptions, accept_response, parse_request, reject_response, validate_request, write_response,
 };
+use ferrows_proto::{HandshakeError, Role};
+use http::{Request, Response};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::config::WebSocketConfig;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::handshake_io::read_head;
 use crate::websocket::WebSocket;
 
@@ -21,53 +22,105 @@ pub struct ServerConfig {
     pub subprotocols: Vec<String>,
 }
 
+/// Looks at the upgrade request before it is accepted: the path, query,
+/// headers and `Origin` are all in `request`. Return `Ok(())` to accept
+/// (after adding headers to `response` if you like, such as a cookie), or
+/// `Err(response)` to answer with any HTTP status and body instead.
+///
+/// (The refusal is an `http::Response` by value: it is built once, on a
+/// cold path, and that is what users already have at hand.)
+#[allow(clippy::result_large_err)]
+pub trait Callback {
+    /// See the trait documentation.
+    fn on_request(self, request: &Request<()>, response: &mut Response<()>) -> Result<(), Response<String>>;
+}
+
+#[allow(clippy::result_large_err)]
+impl<F> Callback for F
+where
+    F: FnOnce(&Request<()>, &mut Response<()>) -> Result<(), Response<String>>,
+{
+    fn on_request(self, request: &Request<()>, response: &mut Response<()>) -> Result<(), Response<String>> {
+        self(request, response)
+    }
+}
+
+/// A [`Callback`] that accepts every valid upgrade.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AcceptAll;
+
+#[allow(clippy::result_large_err)]
+impl Callback for AcceptAll {
+    fn on_request(self, _: &Request<()>, _: &mut Response<()>) -> Result<(), Response<String>> {
+        Ok(())
+    }
+}
+
 /// Accepts a WebSocket on `stream` with the default configuration.
 pub async fn accept<S>(stream: S) -> Result<WebSocket<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    accept_with(stream, &ServerConfig::default()).await
+    accept_with(stream, AcceptAll, &ServerConfig::default()).await
 }
 
 /// Reads and answers the opening handshake. A request that is not a valid
 /// WebSocket upgrade gets its HTTP error response (400, 405, 426, 431)
-/// before the error is returned.
+/// before the error is returned; so does one the callback refuses (with
+/// the callback's response, and [`HandshakeError::Rejected`]).
 ///
 /// The whole handshake must finish within
 /// [`WebSocketConfig::handshake_timeout`](crate::WebSocketConfig::handshake_timeout).
-pub async fn accept_with<S>(stream: S, config: &ServerConfig) -> Result<WebSocket<S>>
+pub async fn accept_with<S, C>(stream: S, callback: C, config: &ServerConfig) -> Result<WebSocket<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
+    C: Callback,
 {
-    tokio::time::timeout(config.websocket.handshake_timeout, accept_inner(stream, config))
+    tokio::time::timeout(config.websocket.handshake_timeout, accept_inner(stream, callback, config))
         .await
-        .map_err(|_| crate::Error::Timeout("opening handshake"))?
+        .map_err(|_| Error::Timeout("opening handshake"))?
 }
 
-async fn accept_inner<S>(mut stream: S, config: &ServerConfig) -> Result<WebSocket<S>>
+async fn reject<S: AsyncWrite + Unpin>(stream: &mut S, response: Response<String>) {
+    let (parts, body) = response.into_parts();
+    let mut head = Vec::new();
+    let mut response = Response::from_parts(parts, ());
+    let headers = response.headers_mut();
+    headers.insert(http::header::CONTENT_LENGTH, body.len().into());
+    headers.entry(http::header::CONNECTION).or_insert(http::HeaderValue::from_static("close"));
+    write_response(&response, &mut head);
+    head.extend_from_slice(body.as_bytes());
+    // The client may already be gone; the handshake's outcome matters.
+    let _ = stream.write_all(&head).await;
+    let _ = stream.shutdown().await;
+}
+
+async fn accept_inner<S, C>(mut stream: S, callback: C, config: &ServerConfig) -> Result<WebSocket<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
+    C: Callback,
 {
     let mut buf = BytesMut::with_capacity(1024);
-    let result = read_head(&mut stream, &mut buf, &config.websocket.handshake, parse_request)
-        .await
-        .and_then(|request| Ok(validate_request(&request)?));
-    let upgrade = match result {
-        Ok(upgrade) => upgrade,
-        Err(crate::Error::Handshake(error)) => {
-            let response = reject_response(&error);
-            let mut head = Vec::new();
-            write_response(&response.map(|_| ()), &mut head);
-            head.extend_from_slice(format!("{error}\n").as_bytes());
-            // The client may already be gone; the handshake error matters.
-            let _ = stream.write_all(&head).await;
-            let _ = stream.shutdown().await;
+    let parsed =
+        read_head(&mut stream, &mut buf, &config.websocket.handshake, parse_request).await.and_then(|request| {
+            let upgrade = validate_request(&request)?;
+            Ok((request, upgrade))
+        });
+    let (request, upgrade) = match parsed {
+        Ok(parsed) => parsed,
+        Err(Error::Handshake(error)) => {
+            reject(&mut stream, reject_response(&error)).await;
             return Err(error.into());
         }
         Err(other) => return Err(other),
     };
     let options = ServerOptions { subprotocols: config.subprotocols.clone(), deflate: config.websocket.deflate };
-    let outcome = accept_response(&upgrade, &options);
+    let mut outcome = accept_response(&upgrade, &options);
+    if let Err(response) = callback.on_request(&request, &mut outcome.response) {
+        let status = response.status().as_u16();
+        reject(&mut stream, response).await;
+        return Err(HandshakeError::Rejected(status).into());
+    }
     let mut head = Vec::with_capacity(256);
     write_response(&outcome.response, &mut head);
     stream.write_all(&head).await?;

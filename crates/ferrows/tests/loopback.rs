@@ -27,7 +27,7 @@ async fn echo_server(config: ServerConfig) -> String {
             let (tcp, _) = listener.accept().await.unwrap();
             let config = config.clone();
             tokio::spawn(async move {
-                let Ok(mut ws) = ferrows::accept_with(tcp, &config).await else { return };
+                let Ok(mut ws) = ferrows::accept_with(tcp, ferrows::AcceptAll, &config).await else { return };
                 while let Some(Ok(msg)) = ws.recv().await {
                     if msg.is_data() && ws.send(msg).await.is_err() {
                         break;
@@ -281,4 +281,49 @@ async fn split_halves_work_from_two_tasks() {
     // The server echoes the Close; the reader ends cleanly.
     assert!(matches!(bounded(reader.next()).await, Some(Ok(Message::Close(_)))));
     assert!(bounded(reader.next()).await.is_none());
+}
+
+#[tokio::test]
+async fn callback_sees_request_and_may_refuse() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let callback = |req: &http::Request<()>, res: &mut http::Response<()>| {
+                    let origin = req.headers().get("origin").and_then(|v| v.to_str().ok());
+                    if origin != Some("https://good.example") || req.uri().query() != Some("token=abc") {
+                        return Err(http::Response::builder()
+                            .status(403)
+                            .body("forbidden origin\n".to_owned())
+                            .unwrap());
+                    }
+                    res.headers_mut().insert("x-room", req.uri().path().trim_start_matches('/').parse().unwrap());
+                    Ok(())
+                };
+                let Ok(mut ws) = ferrows::accept_with(tcp, callback, &ServerConfig::default()).await else { return };
+                while let Some(Ok(msg)) = ws.recv().await {
+                    if msg.is_data() && ws.send(msg).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let mut good = ClientConfig::default();
+    good.headers.insert("origin", http::HeaderValue::from_static("https://good.example"));
+    let ws = bounded(ferrows::connect_with(format!("{url}/lobby?token=abc"), &good)).await.unwrap();
+    drop(ws);
+    let mut bad = ClientConfig::default();
+    bad.headers.insert("origin", http::HeaderValue::from_static("https://evil.example"));
+    let err = bounded(ferrows::connect_with(format!("{url}/lobby?token=abc"), &bad)).await.unwrap_err();
+    assert!(matches!(err, Error::Handshake(HandshakeError::UnexpectedStatus(403))), "{err}");
+    let raw = raw_request(
+        &url,
+        b"GET /x HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .await;
+    assert!(raw.starts_with("HTTP/1.1 403"), "{raw}");
+    assert!(raw.ends_with("forbidden origin\n"), "{raw}");
 }

@@ -101,6 +101,6 @@ async fn idle_connection_is_closed() {
 async fn stalled_handshake_times_out() {
     let (server_end, mut client_end) = tokio::io::duplex(4096);
     client_end.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
-    let result = ferrows::accept_with(server_end, &ServerConfig::default()).await;
+    let result = ferrows::accept_with(server_end, ferrows::AcceptAll, &ServerConfig::default()).await;
     assert!(matches!(result, Err(Error::Timeout("opening handshake"))), "{:?}", result.err());
 }
