@@ -57,7 +57,7 @@ pub use error::{Error, Result};
 pub use ferrows_proto::{self as proto, CloseCode, CloseFrame, PreparedMessage, Utf8Bytes};
 pub use message::Message;
 pub use proxy::{Proxy, ProxySetting};
-pub use server::{AcceptAll, Callback, ServerConfig, accept, accept_with};
+pub use server::{AcceptAll, Callback, Rejection, ServerConfig, accept, accept_with};
 pub use split::{SplitIo, WsReader, WsWriter};
 pub use stream::MaybeTlsStream;
 pub use tokio_rustls;

@@ -25,23 +25,41 @@ pub struct ServerConfig {
 /// Looks at the upgrade request before it is accepted: the path, query,
 /// headers and `Origin` are all in `request`. Return `Ok(())` to accept
 /// (after adding headers to `response` if you like, such as a cookie), or
-/// `Err(response)` to answer with any HTTP status and body instead.
-///
-/// (The refusal is an `http::Response` by value: it is built once, on a
-/// cold path, and that is what users already have at hand.)
-#[allow(clippy::result_large_err)]
+/// `Err(rejection)` to answer with any HTTP status and body instead.
 pub trait Callback {
     /// See the trait documentation.
-    fn on_request(self, request: &Request<()>, response: &mut Response<()>) -> Result<(), Response<String>>;
+    fn on_request(self, request: &Request<()>, response: &mut Response<()>) -> Result<(), Rejection>;
 }
 
-#[allow(clippy::result_large_err)]
 impl<F> Callback for F
 where
-    F: FnOnce(&Request<()>, &mut Response<()>) -> Result<(), Response<String>>,
+    F: FnOnce(&Request<()>, &mut Response<()>) -> Result<(), Rejection>,
 {
-    fn on_request(self, request: &Request<()>, response: &mut Response<()>) -> Result<(), Response<String>> {
+    fn on_request(self, request: &Request<()>, response: &mut Response<()>) -> Result<(), Rejection> {
         self(request, response)
+    }
+}
+
+/// The HTTP response that refuses an upgrade (boxed: it is built once, on
+/// a cold path).
+#[derive(Debug)]
+pub struct Rejection(Box<Response<String>>);
+
+impl Rejection {
+    /// A plain-text refusal with `status`.
+    pub fn new(status: http::StatusCode, body: impl Into<String>) -> Self {
+        let mut response = Response::new(body.into());
+        *response.status_mut() = status;
+        response
+            .headers_mut()
+            .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
+        Self(Box::new(response))
+    }
+}
+
+impl From<Response<String>> for Rejection {
+    fn from(response: Response<String>) -> Self {
+        Self(Box::new(response))
     }
 }
 
@@ -49,9 +67,8 @@ where
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AcceptAll;
 
-#[allow(clippy::result_large_err)]
 impl Callback for AcceptAll {
-    fn on_request(self, _: &Request<()>, _: &mut Response<()>) -> Result<(), Response<String>> {
+    fn on_request(self, _: &Request<()>, _: &mut Response<()>) -> Result<(), Rejection> {
         Ok(())
     }
 }
@@ -116,9 +133,9 @@ where
     };
     let options = ServerOptions { subprotocols: config.subprotocols.clone(), deflate: config.websocket.deflate };
     let mut outcome = accept_response(&upgrade, &options);
-    if let Err(response) = callback.on_request(&request, &mut outcome.response) {
+    if let Err(Rejection(response)) = callback.on_request(&request, &mut outcome.response) {
         let status = response.status().as_u16();
-        reject(&mut stream, response).await;
+        reject(&mut stream, *response).await;
         return Err(HandshakeError::Rejected(status).into());
     }
     let mut head = Vec::with_capacity(256);

@@ -294,10 +294,7 @@ async fn callback_sees_request_and_may_refuse() {
                 let callback = |req: &http::Request<()>, res: &mut http::Response<()>| {
                     let origin = req.headers().get("origin").and_then(|v| v.to_str().ok());
                     if origin != Some("https://good.example") || req.uri().query() != Some("token=abc") {
-                        return Err(http::Response::builder()
-                            .status(403)
-                            .body("forbidden origin\n".to_owned())
-                            .unwrap());
+                        return Err(ferrows::Rejection::new(http::StatusCode::FORBIDDEN, "forbidden origin\n"));
                     }
                     res.headers_mut().insert("x-room", req.uri().path().trim_start_matches('/').parse().unwrap());
                     Ok(())
