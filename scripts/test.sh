@@ -24,14 +24,14 @@ step "cargo fmt --check"
 cargo fmt --all --check
 
 step "cargo clippy -D warnings"
-cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy --workspace --all-targets --all-features -- -D warnings
 
 step "tests"
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --no-fail-fast
-  cargo test --workspace --doc
+  cargo nextest run --workspace --all-features --no-fail-fast
+  cargo test --workspace --all-features --doc
 else
-  cargo test --workspace --no-fail-fast
+  cargo test --workspace --all-features --no-fail-fast
 fi
 
 step "release build"

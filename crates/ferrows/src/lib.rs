@@ -37,6 +37,8 @@ mod client;
 mod config;
 mod error;
 mod handshake_io;
+#[cfg(feature = "hyper")]
+pub mod hyper_upgrade;
 mod message;
 mod proxy;
 mod read_side;

@@ -1,0 +1,70 @@
+//! Upgrading requests served by hyper 1.x (and frameworks on it, such as
+//! axum) into ferrows WebSockets. Enabled by the `hyper` feature.
+//!
+//! ```no_run
+//! # use http_body_util::Empty;
+//! # use bytes::Bytes;
+//! # async fn service(mut req: hyper::Request<hyper::body::Incoming>) -> Result<hyper::Response<Empty<Bytes>>, ferrows::Error> {
+//! let config = ferrows::ServerConfig::default();
+//! let (response, websocket) = ferrows::hyper_upgrade::upgrade(&mut req, &config)?;
+//! tokio::spawn(async move {
+//!     if let Ok(mut ws) = websocket.await {
+//!         while let Some(Ok(msg)) = ws.recv().await {
+//!             if msg.is_data() && ws.send(msg).await.is_err() { break; }
+//!         }
+//!     }
+//! });
+//! Ok(response)
+//! # }
+//! ```
+
+use std::future::Future;
+
+use bytes::BytesMut;
+use ferrows_proto::Role;
+use ferrows_proto::handshake::{ServerOptions, accept_response, validate_request};
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+
+use crate::error::{Error, Result};
+use crate::server::ServerConfig;
+use crate::websocket::WebSocket;
+
+/// The WebSocket a hyper upgrade becomes.
+pub type HyperWebSocket = WebSocket<TokioIo<Upgraded>>;
+
+/// Whether `request` asks for a WebSocket upgrade (`Upgrade: websocket`).
+pub fn is_upgrade_request<B>(request: &hyper::Request<B>) -> bool {
+    request
+        .headers()
+        .get(http::header::UPGRADE)
+        .is_some_and(|v| v.as_bytes().split(|b| *b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"websocket")))
+}
+
+/// Validates the upgrade request and returns the `101` response to give
+/// hyper, plus a future that resolves to the WebSocket once hyper hands
+/// the connection over. A request that is not a valid upgrade is an
+/// [`Error::Handshake`] whose `http_status()` says what to answer.
+pub fn upgrade<B, R: Default>(
+    request: &mut hyper::Request<B>,
+    config: &ServerConfig,
+) -> Result<(hyper::Response<R>, impl Future<Output = Result<HyperWebSocket>> + Send + 'static)> {
+    let upgrade = validate_request(request)?;
+    let options = ServerOptions { subprotocols: config.subprotocols.clone(), deflate: config.websocket.deflate };
+    let outcome = accept_response(&upgrade, &options);
+    let on_upgrade = hyper::upgrade::on(request);
+    let websocket_config = config.websocket.clone();
+    let (negotiated, subprotocol) = (outcome.negotiated, outcome.subprotocol);
+    let websocket = async move {
+        let upgraded = on_upgrade.await.map_err(|e| Error::Io(std::io::Error::other(e)))?;
+        Ok(WebSocket::from_raw(
+            TokioIo::new(upgraded),
+            Role::Server,
+            &websocket_config,
+            &negotiated,
+            subprotocol,
+            BytesMut::new(),
+        ))
+    };
+    Ok((outcome.response.map(|()| R::default()), websocket))
+}
