@@ -18,6 +18,10 @@ pub(crate) struct EchoArgs {
     /// Refuse permessage-deflate (compression is accepted when offered).
     #[arg(long)]
     no_compression: bool,
+    /// Runtime threads: 1 runs everything on the calling thread (no work
+    /// stealing); 0 (default) uses one worker per core.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) threads: usize,
 }
 
 pub(crate) async fn run(args: EchoArgs) -> anyhow::Result<()> {

@@ -1,6 +1,7 @@
 //! The `ferrows` command.
 
 mod autobahn;
+mod bench;
 mod echo;
 
 use clap::{Parser, Subcommand};
@@ -17,6 +18,8 @@ struct Cli {
 enum Command {
     /// Run a WebSocket echo server (every message is sent back).
     Echo(echo::EchoArgs),
+    /// Load an echo server: messages/s over many connections.
+    Bench(bench::BenchArgs),
     /// Play the client role against an Autobahn|Testsuite fuzzingserver.
     AutobahnClient(autobahn::AutobahnArgs),
 }
@@ -27,10 +30,20 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let threads = match &cli.command {
+        Command::Echo(args) => args.threads,
+        _ => 0,
+    };
+    let runtime = match threads {
+        // One thread: no work stealing, for pinned single-core comparisons.
+        1 => tokio::runtime::Builder::new_current_thread().enable_all().build()?,
+        0 => tokio::runtime::Builder::new_multi_thread().enable_all().build()?,
+        n => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build()?,
+    };
     runtime.block_on(async move {
         match cli.command {
             Command::Echo(args) => echo::run(args).await,
+            Command::Bench(args) => bench::run(args).await,
             Command::AutobahnClient(args) => autobahn::run(args).await,
         }
     })
