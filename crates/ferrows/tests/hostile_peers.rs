@@ -28,8 +28,10 @@ async fn reader_that_never_reads_gets_backpressure_not_memory() {
     let (max_seen2, sent2) = (max_seen.clone(), sent.clone());
     // The server floods its first client, and echoes for the others.
     tokio::spawn(async move {
-        let mut config = ServerConfig::default();
-        config.websocket = WebSocketConfig { max_write_buffer: limit, deflate: None, ..WebSocketConfig::default() };
+        let config = ServerConfig {
+            websocket: WebSocketConfig { max_write_buffer: limit, deflate: None, ..WebSocketConfig::default() },
+            ..ServerConfig::default()
+        };
         let (tcp, _) = listener.accept().await.unwrap();
         let mut flooded = ferrows::accept_with(tcp, ferrows::AcceptAll, &config).await.unwrap();
         tokio::spawn(async move {
