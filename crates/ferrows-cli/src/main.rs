@@ -2,6 +2,7 @@
 
 mod autobahn;
 mod bench;
+mod connect;
 mod echo;
 
 use clap::{Parser, Subcommand};
@@ -18,6 +19,8 @@ struct Cli {
 enum Command {
     /// Run a WebSocket echo server (every message is sent back).
     Echo(echo::EchoArgs),
+    /// Interactive client: stdin lines out, messages in.
+    Connect(connect::ConnectArgs),
     /// Load an echo server: messages/s over many connections.
     Bench(bench::BenchArgs),
     /// Play the client role against an Autobahn|Testsuite fuzzingserver.
@@ -43,6 +46,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Echo(args) => echo::run(args).await,
+            Command::Connect(args) => connect::run(args).await,
             Command::Bench(args) => bench::run(args).await,
             Command::AutobahnClient(args) => autobahn::run(args).await,
         }

@@ -57,6 +57,7 @@ pub use config::{
 };
 pub use error::{Error, Result};
 pub use ferrows_proto::{self as proto, CloseCode, CloseFrame, PreparedMessage, Utf8Bytes};
+pub use http;
 pub use message::Message;
 pub use proxy::{Proxy, ProxySetting};
 pub use server::{AcceptAll, Callback, Rejection, ServerConfig, accept, accept_with};
