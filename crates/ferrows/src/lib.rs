@@ -1,6 +1,21 @@
 //! WebSocket client and server for tokio, on the sans-I/O core
 //! [`ferrows_proto`].
 //!
+//! - [`connect`] / [`connect_with`] for `ws://` and `wss://` (rustls, system
+//!   or custom roots, SNI, ALPN `http/1.1`), IPv4/IPv6/names, custom headers,
+//!   subprotocols, connect and handshake timeouts, HTTP `CONNECT` proxies.
+//! - [`accept`] / [`accept_with`] on any stream (TCP, TLS, ...), with a
+//!   [`Callback`] that sees the request and may refuse it with any status;
+//!   `hyper_upgrade` (feature `hyper`) upgrades hyper/axum requests.
+//! - [`WebSocket`] is a `Stream` + `Sink` of [`Message`]s whose payloads are
+//!   `Bytes` (text as [`Utf8Bytes`], checked once, never copied); it
+//!   [`split`](WebSocket::split)s into halves for two tasks.
+//! - Keepalive pings, dead-peer detection, idle and close timeouts
+//!   ([`WebSocketConfig`]); a bounded, vectored output queue (backpressure);
+//!   no buffers held while idle.
+//! - [`PreparedMessage`]: frame (and compress) a message once, send the same
+//!   bytes to many connections.
+//!
 //! A client:
 //!
 //! ```no_run
