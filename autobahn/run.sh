@@ -4,6 +4,8 @@
 #
 #   autobahn/run.sh server [--full]   ferrows echo server vs fuzzingclient
 #   autobahn/run.sh client [--full]   ferrows autobahn-client vs fuzzingserver
+#   autobahn/run.sh server-tls [--full]   the echo server over wss:// (expected
+#                                     results: the same as the server's)
 #
 # The default run covers cases 1.* to 10.* and a sample of the compression
 # cases that hits every window-bits and context-takeover variant; --full runs
@@ -46,8 +48,15 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 case "$role" in
-  server)
-    "$bin" echo --port 0 >"$work/echo.out" 2>"$work/echo.err" &
+  server|server-tls)
+    tls_args=()
+    if [[ "$role" == server-tls ]]; then
+      openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+        -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
+        -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+      tls_args=(--tls-cert "$work/cert.pem" --tls-key "$work/key.pem")
+    fi
+    "$bin" echo --port 0 "${tls_args[@]}" >"$work/echo.out" 2>"$work/echo.err" &
     pids+=($!)
     for _ in $(seq 100); do grep -q listening "$work/echo.out" 2>/dev/null && break; sleep 0.1; done
     url="$(sed -n 's/^listening on //p' "$work/echo.out")"
@@ -79,6 +88,7 @@ JSON
 esac
 
 mkdir -p "$here/reports"
-rm -rf "$here/reports/${role}s"
-cp -r "$(dirname "$index")" "$here/reports/${role}s"
-python3 "$here/compare.py" "$here/reports/${role}s/index.json" "$here/expected-$role.json" ${full:+--full}
+rm -rf "$here/reports/$role"
+cp -r "$(dirname "$index")" "$here/reports/$role"
+expected="$here/expected-${role%-tls}.json"
+python3 "$here/compare.py" "$here/reports/$role/index.json" "$expected" ${full:+--full}

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 
 use clap::Args;
+use ferrows::tokio_rustls::TlsAcceptor;
 use ferrows::{ServerConfig, WebSocket};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -18,6 +19,12 @@ pub(crate) struct EchoArgs {
     /// Refuse permessage-deflate (compression is accepted when offered).
     #[arg(long)]
     no_compression: bool,
+    /// PEM certificate chain: serve `wss://` (with --tls-key).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
     /// Runtime threads: 1 runs everything on the calling thread (no work
     /// stealing); 0 (default) uses one worker per core.
     #[arg(long, default_value_t = 0)]
@@ -31,23 +38,37 @@ pub(crate) async fn run(args: EchoArgs) -> anyhow::Result<()> {
         config.websocket.deflate = None;
     }
     let config = std::sync::Arc::new(config);
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsAcceptor::from(ferrows::tls::server_config_from_files(cert, key)?)),
+        _ => None,
+    };
     // Scripts wait for this line before they connect.
-    println!("listening on ws://{}", listener.local_addr()?);
+    let scheme = if tls.is_some() { "wss" } else { "ws" };
+    println!("listening on {scheme}://{}", listener.local_addr()?);
     loop {
         let (tcp, peer) = listener.accept().await?;
-        let config = config.clone();
+        let (config, tls) = (config.clone(), tls.clone());
         tokio::spawn(async move {
-            if let Err(e) = serve(tcp, &config).await {
+            if let Err(e) = serve(tcp, tls, &config).await {
                 tracing::debug!(%peer, "connection ended: {e}");
             }
         });
     }
 }
 
-async fn serve(tcp: TcpStream, config: &ServerConfig) -> ferrows::Result<()> {
+async fn serve(tcp: TcpStream, tls: Option<TlsAcceptor>, config: &ServerConfig) -> ferrows::Result<()> {
     tcp.set_nodelay(true)?;
-    let mut ws = ferrows::accept_with(tcp, ferrows::AcceptAll, config).await?;
-    echo_messages(&mut ws).await
+    match tls {
+        None => echo_messages(&mut ferrows::accept_with(tcp, ferrows::AcceptAll, config).await?).await,
+        Some(acceptor) => {
+            let handshake = acceptor.accept(tcp);
+            let stream = tokio::time::timeout(config.websocket.handshake_timeout, handshake)
+                .await
+                .map_err(|_| ferrows::Error::Timeout("TLS handshake"))?
+                .map_err(ferrows::Error::Tls)?;
+            echo_messages(&mut ferrows::accept_with(stream, ferrows::AcceptAll, config).await?).await
+        }
+    }
 }
 
 /// Echoes data messages until the connection closes. Messages are queued
