@@ -324,3 +324,26 @@ async fn callback_sees_request_and_may_refuse() {
     assert!(raw.starts_with("HTTP/1.1 403"), "{raw}");
     assert!(raw.ends_with("forbidden origin\n"), "{raw}");
 }
+
+#[tokio::test]
+async fn ipv6_loopback_and_host_names() {
+    let Ok(listener) = TcpListener::bind("[::1]:0").await else {
+        eprintln!("no IPv6 loopback on this machine");
+        return;
+    };
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut ws = ferrows::accept(tcp).await.unwrap();
+        while let Some(Ok(msg)) = ws.recv().await {
+            if msg.is_data() && ws.send(msg).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut ws = bounded(ferrows::connect(format!("ws://[::1]:{port}/v6"))).await.unwrap();
+    ws.send(Message::text("over IPv6")).await.unwrap();
+    assert_eq!(bounded(ws.recv()).await.unwrap().unwrap(), Message::text("over IPv6"));
+    let err = bounded(ferrows::connect("http://example.com/")).await.unwrap_err();
+    assert!(matches!(err, Error::Url(_)), "{err}");
+}
