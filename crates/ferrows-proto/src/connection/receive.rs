@@ -254,8 +254,13 @@ impl Receiver {
             return Ok(false);
         }
         self.frame = None;
-        let mut message = self.message.take().expect("a data frame has a message");
-        let payload = buf.split_to(len as usize).freeze();
+        let message = self.message.take().expect("a data frame has a message");
+        self.deliver(message, buf.split_to(len as usize).freeze())?;
+        Ok(true)
+    }
+
+    /// Ends a message: the last UTF-8 check for text, then the event.
+    fn deliver(&mut self, mut message: MessageInProgress, payload: bytes::Bytes) -> Result<(), ProtocolError> {
         let event = match message.kind {
             DataKind::Text => {
                 message.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
@@ -264,7 +269,7 @@ impl Receiver {
             DataKind::Binary => Event::Binary(payload),
         };
         self.events.push_back(event);
-        Ok(true)
+        Ok(())
     }
 
     /// A fragment or a compressed frame: move (and inflate) what has
@@ -302,14 +307,7 @@ impl Receiver {
         if message_complete {
             let mut message = self.message.take().expect("checked above");
             let payload = message.buf.split().freeze();
-            let event = match message.kind {
-                DataKind::Text => {
-                    message.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
-                    Event::Text(Utf8Bytes::from_validated(payload))
-                }
-                DataKind::Binary => Event::Binary(payload),
-            };
-            self.events.push_back(event);
+            self.deliver(message, payload)?;
         }
         Ok(true)
     }
