@@ -1,0 +1,7 @@
+//! Pub/sub for the `ferrows serve` server: channels, history with stream
+//! positions and recovery, and the brokers that carry publications between
+//! nodes.
+
+pub mod history;
+
+pub use history::{ChannelHistory, HistoryLimits, Publication, Recovery, StreamPosition};
