@@ -3,5 +3,6 @@
 //! nodes.
 
 pub mod history;
+pub mod protocol;
 
 pub use history::{ChannelHistory, HistoryLimits, Publication, Recovery, StreamPosition};
