@@ -4,5 +4,6 @@
 
 pub mod history;
 pub mod protocol;
+pub mod queue;
 
 pub use history::{ChannelHistory, HistoryLimits, Publication, Recovery, StreamPosition};

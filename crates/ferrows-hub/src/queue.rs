@@ -1,0 +1,182 @@
+//! The bounded send queue of one client.
+//!
+//! Fan-out pushes shared, already framed messages; a client that does not
+//! drain its queue fast enough overflows it and is marked a slow consumer,
+//! so one stalled reader can never make the server hold more than its
+//! queue's bound.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use ferrows_proto::PreparedMessage;
+use tokio::sync::Notify;
+
+/// Default bound of one client's queue: 1024 messages.
+pub const DEFAULT_QUEUE_MESSAGES: usize = 1024;
+
+/// Default bound of one client's queued payload bytes: 4 MiB, so 10 000
+/// stalled clients can hold at most 40 GiB in the worst case, and in
+/// practice far less: the frames are shared between clients.
+pub const DEFAULT_QUEUE_BYTES: usize = 4 << 20;
+
+#[derive(Debug, Default)]
+struct State {
+    messages: VecDeque<Arc<PreparedMessage>>,
+    bytes: usize,
+}
+
+/// A client's queue; cloned handles share it.
+#[derive(Debug, Clone)]
+pub struct ClientQueue {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    state: Mutex<State>,
+    notify: Notify,
+    overflowed: AtomicBool,
+    closed: AtomicBool,
+    max_messages: usize,
+    max_bytes: usize,
+}
+
+/// The queue did not take the message: the client is too slow (or gone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Overflow;
+
+impl ClientQueue {
+    /// A queue bounded by `max_messages` and `max_bytes`.
+    pub fn new(max_messages: usize, max_bytes: usize) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                state: Mutex::new(State::default()),
+                notify: Notify::new(),
+                overflowed: AtomicBool::new(false),
+                closed: AtomicBool::new(false),
+                max_messages,
+                max_bytes,
+            }),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues a message. On overflow the queue is marked and refuses
+    /// everything from then on: the connection must be closed.
+    pub fn push(&self, message: Arc<PreparedMessage>) -> Result<(), Overflow> {
+        if self.inner.overflowed.load(Ordering::Relaxed) || self.inner.closed.load(Ordering::Relaxed) {
+            return Err(Overflow);
+        }
+        let size = message.plain_frame().len();
+        {
+            let mut state = self.state();
+            if state.messages.len() >= self.inner.max_messages || state.bytes + size > self.inner.max_bytes {
+                drop(state);
+                self.inner.overflowed.store(true, Ordering::Relaxed);
+                self.inner.notify.notify_one();
+                return Err(Overflow);
+            }
+            state.bytes += size;
+            state.messages.push_back(message);
+        }
+        self.inner.notify.notify_one();
+        Ok(())
+    }
+
+    /// Takes everything queued (in order), waiting while the queue is
+    /// empty. `None` once the queue overflowed or was closed.
+    pub async fn pop_all(&self, out: &mut Vec<Arc<PreparedMessage>>) -> Option<()> {
+        loop {
+            if self.inner.overflowed.load(Ordering::Relaxed) || self.inner.closed.load(Ordering::Relaxed) {
+                return None;
+            }
+            {
+                let mut state = self.state();
+                if !state.messages.is_empty() {
+                    out.extend(state.messages.drain(..));
+                    state.bytes = 0;
+                    return Some(());
+                }
+            }
+            self.inner.notify.notified().await;
+        }
+    }
+
+    /// Whether the client fell behind.
+    pub fn overflowed(&self) -> bool {
+        self.inner.overflowed.load(Ordering::Relaxed)
+    }
+
+    /// Stops the queue (the client is gone); waiters wake up.
+    pub fn close(&self) {
+        self.inner.closed.store(true, Ordering::Relaxed);
+        self.inner.notify.notify_one();
+    }
+
+    /// Messages queued now.
+    pub fn len(&self) -> usize {
+        self.state().messages.len()
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(n: usize) -> Arc<PreparedMessage> {
+        Arc::new(PreparedMessage::binary(vec![0u8; n].into()))
+    }
+
+    #[tokio::test]
+    async fn delivers_in_order_and_waits_when_empty() {
+        let queue = ClientQueue::new(10, 1 << 20);
+        let consumer = queue.clone();
+        let task = tokio::spawn(async move {
+            let mut got = Vec::new();
+            while got.len() < 3 {
+                consumer.pop_all(&mut got).await.unwrap();
+            }
+            got.iter().map(|m| m.payload().len()).collect::<Vec<_>>()
+        });
+        for n in [1, 2, 3] {
+            queue.push(message(n)).unwrap();
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(task.await.unwrap(), vec![1, 2, 3]);
+    }
+
+    #[tokio::test]
+    async fn overflow_by_count_or_bytes_marks_the_slow_consumer() {
+        let queue = ClientQueue::new(2, 1 << 20);
+        queue.push(message(1)).unwrap();
+        queue.push(message(1)).unwrap();
+        assert_eq!(queue.push(message(1)), Err(Overflow));
+        assert!(queue.overflowed());
+        assert_eq!(queue.pop_all(&mut Vec::new()).await, None);
+        // Nothing is accepted after an overflow, even once drained.
+        assert_eq!(queue.push(message(1)), Err(Overflow));
+
+        let queue = ClientQueue::new(100, 1000);
+        queue.push(message(600)).unwrap();
+        assert_eq!(queue.push(message(600)), Err(Overflow));
+    }
+
+    #[tokio::test]
+    async fn close_wakes_the_consumer() {
+        let queue = ClientQueue::new(2, 100);
+        let consumer = queue.clone();
+        let task = tokio::spawn(async move { consumer.pop_all(&mut Vec::new()).await });
+        tokio::task::yield_now().await;
+        queue.close();
+        assert_eq!(task.await.unwrap(), None);
+    }
+}
