@@ -3,6 +3,7 @@
 //! nodes.
 
 pub mod history;
+pub mod hub;
 pub mod protocol;
 pub mod queue;
 
