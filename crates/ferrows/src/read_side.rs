@@ -130,9 +130,11 @@ impl ReadSide {
                         None => continue,
                     }
                 }
-                if !self.eof {
-                    ready!(t.with_writer(|w| w.poll_shutdown_once(cx)));
-                }
+                // After the peer's end of file too: its FIN only closed its
+                // direction, and a peer waits for ours (Python websockets
+                // holds the connection until then) even though we return
+                // `None` now.
+                ready!(t.with_writer(|w| w.poll_shutdown_once(cx)));
                 self.finish(t);
                 return Poll::Ready(self.pending_error.take().map(Err));
             }
