@@ -39,10 +39,10 @@ pub(crate) async fn run(args: AutobahnArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Asks for the number of cases, retrying for up to 30 s while the
+/// Asks for the number of cases, retrying for up to 120 s while the
 /// fuzzingserver starts.
 async fn case_count(url: &str) -> anyhow::Result<u32> {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
     let mut ws = loop {
         match ferrows::connect(&format!("{url}/getCaseCount")).await {
             Ok(ws) => break ws,
