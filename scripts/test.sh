@@ -2,10 +2,11 @@
 # The whole test suite, from a fresh Debian machine with a Rust toolchain:
 # installs what the tests need, then runs formatting and lint checks, every
 # unit/integration/doc test, the fuzz smoke runs and Autobahn|Testsuite in
-# both roles (compared against autobahn/expected-*.json).
+# both roles and over wss:// (compared against autobahn/expected-*.json).
 #
 #   scripts/test.sh          default run (Autobahn 1.*-10.* + a compression sample)
-#   scripts/test.sh --full   every Autobahn case (about 12 more minutes per role)
+#   scripts/test.sh --full   every Autobahn case (12 to 60 more minutes per role: the
+#                            suite compresses in Python)
 #
 # Environment: FUZZ_SECONDS (default 20) bounds each fuzz target's run.
 set -euo pipefail
@@ -40,14 +41,18 @@ cargo build --release -p ferrows-cli
 step "fuzz smoke runs (${FUZZ_SECONDS:-20} s per target)"
 scripts/fuzz.sh
 
-step "Autobahn|Testsuite, both roles ${full:-(default sample)}"
-autobahn/run.sh server $full >target/autobahn-server.log 2>&1 & server_pid=$!
-autobahn/run.sh client $full >target/autobahn-client.log 2>&1 & client_pid=$!
+step "Autobahn|Testsuite: server, client, and server over wss:// ${full:-(default sample)}"
+pids=()
+for role in server client server-tls; do
+  autobahn/run.sh "$role" $full >"target/autobahn-$role.log" 2>&1 &
+  pids+=($!)
+done
 status=0
-wait $server_pid || status=1
-wait $client_pid || status=1
-echo "-- server role:"; grep -v '^running\|^reports' target/autobahn-server.log | tail -n 25
-echo "-- client role:"; grep -v '^running\|^reports' target/autobahn-client.log | tail -n 25
+for pid in "${pids[@]}"; do wait "$pid" || status=1; done
+for role in server client server-tls; do
+  echo "-- $role:"
+  grep -v '^running\|^reports' "target/autobahn-$role.log" | tail -n 25
+done
 [[ $status == 0 ]] || { echo "Autobahn regressions (see above)"; exit 1; }
 
 step "all green in $((SECONDS - started)) s"
