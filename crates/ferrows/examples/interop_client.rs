@@ -180,6 +180,10 @@ async fn run(args: &Args) -> Check {
     ping_pong(&mut ws).await?;
     close_with_4000(&mut ws).await?;
 
+    // `ws` is kept, not dropped, while the commands run: once recv()
+    // returned None our side of the TCP connection must be shut down
+    // already, or the peer (Python websockets) keeps the connection open
+    // and never reports the Close it received.
     if args.commands {
         let cmd_url = format!("{}/cmd", args.url);
         let mut cmd = open(&cmd_url, &config).await?;
@@ -188,6 +192,7 @@ async fn run(args: &Args) -> Check {
         ping_from_peer(&mut cmd).await?;
         close_from_peer(&mut cmd).await?;
     }
+    drop(ws);
     Ok(())
 }
 
