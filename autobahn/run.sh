@@ -75,8 +75,14 @@ JSON
 {"url": "ws://127.0.0.1:$port", "outdir": "./reports/clients",
  "cases": $cases, "exclude-cases": [], "exclude-agent-cases": {}}
 JSON
-    "$shared/autobahn/wstest.sh" "$work" -m fuzzingserver -s fuzzingserver.json >"$work/wstest.log" 2>&1 &
+    # -u 0: no embedded web server (it would want port 8080).
+    "$shared/autobahn/wstest.sh" "$work" -m fuzzingserver -s fuzzingserver.json -u 0 >"$work/wstest.log" 2>&1 &
     pids+=($!)
+    for _ in $(seq 600); do
+      ss -ltn "sport = :$port" | grep -q LISTEN && break
+      kill -0 "${pids[0]}" 2>/dev/null || { echo "fuzzingserver died:"; tail -20 "$work/wstest.log"; exit 1; }
+      sleep 0.2
+    done
     "$bin" autobahn-client --url "ws://127.0.0.1:$port" --agent ferrows
     # wstest.sh copies the reports back when wstest ends: stop it now.
     kill -TERM "${pids[0]}"

@@ -25,7 +25,10 @@ pub enum Role {
 /// A frame header announces its payload length before any payload arrives;
 /// anything larger is refused with close code 1009 before a byte of it is
 /// buffered. 16 MiB lets the largest Autobahn frames through while a
-/// malicious 2^63-byte announcement costs nothing.
+/// malicious 2^63-byte announcement costs nothing. Frames of a compressed
+/// message may be an eighth larger: they are inflated as they arrive (never
+/// buffered whole), and compressing incompressible data makes it slightly
+/// larger, so a message just under the limit still fits once compressed.
 pub const DEFAULT_MAX_FRAME_SIZE: usize = 16 << 20;
 
 /// Default largest message accepted (after decompression): 16 MiB.

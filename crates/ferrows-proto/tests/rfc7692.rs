@@ -139,10 +139,11 @@ mod parameters {
         for (wire, no_context_takeover) in sides {
             let frames = data_frames(wire);
             let flags: Vec<_> = frames.iter().map(|f| (f.opcode, f.fin, f.rsv)).collect();
-            // RSV1 on the first frame of every message only.
+            // RSV1 on the first frame of every message only; the empty
+            // message goes uncompressed (compressing it would add a byte).
             assert_eq!(
                 flags,
-                [(1, true, 4), (1, true, 4), (2, true, 4), (1, true, 4), (1, false, 4), (0, false, 0), (0, true, 0)],
+                [(1, true, 4), (1, true, 4), (2, true, 4), (1, true, 0), (1, false, 4), (0, false, 0), (0, true, 0)],
                 "{config:?}"
             );
             let (first, second) = (&frames[0].payload, &frames[1].payload);
@@ -153,7 +154,7 @@ mod parameters {
                 assert!(second.len() < first.len(), "context takeover shrinks a repeat: {config:?}");
             }
             assert!(frames[2].payload.len() < compressible.len() / 10);
-            assert_eq!(frames[3].payload, [0x00], "an empty message is one empty block");
+            assert!(frames[3].payload.is_empty(), "an empty message goes uncompressed, as nothing");
         }
     }
 
@@ -232,7 +233,8 @@ mod parameters {
                 assert!(frames.len() > 100);
                 assert!(frames.iter().all(|f| f.payload.len() <= 7));
                 let starts: Vec<_> = frames.iter().filter(|f| f.opcode != 0).map(|f| f.rsv).collect();
-                assert_eq!(starts, [4, 4]);
+                // The noise would grow if compressed: it goes uncompressed.
+                assert_eq!(starts, [4, 0]);
                 assert!(frames.iter().filter(|f| f.opcode == 0).all(|f| f.rsv == 0));
             }
         }
@@ -491,4 +493,45 @@ mod utf8 {
         let result = server.inject(&compressed_frame(OpCode::Text, false, &head));
         assert_eq!(result, Err(ProtocolError::InvalidUtf8));
     }
+}
+
+/// Incompressible messages go out uncompressed (RSV1 clear) and the
+/// connection keeps working with context takeover afterwards; frames of a
+/// compressed message may exceed the frame limit by an eighth.
+#[test]
+fn incompressible_messages_and_the_frame_limit() {
+    for no_context in [false, true] {
+        let deflate = DeflateConfig {
+            server_no_context_takeover: no_context,
+            client_no_context_takeover: no_context,
+            ..DeflateConfig::default()
+        };
+        let mut pair = Pair::deflate(deflate);
+        let text = pseudo_text(20_000, 1);
+        let noise = pseudo_random(100_000, 2);
+        pair.client.conn.send_text(text.as_str().into()).unwrap();
+        pair.client.conn.send_binary(noise.clone().into()).unwrap();
+        pair.client.conn.send_text(text.as_str().into()).unwrap();
+        let wire = pair.client.flush();
+        let frames = decode_frames(&wire);
+        assert_eq!(frames.iter().map(|f| f.rsv == 0b100).collect::<Vec<_>>(), vec![true, false, true]);
+        pair.server.inject(&wire).unwrap();
+        assert_eq!(
+            pair.server.take_events(),
+            vec![Event::Text(text.as_str().into()), Event::Binary(noise.into()), Event::Text(text.as_str().into())]
+        );
+    }
+    // A compressed frame a little over the frame limit is accepted ...
+    let config = Config { max_frame_size: 1000, ..Config::default() };
+    let mut server = Side::new(Role::Server, config.clone(), Some(DeflateConfig::default()));
+    let mut deflater = Deflater::new(15, false, 1);
+    let mut body = BytesMut::new();
+    deflater.compress(&pseudo_random(990, 3), &mut body, true);
+    assert!(body.len() > 1000 && body.len() <= 1125, "{}", body.len());
+    server.inject(&frame(b0(OpCode::Binary, true, true), Some(KEY), &body)).unwrap();
+    assert_eq!(server.take_events().len(), 1);
+    // ... an uncompressed one is not.
+    let mut server = Side::new(Role::Server, config, Some(DeflateConfig::default()));
+    let err = server.inject(&frame(b0(OpCode::Binary, true, false), Some(KEY), &[0u8; 1001])).unwrap_err();
+    assert_eq!(err, ProtocolError::FrameTooLarge { size: 1001, limit: 1000 });
 }

@@ -86,6 +86,10 @@ impl PreparedMessage {
             let mut deflater = Deflater::new(bits, true, self.level);
             let mut body = BytesMut::with_capacity(self.payload.len() / 2 + 16);
             deflater.compress(&self.payload, &mut body, true);
+            if body.len() >= self.payload.len() {
+                // Incompressible: the plain frame is smaller.
+                return self.plain_frame.clone();
+            }
             let mut frame = BytesMut::with_capacity(body.len() + 10);
             encode_frame(opcode(self.kind), true, true, None, &body, &mut frame);
             frame.freeze()

@@ -170,8 +170,19 @@ impl Receiver {
         if header.mask.is_some() != must_be_masked && !self.config.accept_unmasked_frames {
             return Err(ProtocolError::BadMasking);
         }
-        if header.payload_len > self.config.max_frame_size as u64 {
-            return Err(ProtocolError::FrameTooLarge { size: header.payload_len, limit: self.config.max_frame_size });
+        // Compressed frames are inflated as they arrive, never buffered
+        // whole; their output is bounded by the message limit. They may
+        // still exceed the frame limit by a little, because compressing
+        // incompressible data makes it larger: allow an eighth more.
+        let compressed = header.rsv1
+            || (header.opcode == OpCode::Continuation && self.message.as_ref().is_some_and(|m| m.compressed));
+        let frame_limit = if compressed {
+            self.config.max_frame_size.saturating_add(self.config.max_frame_size / 8)
+        } else {
+            self.config.max_frame_size
+        };
+        if header.payload_len > frame_limit as u64 {
+            return Err(ProtocolError::FrameTooLarge { size: header.payload_len, limit: frame_limit });
         }
         let mut in_place = false;
         match header.opcode {

@@ -109,7 +109,17 @@ impl Sender {
             Some(deflater) => {
                 let mut compressed = BytesMut::with_capacity(payload.len() / 2 + 16);
                 deflater.compress(&payload, &mut compressed, true);
-                (compressed.freeze(), true)
+                // Incompressible data grows when compressed: send it as it
+                // is (allowed per message) and restart our compressor. The
+                // peer's window then holds data our later messages never
+                // refer to, which is harmless: back-references only reach
+                // what the restarted compressor itself produced.
+                if compressed.len() >= payload.len() {
+                    deflater.reset();
+                    (payload, false)
+                } else {
+                    (compressed.freeze(), true)
+                }
             }
             None => (payload, false),
         };

@@ -31,6 +31,11 @@ impl Deflater {
         self.window_bits >= MIN_ZLIB_WINDOW_BITS
     }
 
+    /// Drops the compression context: the next message starts afresh.
+    pub fn reset(&mut self) {
+        self.state = None;
+    }
+
     /// The window size (base-2 log) this direction compresses with.
     pub fn window_bits(&self) -> u8 {
         self.window_bits
