@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs on Debian (as root), idempotently:
-# rustfmt and clippy, cargo-fuzz, Python 3 for the Autobahn scripts, and
-# Autobahn|Testsuite itself (through ../shared/autobahn/setup.sh).
+# rustfmt and clippy, cargo-fuzz, Python 3 for the Autobahn scripts,
+# Autobahn|Testsuite itself (through ../shared/autobahn/setup.sh), and the
+# interop peers (scripts/install-interop.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 shared="${FERROWS_SHARED:-$(pwd)/../shared}"
 
-apt_packages=(python3 curl ca-certificates)
+apt_packages=(python3 curl ca-certificates openssl iproute2)
 missing=()
 for p in "${apt_packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then
@@ -19,4 +20,7 @@ rustup component add rustfmt clippy >/dev/null 2>&1 || true
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 
 "$shared/autobahn/setup.sh" >/dev/null
+# The interop peers: Debian's chromium, Python websockets, Node ws and
+# playwright-core.
+scripts/install-interop.sh
 echo "dependencies ready"

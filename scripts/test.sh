@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine with a Rust toolchain:
 # installs what the tests need, then runs formatting and lint checks, every
-# unit/integration/doc test, the fuzz smoke runs and Autobahn|Testsuite in
+# unit/integration/doc test, the interop tests against real peers, the fuzz
+# smoke runs and Autobahn|Testsuite in
 # both roles and over wss:// (compared against autobahn/expected-*.json).
 #
 #   scripts/test.sh          default run (Autobahn 1.*-10.* + a compression sample)
@@ -37,6 +38,9 @@ fi
 
 step "release build"
 cargo build --release -p ferrows-cli
+
+step "interop: Python websockets, Node ws, headless Chromium"
+interop/run.sh
 
 step "fuzz smoke runs (${FUZZ_SECONDS:-20} s per target)"
 scripts/fuzz.sh
