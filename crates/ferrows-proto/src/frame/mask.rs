@@ -9,17 +9,24 @@
 ///
 /// Masking is its own inverse: the same call masks and unmasks.
 pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
-    let key = rotate_key(key, offset);
+    // Bytes up to the first 8-byte boundary one at a time, so the word loop
+    // runs on aligned memory (unaligned, it is about 3x slower here).
+    let head = buf.as_ptr().align_offset(8).min(buf.len());
+    let (head_bytes, rest) = buf.split_at_mut(head);
+    for (i, byte) in head_bytes.iter_mut().enumerate() {
+        *byte ^= key[(offset + i) & 3];
+    }
+    let key = rotate_key(key, offset + head);
     let word = u64::from_ne_bytes([key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3]]);
-    let mut blocks = buf.chunks_exact_mut(32);
+    let mut blocks = rest.chunks_exact_mut(32);
     for block in &mut blocks {
         for lane in block.chunks_exact_mut(8) {
             let value = u64::from_ne_bytes(lane.try_into().expect("lane is 8 bytes")) ^ word;
             lane.copy_from_slice(&value.to_ne_bytes());
         }
     }
-    let rest = blocks.into_remainder();
-    let mut lanes = rest.chunks_exact_mut(8);
+    let tail = blocks.into_remainder();
+    let mut lanes = tail.chunks_exact_mut(8);
     for lane in &mut lanes {
         let value = u64::from_ne_bytes(lane.try_into().expect("lane is 8 bytes")) ^ word;
         lane.copy_from_slice(&value.to_ne_bytes());
@@ -63,6 +70,21 @@ mod tests {
                 apply_mask(&mut fast, key, offset);
                 mask_bytewise(&mut slow, key, offset);
                 assert_eq!(fast, slow, "len {len} offset {offset}");
+            }
+        }
+    }
+
+    #[test]
+    fn matches_bytewise_at_every_alignment() {
+        let key = [0xA1, 0xB2, 0xC3, 0xD4];
+        let data: Vec<u8> = (0..200u32).map(|i| (i * 7) as u8).collect();
+        for start in 0..16 {
+            for offset in 0..4 {
+                let mut fast = data.clone();
+                let mut slow = data.clone();
+                apply_mask(&mut fast[start..], key, offset);
+                mask_bytewise(&mut slow[start..], key, offset);
+                assert_eq!(fast, slow, "start {start} offset {offset}");
             }
         }
     }
