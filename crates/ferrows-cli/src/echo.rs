@@ -58,17 +58,23 @@ pub(crate) async fn run(args: EchoArgs) -> anyhow::Result<()> {
 
 async fn serve(tcp: TcpStream, tls: Option<TlsAcceptor>, config: &ServerConfig) -> ferrows::Result<()> {
     tcp.set_nodelay(true)?;
-    match tls {
-        None => echo_messages(&mut ferrows::accept_with(tcp, ferrows::AcceptAll, config).await?).await,
-        Some(acceptor) => {
-            let handshake = acceptor.accept(tcp);
-            let stream = tokio::time::timeout(config.websocket.handshake_timeout, handshake)
-                .await
-                .map_err(|_| ferrows::Error::Timeout("TLS handshake"))?
-                .map_err(ferrows::Error::Tls)?;
-            echo_messages(&mut ferrows::accept_with(stream, ferrows::AcceptAll, config).await?).await
-        }
+    if let Some(acceptor) = tls {
+        // Boxed: the TLS handshake's state must not size every plain
+        // connection's task (idle memory per connection is a feature).
+        return Box::pin(serve_tls(tcp, acceptor, config)).await;
     }
+    let mut ws = ferrows::accept_with(tcp, ferrows::AcceptAll, config).await?;
+    echo_messages(&mut ws).await
+}
+
+async fn serve_tls(tcp: TcpStream, acceptor: TlsAcceptor, config: &ServerConfig) -> ferrows::Result<()> {
+    let handshake = acceptor.accept(tcp);
+    let stream = tokio::time::timeout(config.websocket.handshake_timeout, handshake)
+        .await
+        .map_err(|_| ferrows::Error::Timeout("TLS handshake"))?
+        .map_err(ferrows::Error::Tls)?;
+    let mut ws = ferrows::accept_with(stream, ferrows::AcceptAll, config).await?;
+    echo_messages(&mut ws).await
 }
 
 /// Echoes data messages until the connection closes. Messages are queued

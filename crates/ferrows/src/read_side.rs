@@ -139,8 +139,10 @@ impl ReadSide {
                 return Poll::Ready(self.pending_error.take().map(Err));
             }
             // Read more.
-            let want = self.rx.read_hint(self.read_buf.len()).clamp(1, self.read_chunk);
-            self.read_buf.reserve(want.max(self.read_chunk.min(4096)));
+            // Room for a whole read chunk (more when the last read filled
+            // the buffer: a burst is waiting), whatever the frame needs.
+            let want = self.rx.read_hint(self.read_buf.len()).max(self.read_chunk);
+            self.read_buf.reserve(want.min(self.read_chunk * 4));
             let read = match t.poll_read_buf(cx, &mut self.read_buf) {
                 Poll::Ready(Ok(n)) => n,
                 Poll::Ready(Err(e)) => {

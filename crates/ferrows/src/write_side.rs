@@ -84,7 +84,12 @@ impl<W: AsyncWrite + Unpin> WriteSide<W> {
             *slot = IoSlice::new(chunk);
             count += 1;
         }
-        let written = ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..count]))?;
+        // One slice: a plain write (cheaper than writev in the kernel).
+        let written = if count == 1 {
+            ready!(Pin::new(&mut self.io).poll_write(cx, &slices[0]))?
+        } else {
+            ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..count]))?
+        };
         if written == 0 {
             return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
         }
