@@ -184,35 +184,34 @@ async fn read_close_code(tcp: &mut TcpStream) -> u16 {
     u16::from_be_bytes([rest[2], rest[3]])
 }
 
+/// Sends raw `bytes` after a good handshake; returns the server's close code.
+async fn close_code_for(url: &str, bytes: &[u8]) -> u16 {
+    let mut tcp = raw_client(url).await;
+    tcp.write_all(bytes).await.unwrap();
+    read_close_code(&mut tcp).await
+}
+
+fn masked_header_with_length(len: u64) -> Vec<u8> {
+    let mut frame = vec![0x82, 0xFF];
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.extend_from_slice(&[1, 2, 3, 4]);
+    frame
+}
+
+/// Each hostile input gets its close code from the echo server.
 #[tokio::test]
 async fn hostile_frames_get_the_right_close_code() {
     let url = echo_server(ServerConfig::default()).await;
-    // A frame that announces a 2^63-byte payload.
-    let mut tcp = raw_client(&url).await;
-    let mut frame = vec![0x82, 0xFF];
-    frame.extend_from_slice(&(1u64 << 63).to_be_bytes());
-    frame.extend_from_slice(&[1, 2, 3, 4]);
-    tcp.write_all(&frame).await.unwrap();
-    assert_eq!(read_close_code(&mut tcp).await, 1002);
-    // 2^62: well-formed, far over the frame limit.
-    let mut tcp = raw_client(&url).await;
-    let mut frame = vec![0x82, 0xFF];
-    frame.extend_from_slice(&(1u64 << 62).to_be_bytes());
-    frame.extend_from_slice(&[1, 2, 3, 4]);
-    tcp.write_all(&frame).await.unwrap();
-    assert_eq!(read_close_code(&mut tcp).await, 1009);
-    // An invalid close code.
-    let mut tcp = raw_client(&url).await;
-    tcp.write_all(&[0x88, 0x82, 0, 0, 0, 0, 0x03, 0xEC]).await.unwrap();
-    assert_eq!(read_close_code(&mut tcp).await, 1002);
-    // A text message invalid in its last byte.
-    let mut tcp = raw_client(&url).await;
-    tcp.write_all(&[0x81, 0x84, 0, 0, 0, 0, b'a', b'b', b'c', 0xC3]).await.unwrap();
-    assert_eq!(read_close_code(&mut tcp).await, 1007);
-    // An unmasked client frame.
-    let mut tcp = raw_client(&url).await;
-    tcp.write_all(&[0x81, 0x02, b'h', b'i']).await.unwrap();
-    assert_eq!(read_close_code(&mut tcp).await, 1002);
+    let cases: [(&str, Vec<u8>, u16); 5] = [
+        ("a frame that announces a 2^63-byte payload", masked_header_with_length(1 << 63), 1002),
+        ("2^62: well-formed, far over the frame limit", masked_header_with_length(1 << 62), 1009),
+        ("an invalid close code", vec![0x88, 0x82, 0, 0, 0, 0, 0x03, 0xEC], 1002),
+        ("a text message invalid in its last byte", vec![0x81, 0x84, 0, 0, 0, 0, b'a', b'b', b'c', 0xC3], 1007),
+        ("an unmasked client frame", vec![0x81, 0x02, b'h', b'i'], 1002),
+    ];
+    for (what, bytes, code) in cases {
+        assert_eq!(close_code_for(&url, &bytes).await, code, "{what}");
+    }
 }
 
 #[tokio::test]
