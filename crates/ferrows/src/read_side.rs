@@ -29,6 +29,10 @@ pub(crate) struct ReadSide {
     role: Role,
     read_buf: BytesMut,
     read_chunk: usize,
+    /// Size of the next read: grows (up to 8 chunks) while reads come back
+    /// full, so a sustained stream costs few system calls; back to one
+    /// chunk when the connection goes idle.
+    read_size: usize,
     max_write_buffer: usize,
     /// `read_buf` may hold frames not parsed yet.
     parse_more: bool,
@@ -47,6 +51,7 @@ impl ReadSide {
             parse_more: !leftover.is_empty(),
             read_buf: leftover,
             read_chunk: config.read_chunk.max(1024),
+            read_size: config.read_chunk.max(1024),
             max_write_buffer: config.max_write_buffer,
             pending_error: None,
             eof: false,
@@ -141,8 +146,9 @@ impl ReadSide {
             // Read more.
             // Room for a whole read chunk (more when the last read filled
             // the buffer: a burst is waiting), whatever the frame needs.
-            let want = self.rx.read_hint(self.read_buf.len()).max(self.read_chunk);
-            self.read_buf.reserve(want.min(self.read_chunk * 4));
+            let want = self.rx.read_hint(self.read_buf.len()).max(self.read_size);
+            self.read_buf.reserve(want.min(self.read_chunk * 8));
+            let room = self.read_buf.capacity() - self.read_buf.len();
             let read = match t.poll_read_buf(cx, &mut self.read_buf) {
                 Poll::Ready(Ok(n)) => n,
                 Poll::Ready(Err(e)) => {
@@ -158,6 +164,7 @@ impl ReadSide {
                     if self.read_buf.is_empty() && flushed {
                         // Idle: hold no buffers while waiting.
                         self.read_buf = BytesMut::new();
+                        self.read_size = self.read_chunk;
                         self.rx.release_buffers();
                         t.with_writer(|w| w.tx.release_buffers());
                     }
@@ -168,6 +175,9 @@ impl ReadSide {
                 }
             };
             self.timers.on_receive();
+            if read == room {
+                self.read_size = (self.read_size * 2).min(self.read_chunk * 8);
+            }
             if read == 0 {
                 self.eof = true;
                 if let Err(e) = self.rx.receive_eof() {
