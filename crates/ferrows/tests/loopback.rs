@@ -214,8 +214,9 @@ async fn hostile_frames_get_the_right_close_code() {
     }
 }
 
-#[tokio::test]
-async fn protocol_error_reaches_the_application() {
+/// A server that accepts one connection and returns what its first
+/// `recv` gave.
+async fn server_reading_one_message() -> (String, tokio::task::JoinHandle<Option<ferrows::Result<Message>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("ws://{}", listener.local_addr().unwrap());
     let server = tokio::spawn(async move {
@@ -223,6 +224,12 @@ async fn protocol_error_reaches_the_application() {
         let mut ws = ferrows::accept(tcp).await.unwrap();
         ws.recv().await
     });
+    (url, server)
+}
+
+#[tokio::test]
+async fn protocol_error_reaches_the_application() {
+    let (url, server) = server_reading_one_message().await;
     let mut tcp = raw_client(&url).await;
     tcp.write_all(&[0x83, 0x80, 0, 0, 0, 0]).await.unwrap();
     let result = bounded(server).await.unwrap();
@@ -232,13 +239,7 @@ async fn protocol_error_reaches_the_application() {
 
 #[tokio::test]
 async fn abrupt_disconnect_is_abnormal_closure() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("ws://{}", listener.local_addr().unwrap());
-    let server = tokio::spawn(async move {
-        let (tcp, _) = listener.accept().await.unwrap();
-        let mut ws = ferrows::accept(tcp).await.unwrap();
-        ws.recv().await
-    });
+    let (url, server) = server_reading_one_message().await;
     let tcp = raw_client(&url).await;
     drop(tcp);
     let result = bounded(server).await.unwrap();
