@@ -4,7 +4,11 @@ use std::net::SocketAddr;
 
 use clap::Args;
 use ferrows::tokio_rustls::TlsAcceptor;
-use ferrows::{ServerConfig, WebSocket};
+use std::pin::Pin;
+use std::task::{Poll, ready};
+
+use ferrows::{Message, ServerConfig, WebSocket};
+use futures_util::{Sink, Stream};
 use tokio::net::{TcpListener, TcpStream};
 
 /// Options of `ferrows echo`.
@@ -46,28 +50,33 @@ pub(crate) async fn run(args: EchoArgs) -> anyhow::Result<()> {
     let scheme = if tls.is_some() { "wss" } else { "ws" };
     println!("listening on {scheme}://{}", listener.local_addr()?);
     loop {
-        let (tcp, peer) = listener.accept().await?;
-        let (config, tls) = (config.clone(), tls.clone());
-        tokio::spawn(async move {
-            if let Err(e) = serve(tcp, tls, &config).await {
-                tracing::debug!(%peer, "connection ended: {e}");
-            }
-        });
+        let (tcp, _) = listener.accept().await?;
+        tokio::spawn(serve(tcp, tls.clone(), config.clone()));
     }
 }
 
-async fn serve(tcp: TcpStream, tls: Option<TlsAcceptor>, config: &ServerConfig) -> ferrows::Result<()> {
-    tcp.set_nodelay(true)?;
-    if let Some(acceptor) = tls {
-        // Boxed: the TLS handshake's state must not size every plain
-        // connection's task (idle memory per connection is a feature).
-        return Box::pin(serve_tls(tcp, acceptor, config)).await;
+/// One connection's task. Its state is what an idle connection costs, so
+/// it holds little beside the `WebSocket`: the TLS path is boxed, and the
+/// echo loop is a `poll_fn` rather than nested `async fn`s (whose
+/// arguments and awaited futures would each add to every task).
+async fn serve(tcp: TcpStream, tls: Option<TlsAcceptor>, config: std::sync::Arc<ServerConfig>) {
+    let result = match tls {
+        Some(acceptor) => Box::pin(serve_tls(tcp, acceptor, &config)).await,
+        None => serve_plain(tcp, &config).await,
+    };
+    if let Err(e) = result {
+        tracing::debug!("connection ended: {e}");
     }
+}
+
+async fn serve_plain(tcp: TcpStream, config: &ServerConfig) -> ferrows::Result<()> {
+    tcp.set_nodelay(true)?;
     let mut ws = ferrows::accept_with(tcp, ferrows::AcceptAll, config).await?;
     echo_messages(&mut ws).await
 }
 
 async fn serve_tls(tcp: TcpStream, acceptor: TlsAcceptor, config: &ServerConfig) -> ferrows::Result<()> {
+    tcp.set_nodelay(true)?;
     let handshake = acceptor.accept(tcp);
     let stream = tokio::time::timeout(config.websocket.handshake_timeout, handshake)
         .await
@@ -83,11 +92,19 @@ pub(crate) async fn echo_messages<S>(ws: &mut WebSocket<S>) -> ferrows::Result<(
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    while let Some(message) = ws.recv().await {
-        let message = message?;
-        if message.is_data() {
-            ws.feed(message).await?;
+    let mut ws = Pin::new(ws);
+    let mut echo: Option<Message> = None;
+    std::future::poll_fn(|cx| {
+        loop {
+            if echo.is_some() {
+                ready!(ws.as_mut().poll_ready(cx))?;
+                ws.as_mut().start_send(echo.take().expect("checked"))?;
+            }
+            match ready!(ws.as_mut().poll_next(cx)) {
+                Some(message) => echo = Some(message?).filter(Message::is_data),
+                None => return Poll::Ready(Ok(())),
+            }
         }
-    }
-    Ok(())
+    })
+    .await
 }

@@ -3,6 +3,7 @@
 //! and only exists while some deadline does.
 
 use std::future::Future;
+use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -24,12 +25,37 @@ pub(crate) enum Due {
     CloseTimeout,
 }
 
+/// A duration in 4 bytes: whole milliseconds, rounded up to at least one
+/// and capped at `u32::MAX` ms (49.7 days, which no timeout needs to exceed).
+#[derive(Debug, Clone, Copy)]
+struct Millis(NonZeroU32);
+
+impl Millis {
+    fn new(duration: Duration) -> Self {
+        let ms = duration.as_nanos().div_ceil(1_000_000).clamp(1, u32::MAX.into());
+        Self(NonZeroU32::new(ms as u32).expect("clamped to at least 1"))
+    }
+
+    fn get(self) -> Duration {
+        Duration::from_millis(self.0.get().into())
+    }
+}
+
+/// The timeouts of one connection, kept small: every connection carries
+/// them, and most never start a clock (no keepalive, no idle timeout, not
+/// closing). The clock is boxed and made only when a deadline exists.
 #[derive(Debug)]
 pub(crate) struct Timers {
-    ping_interval: Option<Duration>,
-    pong_timeout: Duration,
-    idle_timeout: Option<Duration>,
-    close_timeout: Duration,
+    ping_interval: Option<Millis>,
+    pong_timeout: Millis,
+    idle_timeout: Option<Millis>,
+    close_timeout: Millis,
+    clock: Option<Box<Clock>>,
+}
+
+/// What the deadlines are measured from, and the armed `Sleep`.
+#[derive(Debug)]
+struct Clock {
     sleep: Option<Pin<Box<Sleep>>>,
     last_received: Instant,
     last_data: Instant,
@@ -37,52 +63,59 @@ pub(crate) struct Timers {
     close_started: Option<Instant>,
 }
 
+impl Clock {
+    fn new() -> Box<Self> {
+        let now = Instant::now();
+        Box::new(Self { sleep: None, last_received: now, last_data: now, ping_sent: None, close_started: None })
+    }
+}
+
 impl Timers {
     pub(crate) fn new(config: &WebSocketConfig) -> Self {
-        let now = Instant::now();
+        let ping_interval = config.ping_interval.map(Millis::new);
+        let idle_timeout = config.idle_timeout.map(Millis::new);
         Self {
-            ping_interval: config.ping_interval,
-            pong_timeout: config.pong_timeout,
-            idle_timeout: config.idle_timeout,
-            close_timeout: config.close_timeout,
-            sleep: None,
-            last_received: now,
-            last_data: now,
-            ping_sent: None,
-            close_started: None,
+            ping_interval,
+            pong_timeout: Millis::new(config.pong_timeout),
+            idle_timeout,
+            close_timeout: Millis::new(config.close_timeout),
+            clock: (ping_interval.is_some() || idle_timeout.is_some()).then(Clock::new),
         }
     }
 
     /// Bytes arrived: the peer is alive.
     pub(crate) fn on_receive(&mut self) {
-        if self.ping_interval.is_some() {
-            self.last_received = Instant::now();
-            self.ping_sent = None;
+        if let (Some(_), Some(clock)) = (self.ping_interval, &mut self.clock) {
+            clock.last_received = Instant::now();
+            clock.ping_sent = None;
         }
     }
 
     /// A data message went either way.
     pub(crate) fn on_data(&mut self) {
-        if self.idle_timeout.is_some() {
-            self.last_data = Instant::now();
+        if let (Some(_), Some(clock)) = (self.idle_timeout, &mut self.clock) {
+            clock.last_data = Instant::now();
         }
     }
 
     pub(crate) fn on_ping_sent(&mut self) {
-        self.ping_sent = Some(Instant::now());
+        if let Some(clock) = &mut self.clock {
+            clock.ping_sent = Some(Instant::now());
+        }
     }
 
     /// The closing handshake started (either side).
     pub(crate) fn on_close_started(&mut self) {
-        if self.close_started.is_none() {
-            self.close_started = Some(Instant::now());
+        let clock = self.clock.get_or_insert_with(Clock::new);
+        if clock.close_started.is_none() {
+            clock.close_started = Some(Instant::now());
         }
     }
 
     /// Data was last sent at `at` (tracked by the writing side).
     pub(crate) fn on_data_sent(&mut self, at: Option<Instant>) {
-        if let Some(at) = at {
-            self.last_data = self.last_data.max(at);
+        if let (Some(at), Some(clock)) = (at, &mut self.clock) {
+            clock.last_data = clock.last_data.max(at);
         }
     }
 
@@ -92,15 +125,16 @@ impl Timers {
     }
 
     fn next_deadline(&self) -> Option<(Instant, Due)> {
-        if let Some(started) = self.close_started {
+        let clock = self.clock.as_deref()?;
+        if let Some(started) = clock.close_started {
             // While closing, only the close deadline matters.
-            return Some((started + self.close_timeout, Due::CloseTimeout));
+            return Some((started + self.close_timeout.get(), Due::CloseTimeout));
         }
-        let keepalive = self.ping_interval.map(|interval| match self.ping_sent {
-            Some(sent) => (sent + self.pong_timeout, Due::PongMissing),
-            None => (self.last_received + interval, Due::Ping),
+        let keepalive = self.ping_interval.map(|interval| match clock.ping_sent {
+            Some(sent) => (sent + self.pong_timeout.get(), Due::PongMissing),
+            None => (clock.last_received + interval.get(), Due::Ping),
         });
-        let idle = self.idle_timeout.map(|t| (self.last_data + t, Due::Idle));
+        let idle = self.idle_timeout.map(|t| (clock.last_data + t.get(), Due::Idle));
         match (keepalive, idle) {
             (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
             (a, b) => a.or(b),
@@ -111,21 +145,54 @@ impl Timers {
     /// Arms the timer (registering `cx`) otherwise.
     pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Due> {
         let Some((deadline, due)) = self.next_deadline() else {
-            self.sleep = None;
+            if let Some(clock) = &mut self.clock {
+                clock.sleep = None;
+            }
             return Poll::Pending;
         };
-        let sleep = match &mut self.sleep {
+        let clock = self.clock.as_mut().expect("a deadline needs the clock");
+        let sleep = match &mut clock.sleep {
             Some(sleep) => {
                 if sleep.deadline() != deadline {
                     sleep.as_mut().reset(deadline);
                 }
                 sleep
             }
-            None => self.sleep.insert(Box::pin(tokio::time::sleep_until(deadline))),
+            None => clock.sleep.insert(Box::pin(tokio::time::sleep_until(deadline))),
         };
         match sleep.as_mut().poll(cx) {
             Poll::Ready(()) => Poll::Ready(due),
             Poll::Pending => Poll::Pending,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn millis_round_up_and_saturate() {
+        assert_eq!(Millis::new(Duration::ZERO).get(), Duration::from_millis(1));
+        assert_eq!(Millis::new(Duration::from_micros(1500)).get(), Duration::from_millis(2));
+        assert_eq!(Millis::new(Duration::from_secs(20)).get(), Duration::from_secs(20));
+        assert_eq!(Millis::new(Duration::MAX).get(), Duration::from_millis(u32::MAX.into()));
+    }
+
+    #[test]
+    fn no_clock_until_a_deadline_exists() {
+        let mut timers = Timers::new(&WebSocketConfig::default());
+        assert!(timers.clock.is_none(), "defaults arm nothing");
+        timers.on_receive();
+        timers.on_data();
+        assert!(timers.clock.is_none());
+        timers.on_close_started();
+        assert!(matches!(timers.next_deadline(), Some((_, Due::CloseTimeout))));
+    }
+
+    #[test]
+    fn timers_stay_small() {
+        // Every connection carries them: four 4-byte timeouts and a pointer.
+        assert!(std::mem::size_of::<Timers>() <= 24, "{}", std::mem::size_of::<Timers>());
     }
 }

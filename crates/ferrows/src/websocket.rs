@@ -192,3 +192,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocket<S> {
         self.get_mut().write.poll_close(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_idle_websocket_stays_small() {
+        // Every connection of a server holds one; the idle memory target
+        // (under 2 KiB per connection, task included) depends on it.
+        let size = std::mem::size_of::<super::WebSocket<tokio::net::TcpStream>>();
+        assert!(size <= 640, "WebSocket<TcpStream> grew to {size} bytes");
+    }
+}

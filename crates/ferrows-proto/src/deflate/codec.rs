@@ -13,7 +13,9 @@ const SYNC_TAIL: [u8; 4] = [0x00, 0x00, 0xFF, 0xFF];
 /// Compresses messages for one sending direction.
 #[derive(Debug)]
 pub struct Deflater {
-    state: Option<Compress>,
+    /// Boxed: zlib's stream handle is 150 bytes, which every connection
+    /// that negotiated compression would carry inline even while idle.
+    state: Option<Box<Compress>>,
     window_bits: u8,
     no_context_takeover: bool,
     level: u32,
@@ -52,8 +54,9 @@ impl Deflater {
     pub fn compress(&mut self, input: &[u8], out: &mut BytesMut, last: bool) {
         let bits = self.window_bits;
         let level = self.level;
-        let state =
-            self.state.get_or_insert_with(|| Compress::new_with_window_bits(Compression::new(level), false, bits));
+        let state = self
+            .state
+            .get_or_insert_with(|| Box::new(Compress::new_with_window_bits(Compression::new(level), false, bits)));
         let start = out.len();
         out.reserve(input.len() / 2 + 64);
         let mut consumed = 0;
@@ -96,7 +99,8 @@ impl Deflater {
 /// Inflates messages for one receiving direction, with a bound on output.
 #[derive(Debug)]
 pub struct Inflater {
-    state: Option<Decompress>,
+    /// Boxed for the same reason as [`Deflater`]'s state.
+    state: Option<Box<Decompress>>,
     window_bits: u8,
     no_context_takeover: bool,
 }
@@ -127,7 +131,7 @@ impl Inflater {
         let bits = self.window_bits;
         let mut consumed = 0;
         loop {
-            let state = self.state.get_or_insert_with(|| Decompress::new_with_window_bits(false, bits));
+            let state = self.state.get_or_insert_with(|| Box::new(Decompress::new_with_window_bits(false, bits)));
             if out.len() > limit {
                 return Err(ProtocolError::MessageTooLarge { limit });
             }
