@@ -48,6 +48,7 @@
 //! # }
 //! ```
 
+mod buffer_pool;
 mod client;
 mod config;
 mod error;

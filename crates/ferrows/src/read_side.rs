@@ -10,6 +10,7 @@ use bytes::BytesMut;
 use ferrows_proto::{CloseCode, Receiver, Role};
 use tokio::io::AsyncWrite;
 
+use crate::buffer_pool;
 use crate::config::WebSocketConfig;
 use crate::error::{Error, Result};
 use crate::message::Message;
@@ -146,8 +147,12 @@ impl ReadSide {
             // Read more.
             // Room for a whole read chunk (more when the last read filled
             // the buffer: a burst is waiting), whatever the frame needs.
-            let want = self.rx.read_hint(self.read_buf.len()).max(self.read_size);
-            self.read_buf.reserve(want.min(self.read_chunk * 8));
+            let want = self.rx.read_hint(self.read_buf.len()).max(self.read_size).min(self.read_chunk * 8);
+            if self.read_buf.capacity() == 0 {
+                self.read_buf = buffer_pool::take(want);
+            } else {
+                self.read_buf.reserve(want);
+            }
             let room = self.read_buf.capacity() - self.read_buf.len();
             let read = match t.poll_read_buf(cx, &mut self.read_buf) {
                 Poll::Ready(Ok(n)) => n,
@@ -162,11 +167,12 @@ impl ReadSide {
                 }
                 Poll::Pending => {
                     if self.read_buf.is_empty() && flushed {
-                        // Idle: hold no buffers while waiting.
-                        self.read_buf = BytesMut::new();
+                        // Idle: hold no buffers while waiting (they go to
+                        // the thread's cache for the next busy connection).
+                        buffer_pool::give(std::mem::take(&mut self.read_buf));
                         self.read_size = self.read_chunk;
                         self.rx.release_buffers();
-                        t.with_writer(|w| w.tx.release_buffers());
+                        t.with_writer(|w| buffer_pool::give(w.tx.release_buffers()));
                     }
                     match self.poll_timers(cx, t) {
                         Some(poll) => return poll,

@@ -8,6 +8,7 @@ use std::task::{Context, Poll, ready};
 use ferrows_proto::{CloseCode, Sender};
 use tokio::io::AsyncWrite;
 
+use crate::buffer_pool;
 use crate::error::{Error, Result};
 use crate::message::Message;
 
@@ -47,6 +48,7 @@ impl<W: AsyncWrite + Unpin> WriteSide<W> {
         if self.last_data_sent.is_some() && message.is_data() {
             self.last_data_sent = Some(tokio::time::Instant::now());
         }
+        self.reuse_cached_buffer();
         match message {
             Message::Text(text) => self.tx.send_text(text)?,
             Message::Binary(data) => self.tx.send_binary(data)?,
@@ -65,7 +67,18 @@ impl<W: AsyncWrite + Unpin> WriteSide<W> {
         if self.last_data_sent.is_some() {
             self.last_data_sent = Some(tokio::time::Instant::now());
         }
+        self.reuse_cached_buffer();
         Ok(self.tx.send_prepared(message)?)
+    }
+
+    /// After an idle spell the sender has no output buffer: give it a warm
+    /// one from the thread's cache rather than growing a new one.
+    fn reuse_cached_buffer(&mut self) {
+        if self.tx.wants_output_buffer()
+            && let Some(buffer) = buffer_pool::take_cached()
+        {
+            self.tx.provide_output_buffer(buffer);
+        }
     }
 
     /// Waits while the queue is over its bound.

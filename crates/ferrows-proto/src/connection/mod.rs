@@ -212,7 +212,7 @@ impl Connection {
     /// Frees buffers kept for reuse while no output is waiting; drivers call
     /// it when the connection goes idle so it holds as little as possible.
     pub fn release_buffers(&mut self) {
-        self.tx.release_buffers();
+        drop(self.tx.release_buffers());
         self.rx.release_buffers();
     }
 

@@ -83,11 +83,26 @@ impl Output {
         Some(chunk)
     }
 
-    /// Frees the tail's memory when nothing is queued (idle connections).
-    pub(crate) fn shrink(&mut self) {
-        if self.len == 0 {
-            self.tail = BytesMut::new();
-            self.chunks = VecDeque::new();
+    /// Gives up the tail's memory when nothing is queued (idle
+    /// connections): returns the buffer, empty, for reuse.
+    pub(crate) fn release(&mut self) -> BytesMut {
+        if self.len != 0 {
+            return BytesMut::new();
+        }
+        self.chunks = VecDeque::new();
+        std::mem::take(&mut self.tail)
+    }
+
+    /// Whether the tail has no memory of its own (see [`Output::provide`]).
+    pub(crate) fn wants_buffer(&self) -> bool {
+        self.tail.capacity() == 0
+    }
+
+    /// Installs an empty buffer as the tail, if the tail has none.
+    pub(crate) fn provide(&mut self, mut buffer: BytesMut) {
+        if self.wants_buffer() {
+            buffer.clear();
+            self.tail = buffer;
         }
     }
 }

@@ -75,9 +75,23 @@ impl Sender {
         self.output.take()
     }
 
-    /// Frees the output buffer's memory while nothing is queued.
-    pub fn release_buffers(&mut self) {
-        self.output.shrink();
+    /// Gives up the output buffer's memory while nothing is queued, and
+    /// returns the buffer (empty) so a driver can recycle it; an empty
+    /// buffer without capacity when there was none or output is pending.
+    pub fn release_buffers(&mut self) -> BytesMut {
+        self.output.release()
+    }
+
+    /// Whether the sender holds no output buffer, so that
+    /// [`provide_output_buffer`](Self::provide_output_buffer) would be used.
+    pub fn wants_output_buffer(&self) -> bool {
+        self.output.wants_buffer()
+    }
+
+    /// Hands the sender an empty buffer (a recycled one) to encode frames
+    /// into, when it holds none; otherwise the buffer is dropped.
+    pub fn provide_output_buffer(&mut self, buffer: BytesMut) {
+        self.output.provide(buffer);
     }
 
     /// Queues a text message.
