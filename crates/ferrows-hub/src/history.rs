@@ -28,8 +28,17 @@ pub struct Publication {
     pub offset: u64,
     /// The payload (a JSON value, as bytes).
     pub data: Bytes,
+    /// Who published it (a JSON object, as bytes), when a client did.
+    pub info: Option<Bytes>,
     /// Milliseconds since the Unix epoch when it was published.
     pub time_ms: u64,
+}
+
+impl Publication {
+    /// Bytes it holds (what history limits count).
+    pub fn size(&self) -> usize {
+        self.data.len() + self.info.as_ref().map_or(0, Bytes::len)
+    }
 }
 
 /// Bounds of a channel's history. Whichever bound is reached first trims
@@ -106,13 +115,19 @@ impl ChannelHistory {
     }
 
     /// Appends a publication made at `now_ms` and trims to the limits.
-    pub fn append(&mut self, data: Bytes, now_ms: u64) -> Publication {
+    pub fn append(&mut self, data: Bytes, info: Option<Bytes>, now_ms: u64) -> Publication {
         self.top += 1;
-        let publication = Publication { offset: self.top, data, time_ms: now_ms };
-        self.bytes += publication.data.len();
+        let publication = Publication { offset: self.top, data, info, time_ms: now_ms };
+        self.bytes += publication.size();
         self.entries.push_back(publication.clone());
         self.trim(now_ms);
         publication
+    }
+
+    /// Changes the limits (a namespace's configuration); they apply from
+    /// the next append or trim.
+    pub fn set_limits(&mut self, limits: HistoryLimits) {
+        self.limits = limits;
     }
 
     /// Drops what is over the limits at `now_ms`.
@@ -125,7 +140,7 @@ impl ChannelHistory {
             if !(too_many || too_big || too_old) {
                 break;
             }
-            self.bytes -= oldest.data.len();
+            self.bytes -= oldest.size();
             self.entries.pop_front();
         }
     }
@@ -186,7 +201,7 @@ mod tests {
     fn offsets_count_up_and_recovery_returns_the_gap() {
         let mut h = history(10, 1 << 20, 60);
         for i in 0..5 {
-            assert_eq!(h.append(Bytes::from(format!("{i}")), 1000).offset, i + 1);
+            assert_eq!(h.append(Bytes::from(format!("{i}")), None, 1000).offset, i + 1);
         }
         assert_eq!(h.position(), pos(5, "e1"));
         assert_eq!(offsets(h.recover(&pos(2, "e1"), 100, 1000)), Some(vec![3, 4, 5]));
@@ -197,7 +212,7 @@ mod tests {
     #[test]
     fn wrong_epoch_or_future_offset_is_not_recoverable() {
         let mut h = history(10, 1 << 20, 60);
-        h.append(Bytes::from_static(b"x"), 0);
+        h.append(Bytes::from_static(b"x"), None, 0);
         assert_eq!(h.recover(&pos(1, "other"), 100, 0), Recovery::NotRecoverable);
         assert_eq!(h.recover(&pos(7, "e1"), 100, 0), Recovery::NotRecoverable);
     }
@@ -206,7 +221,7 @@ mod tests {
     fn bounded_by_count_bytes_and_age() {
         let mut h = history(3, 1 << 20, 60);
         for _ in 0..10 {
-            h.append(Bytes::from_static(b"abc"), 0);
+            h.append(Bytes::from_static(b"abc"), None, 0);
         }
         assert_eq!(h.len(), 3);
         assert_eq!(offsets(h.recover(&pos(7, "e1"), 100, 0)), Some(vec![8, 9, 10]));
@@ -214,13 +229,13 @@ mod tests {
 
         let mut h = history(100, 10, 60);
         for _ in 0..10 {
-            h.append(Bytes::from_static(b"abcd"), 0);
+            h.append(Bytes::from_static(b"abcd"), None, 0);
         }
         assert_eq!((h.len(), h.bytes()), (2, 8));
 
         let mut h = history(100, 1 << 20, 60);
-        h.append(Bytes::from_static(b"old"), 0);
-        h.append(Bytes::from_static(b"new"), 50_000);
+        h.append(Bytes::from_static(b"old"), None, 0);
+        h.append(Bytes::from_static(b"new"), None, 50_000);
         assert_eq!(offsets(h.recover(&pos(0, "e1"), 100, 70_000)), None, "offset 1 aged out");
         assert_eq!(offsets(h.recover(&pos(1, "e1"), 100, 70_000)), Some(vec![2]));
         assert_eq!(h.latest(10, 200_000), vec![]);
@@ -230,7 +245,7 @@ mod tests {
     fn a_gap_larger_than_the_limit_is_not_recovered_partially() {
         let mut h = history(100, 1 << 20, 60);
         for _ in 0..20 {
-            h.append(Bytes::from_static(b"x"), 0);
+            h.append(Bytes::from_static(b"x"), None, 0);
         }
         assert_eq!(h.recover(&pos(0, "e1"), 5, 0), Recovery::NotRecoverable);
         assert_eq!(offsets(h.recover(&pos(15, "e1"), 5, 0)), Some(vec![16, 17, 18, 19, 20]));

@@ -125,7 +125,7 @@ impl Hub {
     pub fn publish(&self, name: &str, data: &str, info: Option<&str>) -> Delivery {
         let channel = self.channel(name);
         let mut channel = lock(&channel);
-        let publication = channel.history.append(Bytes::copy_from_slice(data.as_bytes()), now_ms());
+        let publication = channel.history.append(Bytes::copy_from_slice(data.as_bytes()), None, now_ms());
         let push = publication_push(name, publication.offset, data, info);
         let message = Arc::new(PreparedMessage::text(push.into()));
         let mut delivered = 0;

@@ -2,6 +2,7 @@
 //! positions and recovery, and the brokers that carry publications between
 //! nodes.
 
+pub mod broker;
 pub mod history;
 pub mod hub;
 pub mod protocol;

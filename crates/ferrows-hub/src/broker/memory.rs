@@ -1,0 +1,274 @@
+//! The embedded broker: history and presence in this process, delivery by
+//! a direct call. One node only; its epochs change when the process
+//! restarts (the history is gone, and clients are told so).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+
+use super::{BoxFuture, Broker, BrokerError, BrokerEvent, BrokerHandler, BrokerHealth, HistoryAnswer, HistoryQuery};
+use crate::history::{ChannelHistory, HistoryLimits, Recovery, StreamPosition};
+
+/// Operations between two sweeps of channels left with nothing in them.
+const SWEEP_EVERY: u64 = 4096;
+
+/// How long an empty channel (no history, no presence) keeps its epoch
+/// after its last use: 10 minutes, so a subscriber of a quiet channel can
+/// still recover across a reconnect instead of finding a new epoch.
+const EMPTY_CHANNEL_TTL_MS: u64 = 10 * 60 * 1000;
+
+#[derive(Debug)]
+struct Channel {
+    history: ChannelHistory,
+    presence: HashMap<String, Bytes>,
+    last_used_ms: u64,
+}
+
+/// The in-process broker (the default).
+#[derive(Default)]
+pub struct MemoryBroker {
+    channels: Mutex<HashMap<String, Channel>>,
+    handler: OnceLock<Arc<dyn BrokerHandler>>,
+    epoch_seed: OnceLock<u64>,
+    next_epoch: AtomicU64,
+    operations: AtomicU64,
+}
+
+impl std::fmt::Debug for MemoryBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryBroker").field("channels", &self.lock().len()).finish()
+    }
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+impl MemoryBroker {
+    /// An empty broker.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Channel>> {
+        self.channels.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A new epoch: the start time and a counter, so a restarted process
+    /// never reuses one.
+    fn new_epoch(&self) -> String {
+        let seed = *self.epoch_seed.get_or_init(now_ms);
+        format!("{seed:x}{:x}", self.next_epoch.fetch_add(1, Ordering::Relaxed))
+    }
+
+    fn channel<'a>(&self, channels: &'a mut HashMap<String, Channel>, name: &str) -> &'a mut Channel {
+        let now = now_ms();
+        if !channels.contains_key(name) {
+            let history = ChannelHistory::new(self.new_epoch(), HistoryLimits::default());
+            channels.insert(name.to_owned(), Channel { history, presence: HashMap::new(), last_used_ms: now });
+        }
+        let channel = channels.get_mut(name).expect("inserted above");
+        channel.last_used_ms = now;
+        channel
+    }
+
+    /// Forgets channels with no history and no presence left, now and then,
+    /// so publishing into many channels does not grow memory for ever.
+    fn maybe_sweep(&self, channels: &mut HashMap<String, Channel>) {
+        if self.operations.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            sweep(channels, now_ms());
+        }
+    }
+
+    /// Channels held now (for tests and metrics).
+    pub fn channel_count(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn deliver(&self, event: BrokerEvent) {
+        if let Some(handler) = self.handler.get() {
+            handler.on_event(event);
+        }
+    }
+}
+
+fn sweep(channels: &mut HashMap<String, Channel>, now: u64) {
+    channels.retain(|_, channel| {
+        channel.history.trim(now);
+        let empty = channel.history.is_empty() && channel.presence.is_empty();
+        !empty || now.saturating_sub(channel.last_used_ms) < EMPTY_CHANNEL_TTL_MS
+    });
+}
+
+impl Broker for MemoryBroker {
+    fn start(&self, handler: Arc<dyn BrokerHandler>) -> BoxFuture<'_, Result<(), BrokerError>> {
+        let _ = self.handler.set(handler);
+        Box::pin(async { Ok(()) })
+    }
+
+    fn publish<'a>(
+        &'a self,
+        channel: &'a str,
+        data: Bytes,
+        info: Option<Bytes>,
+        limits: HistoryLimits,
+    ) -> BoxFuture<'a, Result<StreamPosition, BrokerError>> {
+        let mut channels = self.lock();
+        self.maybe_sweep(&mut channels);
+        let entry = self.channel(&mut channels, channel);
+        entry.history.set_limits(limits);
+        let publication = entry.history.append(data, info, now_ms());
+        let epoch = entry.history.epoch().to_owned();
+        let position = StreamPosition { offset: publication.offset, epoch: epoch.clone() };
+        // Delivered under the lock: concurrent publishers into one channel
+        // reach every subscriber in offset order.
+        self.deliver(BrokerEvent::Publication { channel: channel.to_owned(), epoch, publication });
+        drop(channels);
+        Box::pin(async move { Ok(position) })
+    }
+
+    fn publish_event(&self, event: BrokerEvent) -> BoxFuture<'_, Result<(), BrokerError>> {
+        self.deliver(event);
+        Box::pin(async { Ok(()) })
+    }
+
+    fn subscribe<'a>(&'a self, _channel: &'a str) -> BoxFuture<'a, Result<(), BrokerError>> {
+        // Every publication is delivered to the one node anyway.
+        Box::pin(async { Ok(()) })
+    }
+
+    fn unsubscribe<'a>(&'a self, _channel: &'a str) -> BoxFuture<'a, Result<(), BrokerError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn history<'a>(
+        &'a self,
+        channel: &'a str,
+        query: HistoryQuery,
+    ) -> BoxFuture<'a, Result<HistoryAnswer, BrokerError>> {
+        let mut channels = self.lock();
+        self.maybe_sweep(&mut channels);
+        let entry = self.channel(&mut channels, channel);
+        let now = now_ms();
+        let (publications, recovered) = match query {
+            HistoryQuery::Position => (Vec::new(), true),
+            HistoryQuery::Latest(limit) => (entry.history.latest(limit, now), true),
+            HistoryQuery::Since(since, limit) => match entry.history.recover(&since, limit, now) {
+                Recovery::Recovered(missed) => (missed, true),
+                Recovery::NotRecoverable => (Vec::new(), false),
+            },
+        };
+        let answer = HistoryAnswer { position: entry.history.position(), publications, recovered };
+        Box::pin(async move { Ok(answer) })
+    }
+
+    fn presence_add<'a>(
+        &'a self,
+        channel: &'a str,
+        client: &'a str,
+        info: Bytes,
+    ) -> BoxFuture<'a, Result<(), BrokerError>> {
+        let mut channels = self.lock();
+        self.channel(&mut channels, channel).presence.insert(client.to_owned(), info);
+        Box::pin(async { Ok(()) })
+    }
+
+    fn presence_remove<'a>(&'a self, channel: &'a str, client: &'a str) -> BoxFuture<'a, Result<(), BrokerError>> {
+        if let Some(entry) = self.lock().get_mut(channel) {
+            entry.presence.remove(client);
+        }
+        Box::pin(async { Ok(()) })
+    }
+
+    fn presence<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<HashMap<String, Bytes>, BrokerError>> {
+        let present = self.lock().get(channel).map(|c| c.presence.clone()).unwrap_or_default();
+        Box::pin(async move { Ok(present) })
+    }
+
+    fn health(&self) -> BrokerHealth {
+        BrokerHealth { kind: "memory", connected: true, detail: None }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<BrokerEvent>>);
+
+    impl BrokerHandler for Recorder {
+        fn on_event(&self, event: BrokerEvent) {
+            self.0.lock().unwrap().push(event);
+        }
+        fn on_connection_change(&self, _: bool) {}
+    }
+
+    #[tokio::test]
+    async fn publications_get_positions_and_reach_the_handler_in_order() {
+        let broker = MemoryBroker::new();
+        let recorder = Arc::new(Recorder::default());
+        broker.start(recorder.clone()).await.unwrap();
+        let limits = HistoryLimits::default();
+        let first = broker.publish("a", Bytes::from_static(b"1"), None, limits).await.unwrap();
+        let second =
+            broker.publish("a", Bytes::from_static(b"2"), Some(Bytes::from_static(b"{}")), limits).await.unwrap();
+        assert_eq!((first.offset, second.offset), (1, 2));
+        assert_eq!(first.epoch, second.epoch);
+        let other = broker.publish("b", Bytes::from_static(b"3"), None, limits).await.unwrap();
+        assert_ne!(other.epoch, first.epoch, "each channel has its own epoch");
+        let events = recorder.0.lock().unwrap();
+        let offsets: Vec<(String, u64)> = events
+            .iter()
+            .map(|e| match e {
+                BrokerEvent::Publication { channel, publication, .. } => (channel.clone(), publication.offset),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(offsets, vec![("a".into(), 1), ("a".into(), 2), ("b".into(), 1)]);
+    }
+
+    #[tokio::test]
+    async fn history_answers_position_latest_and_since() {
+        let broker = MemoryBroker::new();
+        let limits = HistoryLimits { max_count: 3, ..HistoryLimits::default() };
+        for n in 0..5u8 {
+            broker.publish("c", Bytes::from(vec![b'0' + n]), None, limits).await.unwrap();
+        }
+        let now = broker.history("c", HistoryQuery::Position).await.unwrap();
+        assert_eq!(now.position.offset, 5);
+        let latest = broker.history("c", HistoryQuery::Latest(2)).await.unwrap();
+        assert_eq!(latest.publications.iter().map(|p| p.offset).collect::<Vec<_>>(), vec![4, 5]);
+        let since = |offset| HistoryQuery::Since(StreamPosition { offset, epoch: now.position.epoch.clone() }, 100);
+        let recent = broker.history("c", since(3)).await.unwrap();
+        assert!(recent.recovered);
+        assert_eq!(recent.publications.len(), 2);
+        let trimmed = broker.history("c", since(1)).await.unwrap();
+        assert!(!trimmed.recovered, "offsets 2 was trimmed away (max_count 3)");
+        let other_epoch =
+            broker.history("c", HistoryQuery::Since(StreamPosition { offset: 4, epoch: "x".into() }, 100));
+        assert!(!other_epoch.await.unwrap().recovered);
+    }
+
+    #[tokio::test]
+    async fn presence_tracks_clients_and_empty_channels_are_swept() {
+        let broker = MemoryBroker::new();
+        broker.presence_add("p", "c1", Bytes::from_static(b"{\"user\":\"al\"}")).await.unwrap();
+        broker.presence_add("p", "c2", Bytes::from_static(b"{}")).await.unwrap();
+        broker.presence_remove("p", "c2").await.unwrap();
+        let present = broker.presence("p").await.unwrap();
+        assert_eq!(present.keys().collect::<Vec<_>>(), vec!["c1"]);
+        broker.presence_remove("p", "c1").await.unwrap();
+        let hour = HistoryLimits { max_age: std::time::Duration::from_secs(3600), ..HistoryLimits::default() };
+        broker.publish("kept", Bytes::from_static(b"1"), None, hour).await.unwrap();
+        let epoch = broker.history("p", HistoryQuery::Position).await.unwrap().position.epoch;
+        sweep(&mut broker.lock(), now_ms());
+        let again = broker.history("p", HistoryQuery::Position).await.unwrap().position.epoch;
+        assert_eq!(epoch, again, "a recently used empty channel keeps its epoch");
+        sweep(&mut broker.lock(), now_ms() + EMPTY_CHANNEL_TTL_MS);
+        assert_eq!(broker.channel_count(), 1, "only the channel with history is left");
+    }
+}
