@@ -4,7 +4,7 @@
 
 pub mod broker;
 pub mod history;
-pub mod hub;
+pub mod node;
 pub mod protocol;
 pub mod queue;
 

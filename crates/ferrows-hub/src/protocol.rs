@@ -202,17 +202,34 @@ pub fn result_reply(id: u64, result: &impl Serialize) -> String {
     format!("{{\"id\":{id},\"result\":{result}}}")
 }
 
-/// The push of a publication; `data` is the raw JSON published.
-pub fn publication_push(channel: &str, offset: u64, data: &str, info: Option<&str>) -> String {
-    let channel = serde_json::to_string(channel).expect("strings serialize");
-    match info {
-        Some(info) => {
-            format!(
-                "{{\"push\":{{\"channel\":{channel},\"pub\":{{\"offset\":{offset},\"data\":{data},\"info\":{info}}}}}}}"
-            )
-        }
-        None => format!("{{\"push\":{{\"channel\":{channel},\"pub\":{{\"offset\":{offset},\"data\":{data}}}}}}}"),
+/// The push of a publication; `data` and `info` are raw JSON.
+pub fn publication_push(channel: &str, offset: u64, data: &[u8], info: Option<&[u8]>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(channel.len() + data.len() + info.map_or(0, <[u8]>::len) + 64);
+    out.extend_from_slice(b"{\"push\":{\"channel\":");
+    push_json_string(&mut out, channel);
+    out.extend_from_slice(format!(",\"pub\":{{\"offset\":{offset},\"data\":").as_bytes());
+    out.extend_from_slice(data);
+    if let Some(info) = info {
+        out.extend_from_slice(b",\"info\":");
+        out.extend_from_slice(info);
     }
+    out.extend_from_slice(b"}}}");
+    out
+}
+
+/// A `join` or `leave` push; `info` is raw JSON.
+pub fn event_push(channel: &str, kind: &str, info: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(channel.len() + info.len() + 48);
+    out.extend_from_slice(b"{\"push\":{\"channel\":");
+    push_json_string(&mut out, channel);
+    out.extend_from_slice(format!(",\"{kind}\":").as_bytes());
+    out.extend_from_slice(info);
+    out.extend_from_slice(b"}}");
+    out
+}
+
+fn push_json_string(out: &mut Vec<u8>, text: &str) {
+    serde_json::to_writer(&mut *out, text).expect("writing to a Vec cannot fail");
 }
 
 #[cfg(test)]
@@ -260,8 +277,11 @@ mod tests {
 
     #[test]
     fn replies_and_pushes_are_valid_json() {
-        let push = publication_push("chat:\"x\"", 7, r#"{"t":"hi"}"#, Some(r#"{"name":"al"}"#));
-        let v: serde_json::Value = serde_json::from_str(&push).unwrap();
+        let push = publication_push("chat:\"x\"", 7, br#"{"t":"hi"}"#, Some(br#"{"name":"al"}"#));
+        let v: serde_json::Value = serde_json::from_slice(&push).unwrap();
+        assert_eq!(v["push"]["pub"]["info"]["name"], "al");
+        let join: serde_json::Value = serde_json::from_slice(&event_push("a", "join", br#"{"user":"u"}"#)).unwrap();
+        assert_eq!(join["push"]["join"]["user"], "u");
         assert_eq!(v["push"]["channel"], "chat:\"x\"");
         assert_eq!(v["push"]["pub"]["offset"], 7);
         assert_eq!(v["push"]["pub"]["data"]["t"], "hi");

@@ -1,0 +1,467 @@
+//! The node: this process's subscribers, fed by the broker.
+//!
+//! Publications come back from the broker (see [`crate::broker`]) and are
+//! framed once per node ([`PreparedMessage`]) and pushed to the bounded
+//! queue of every local subscriber of the channel. A subscriber that asks
+//! to recover is first registered as *joining*: publications that arrive
+//! while its history is read are held back, then everything is put in its
+//! queue in order (the reply with the missed publications, then what
+//! arrived meanwhile and was not in the reply), so nothing is lost or
+//! repeated between "what you missed" and "what comes next".
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use bytes::Bytes;
+use ferrows_proto::{PreparedMessage, Utf8Bytes};
+
+use crate::broker::{Broker, BrokerError, BrokerEvent, BrokerHandler, HistoryAnswer, HistoryQuery};
+use crate::history::StreamPosition;
+use crate::protocol::{event_push, publication_push};
+use crate::queue::ClientQueue;
+
+/// Identifies a client connection within this node.
+pub type ClientId = u64;
+
+enum Subscriber {
+    Live(ClientQueue),
+    /// Reading its history: publications wait here (offset, epoch, push).
+    Joining(ClientQueue, Vec<(u64, String, Arc<PreparedMessage>)>),
+}
+
+impl Subscriber {
+    fn queue(&self) -> &ClientQueue {
+        match self {
+            Self::Live(queue) | Self::Joining(queue, _) => queue,
+        }
+    }
+}
+
+#[derive(Default)]
+struct ChannelState {
+    subscribers: HashMap<ClientId, Subscriber>,
+    /// The last publication delivered here (drops duplicates after a
+    /// broker reconnect or a recovery race).
+    last: Option<StreamPosition>,
+    broker_subscribed: bool,
+}
+
+#[derive(Default)]
+struct LocalChannel {
+    /// Serializes the broker subscribe/unsubscribe of this channel.
+    control: tokio::sync::Mutex<()>,
+    state: Mutex<ChannelState>,
+}
+
+/// Counters of a node, for metrics.
+#[derive(Debug, Default)]
+pub struct NodeStats {
+    /// Publications received from the broker for a channel with local
+    /// subscribers.
+    pub publications: AtomicU64,
+    /// Messages put in subscribers' queues by fan-out.
+    pub deliveries: AtomicU64,
+    /// Subscribers dropped because their queue overflowed.
+    pub slow_consumers: AtomicU64,
+    /// Broker reconnections seen.
+    pub broker_reconnects: AtomicU64,
+}
+
+/// Called with the time (in seconds) a publication took from its
+/// `publish` to its last local subscriber's queue.
+pub type FanoutObserver = Box<dyn Fn(f64) + Send + Sync>;
+
+/// Why a subscribe failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubscribeError {
+    /// The client is already subscribed to the channel.
+    AlreadySubscribed,
+    /// The broker failed.
+    Broker(BrokerError),
+}
+
+/// This node's channels and subscribers.
+pub struct Node {
+    broker: Arc<dyn Broker>,
+    channels: Mutex<HashMap<String, Arc<LocalChannel>>>,
+    stats: NodeStats,
+    fanout_observer: Option<FanoutObserver>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").field("channels", &lock(&self.channels).len()).finish()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Forwards the broker's events to a node without keeping it alive.
+struct Handler(Weak<Node>);
+
+impl BrokerHandler for Handler {
+    fn on_event(&self, event: BrokerEvent) {
+        if let Some(node) = self.0.upgrade() {
+            node.on_event(event);
+        }
+    }
+
+    fn on_connection_change(&self, connected: bool) {
+        if let Some(node) = self.0.upgrade()
+            && connected
+        {
+            node.stats.broker_reconnects.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move { node.resync().await });
+        }
+    }
+}
+
+impl Node {
+    /// A node on `broker`; starts the broker's delivery to it.
+    pub async fn start(
+        broker: Arc<dyn Broker>,
+        fanout_observer: Option<FanoutObserver>,
+    ) -> Result<Arc<Self>, BrokerError> {
+        let node = Arc::new(Self {
+            broker: broker.clone(),
+            channels: Mutex::new(HashMap::new()),
+            stats: NodeStats::default(),
+            fanout_observer,
+        });
+        broker.start(Arc::new(Handler(Arc::downgrade(&node)))).await?;
+        Ok(node)
+    }
+
+    /// The broker behind this node.
+    pub fn broker(&self) -> &Arc<dyn Broker> {
+        &self.broker
+    }
+
+    /// This node's counters.
+    pub fn stats(&self) -> &NodeStats {
+        &self.stats
+    }
+
+    /// Channels with local subscribers.
+    pub fn channel_count(&self) -> usize {
+        lock(&self.channels).len()
+    }
+
+    /// Local subscribers of `channel`.
+    pub fn subscriber_count(&self, channel: &str) -> usize {
+        let local = lock(&self.channels).get(channel).cloned();
+        local.map_or(0, |c| lock(&c.state).subscribers.len())
+    }
+
+    fn on_event(&self, event: BrokerEvent) {
+        let channel = match &event {
+            BrokerEvent::Publication { channel, .. }
+            | BrokerEvent::Join { channel, .. }
+            | BrokerEvent::Leave { channel, .. } => channel,
+        };
+        // The memory broker delivers every publication: most channels may
+        // have no subscriber here.
+        let Some(local) = lock(&self.channels).get(channel).cloned() else { return };
+        let (channel, epoch, offset, push, published_ms) = match event {
+            BrokerEvent::Publication { channel, epoch, publication } => {
+                let push =
+                    publication_push(&channel, publication.offset, &publication.data, publication.info.as_deref());
+                (channel, Some(epoch), publication.offset, push, Some(publication.time_ms))
+            }
+            BrokerEvent::Join { channel, info } => {
+                let push = event_push(&channel, "join", &info);
+                (channel, None, 0, push, None)
+            }
+            BrokerEvent::Leave { channel, info } => {
+                let push = event_push(&channel, "leave", &info);
+                (channel, None, 0, push, None)
+            }
+        };
+        let mut state = lock(&local.state);
+        if let Some(epoch) = &epoch {
+            if state.last.as_ref().is_some_and(|last| &last.epoch == epoch && offset <= last.offset) {
+                return;
+            }
+            state.last = Some(StreamPosition { offset, epoch: epoch.clone() });
+            self.stats.publications.fetch_add(1, Ordering::Relaxed);
+        }
+        let Ok(text) = Utf8Bytes::try_from_bytes(Bytes::from(push)) else {
+            tracing::warn!(channel, "dropped a publication that is not UTF-8");
+            return;
+        };
+        let message = Arc::new(PreparedMessage::text(text));
+        let mut slow = Vec::new();
+        let mut delivered = 0;
+        for (client, subscriber) in state.subscribers.iter_mut() {
+            match subscriber {
+                Subscriber::Live(queue) => match queue.push(message.clone()) {
+                    Ok(()) => delivered += 1,
+                    Err(_) => slow.push(*client),
+                },
+                // Join and leave events are not part of the stream: a
+                // joining subscriber simply starts with the next one.
+                Subscriber::Joining(_, held) => {
+                    if let Some(epoch) = &epoch {
+                        held.push((offset, epoch.clone(), message.clone()));
+                    }
+                }
+            }
+        }
+        for client in &slow {
+            state.subscribers.remove(client);
+        }
+        drop(state);
+        self.stats.deliveries.fetch_add(delivered, Ordering::Relaxed);
+        self.stats.slow_consumers.fetch_add(slow.len() as u64, Ordering::Relaxed);
+        if let (Some(observe), Some(published_ms)) = (&self.fanout_observer, published_ms) {
+            let now_ms = crate::broker::memory::now_ms();
+            observe(now_ms.saturating_sub(published_ms) as f64 / 1000.0);
+        }
+    }
+
+    fn local(&self, channel: &str) -> Arc<LocalChannel> {
+        lock(&self.channels).entry(channel.to_owned()).or_default().clone()
+    }
+
+    /// Subscribes `client` (whose queue is `queue`) to `channel`. With
+    /// `since`, the answer holds what it missed (at most `recover_limit`).
+    /// `reply` turns the answer into the message to queue first (the
+    /// command's reply), before any publication that follows it.
+    pub async fn subscribe(
+        &self,
+        channel: &str,
+        client: ClientId,
+        queue: &ClientQueue,
+        since: Option<StreamPosition>,
+        recover_limit: usize,
+        reply: impl FnOnce(&HistoryAnswer) -> PreparedMessage,
+    ) -> Result<HistoryAnswer, SubscribeError> {
+        let local = loop {
+            let local = self.local(channel);
+            let control = local.control.lock().await;
+            // An unsubscribe may have dropped this channel meanwhile.
+            if !lock(&self.channels).get(channel).is_some_and(|c| Arc::ptr_eq(c, &local)) {
+                continue;
+            }
+            let need_broker = {
+                let mut state = lock(&local.state);
+                if state.subscribers.contains_key(&client) {
+                    return Err(SubscribeError::AlreadySubscribed);
+                }
+                state.subscribers.insert(client, Subscriber::Joining(queue.clone(), Vec::new()));
+                !state.broker_subscribed
+            };
+            if need_broker {
+                if let Err(e) = self.broker.subscribe(channel).await {
+                    lock(&local.state).subscribers.remove(&client);
+                    drop(control);
+                    self.forget_if_empty(channel, &local);
+                    return Err(SubscribeError::Broker(e));
+                }
+                lock(&local.state).broker_subscribed = true;
+            }
+            drop(control);
+            break local;
+        };
+        let query = match since {
+            Some(since) => HistoryQuery::Since(since, recover_limit),
+            None => HistoryQuery::Position,
+        };
+        let answer = match self.broker.history(channel, query).await {
+            Ok(answer) => answer,
+            Err(e) => {
+                self.unsubscribe(channel, client).await;
+                return Err(SubscribeError::Broker(e));
+            }
+        };
+        let mut state = lock(&local.state);
+        let Some(Subscriber::Joining(_, held)) = state.subscribers.remove(&client) else {
+            // Dropped meanwhile (its queue overflowed, or it left).
+            return Ok(answer);
+        };
+        let position = &answer.position;
+        let mut overflow = queue.push(Arc::new(reply(&answer))).is_err();
+        for (offset, epoch, message) in held {
+            if !overflow && epoch == position.epoch && offset > position.offset {
+                overflow = queue.push(message).is_err();
+            }
+        }
+        if state.last.as_ref().is_none_or(|last| last.epoch != position.epoch || last.offset < position.offset) {
+            state.last = Some(position.clone());
+        }
+        if overflow {
+            self.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
+        } else {
+            state.subscribers.insert(client, Subscriber::Live(queue.clone()));
+        }
+        Ok(answer)
+    }
+
+    /// Drops `local` from the map if nobody subscribed to it since.
+    fn forget_if_empty(&self, channel: &str, local: &Arc<LocalChannel>) {
+        let mut channels = lock(&self.channels);
+        if lock(&local.state).subscribers.is_empty() && channels.get(channel).is_some_and(|c| Arc::ptr_eq(c, local)) {
+            channels.remove(channel);
+        }
+    }
+
+    /// Unsubscribes `client` from `channel`; the last local subscriber
+    /// unsubscribes the node from the broker.
+    pub async fn unsubscribe(&self, channel: &str, client: ClientId) {
+        let Some(local) = lock(&self.channels).get(channel).cloned() else { return };
+        let _control = local.control.lock().await;
+        let (empty, subscribed) = {
+            let mut state = lock(&local.state);
+            state.subscribers.remove(&client);
+            (state.subscribers.is_empty(), state.broker_subscribed)
+        };
+        if !empty {
+            return;
+        }
+        if subscribed {
+            // Best effort: a broker that is down has no subscription left.
+            let _ = self.broker.unsubscribe(channel).await;
+            lock(&local.state).broker_subscribed = false;
+        }
+        self.forget_if_empty(channel, &local);
+    }
+
+    /// After a broker reconnect: publications made while it was away were
+    /// not delivered. Each channel reads what it missed from the history
+    /// and delivers it; where the history cannot fill the gap, subscribers
+    /// are dropped (their queue is closed) so they reconnect and recover.
+    async fn resync(self: Arc<Self>) {
+        let channels: Vec<(String, Arc<LocalChannel>)> =
+            lock(&self.channels).iter().map(|(name, local)| (name.clone(), local.clone())).collect();
+        for (name, local) in channels {
+            let last = lock(&local.state).last.clone();
+            let query = match &last {
+                Some(last) => HistoryQuery::Since(last.clone(), 1000),
+                None => HistoryQuery::Position,
+            };
+            let Ok(answer) = self.broker.history(&name, query).await else { continue };
+            if last.is_some() && !answer.recovered {
+                let mut state = lock(&local.state);
+                for (_, subscriber) in state.subscribers.drain() {
+                    subscriber.queue().close();
+                }
+                state.last = Some(answer.position);
+                continue;
+            }
+            for publication in answer.publications {
+                self.on_event(BrokerEvent::Publication {
+                    channel: name.clone(),
+                    epoch: answer.position.epoch.clone(),
+                    publication,
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::MemoryBroker;
+    use crate::history::HistoryLimits;
+
+    fn queue() -> ClientQueue {
+        ClientQueue::new(64, 1 << 20)
+    }
+
+    async fn texts(queue: &ClientQueue) -> Vec<String> {
+        let mut out = Vec::new();
+        queue.pop_all(&mut out).await.unwrap();
+        out.iter().map(|m| String::from_utf8(m.payload().to_vec()).unwrap()).collect()
+    }
+
+    fn reply(answer: &HistoryAnswer) -> PreparedMessage {
+        PreparedMessage::text(format!("reply {} {}", answer.position.offset, answer.publications.len()).into())
+    }
+
+    async fn publish(node: &Node, channel: &str, data: &str) -> StreamPosition {
+        let data = Bytes::copy_from_slice(data.as_bytes());
+        node.broker().publish(channel, data, None, HistoryLimits::default()).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn publications_reach_local_subscribers_in_order_after_the_reply() {
+        let node = Node::start(Arc::new(MemoryBroker::new()), None).await.unwrap();
+        let (a, b) = (queue(), queue());
+        node.subscribe("chat", 1, &a, None, 100, reply).await.unwrap();
+        node.subscribe("chat", 2, &b, None, 100, reply).await.unwrap();
+        publish(&node, "chat", r#"{"n":1}"#).await;
+        publish(&node, "chat", r#"{"n":2}"#).await;
+        for q in [&a, &b] {
+            let got = texts(q).await;
+            assert_eq!(got.len(), 3, "{got:?}");
+            assert_eq!(got[0], "reply 0 0");
+            assert!(got[1].contains(r#""offset":1,"data":{"n":1}"#), "{}", got[1]);
+            assert!(got[2].contains(r#""offset":2,"data":{"n":2}"#), "{}", got[2]);
+        }
+        assert_eq!(node.stats().deliveries.load(Ordering::Relaxed), 4);
+        let again = node.subscribe("chat", 1, &a, None, 100, reply).await;
+        assert_eq!(again.unwrap_err(), SubscribeError::AlreadySubscribed);
+    }
+
+    #[tokio::test]
+    async fn recovery_returns_the_gap_then_live_publications() {
+        let node = Node::start(Arc::new(MemoryBroker::new()), None).await.unwrap();
+        let seen = publish(&node, "c", "1").await;
+        publish(&node, "c", "2").await;
+        publish(&node, "c", "3").await;
+        let q = queue();
+        let answer = node.subscribe("c", 7, &q, Some(seen), 100, reply).await.unwrap();
+        assert!(answer.recovered);
+        assert_eq!(answer.publications.iter().map(|p| p.offset).collect::<Vec<_>>(), vec![2, 3]);
+        publish(&node, "c", "4").await;
+        let got = texts(&q).await;
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0], "reply 3 2");
+        assert!(got[1].contains(r#""offset":4"#));
+    }
+
+    #[tokio::test]
+    async fn last_unsubscribe_forgets_the_channel() {
+        let node = Node::start(Arc::new(MemoryBroker::new()), None).await.unwrap();
+        node.subscribe("c", 1, &queue(), None, 100, reply).await.unwrap();
+        node.subscribe("c", 2, &queue(), None, 100, reply).await.unwrap();
+        node.unsubscribe("c", 1).await;
+        assert_eq!(node.subscriber_count("c"), 1);
+        node.unsubscribe("c", 2).await;
+        assert_eq!(node.channel_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_slow_subscriber_is_dropped_others_keep_receiving() {
+        let node = Node::start(Arc::new(MemoryBroker::new()), None).await.unwrap();
+        let slow = ClientQueue::new(3, 1 << 20);
+        let fast = queue();
+        node.subscribe("c", 1, &slow, None, 100, reply).await.unwrap();
+        node.subscribe("c", 2, &fast, None, 100, reply).await.unwrap();
+        for n in 0..5 {
+            publish(&node, "c", &n.to_string()).await;
+        }
+        assert!(slow.overflowed());
+        assert_eq!(node.subscriber_count("c"), 1);
+        assert_eq!(node.stats().slow_consumers.load(Ordering::Relaxed), 1);
+        assert_eq!(texts(&fast).await.len(), 6);
+    }
+
+    #[tokio::test]
+    async fn join_and_leave_events_reach_live_subscribers() {
+        let node = Node::start(Arc::new(MemoryBroker::new()), None).await.unwrap();
+        let q = queue();
+        node.subscribe("room", 1, &q, None, 100, reply).await.unwrap();
+        let info = Bytes::from_static(br#"{"user":"al"}"#);
+        node.broker().publish_event(BrokerEvent::Join { channel: "room".into(), info: info.clone() }).await.unwrap();
+        node.broker().publish_event(BrokerEvent::Leave { channel: "room".into(), info }).await.unwrap();
+        let got = texts(&q).await;
+        assert_eq!(got.len(), 3);
+        assert!(got[1].contains(r#""join":{"user":"al"}"#), "{}", got[1]);
+        assert!(got[2].contains(r#""leave":{"user":"al"}"#), "{}", got[2]);
+    }
+}
