@@ -1,0 +1,123 @@
+// Against a real `ferrows serve`: reconnection with backoff and recovery of
+// missed publications, after a dropped connection and after a restart.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { Client } from "../ferrows.js";
+import { startServer, apiPublish, Collector, connected, nextEvent, uniqueChannel, withTimeout } from "./helpers.mjs";
+
+/** A WebSocket constructor whose connections fail (connection refused) while the gate is shut. */
+function gatedWebSocket() {
+  const gate = { open: true, attempts: 0 };
+  gate.WebSocket = class extends globalThis.WebSocket {
+    constructor(url, protocols) {
+      gate.attempts += 1;
+      super(gate.open ? url : "ws://127.0.0.1:1/ws", protocols);
+    }
+  };
+  return gate;
+}
+
+test("a dropped connection recovers the missed publications in order, once", async (t) => {
+  const server = await startServer();
+  const gate = gatedWebSocket();
+  const client = new Client(server.ws, { WebSocket: gate.WebSocket, minReconnectDelay: 20, maxReconnectDelay: 200 });
+  t.after(async () => { client.disconnect(); await server.stop(); });
+  const channel = uniqueChannel();
+  const pubs = new Collector();
+  const recoveries = new Collector();
+  const sub = client.subscribe(channel, { onPublication: pubs.push, onRecovery: recoveries.push });
+  client.connect();
+  await withTimeout(sub.ready, "the subscription");
+  await apiPublish(server, channel, 0);
+  await pubs.count(1, "the first publication");
+
+  gate.open = false;
+  const states = new Collector();
+  client.on("state", (s, d) => states.push([s, d?.reconnect]));
+  client._drop(); // as if the network failed
+  for (let i = 1; i <= 3; i++) await apiPublish(server, channel, i);
+  // Let at least two attempts fail, so backoff is exercised.
+  await states.until((items) => items.filter(([s, r]) => s === "disconnected" && r).length >= 3, "two failed attempts");
+  const recovered = nextEvent(client, "connected");
+  gate.open = true;
+  await recovered;
+  await recoveries.count(1, "the recovery");
+  assert.deepEqual(recoveries.items, [{ recovered: true, missed: 3 }]);
+  await apiPublish(server, channel, 4);
+  await pubs.count(5, "the live publication after recovery");
+  assert.deepEqual(pubs.items.map((p) => p.data), [0, 1, 2, 3, 4]);
+  const offsets = pubs.items.map((p) => p.offset);
+  assert.deepEqual(offsets, offsets.map((_, i) => offsets[0] + i), "consecutive offsets");
+  // Nothing more arrives: a ping's reply comes after any push already sent.
+  await withTimeout(client.ping(), "ping");
+  assert.equal(pubs.items.length, 5);
+});
+
+test("disconnect() and connect() recover, publications made in between arrive", async (t) => {
+  const server = await startServer();
+  const client = new Client(server.ws);
+  t.after(async () => { client.disconnect(); await server.stop(); });
+  const channel = uniqueChannel();
+  const pubs = new Collector();
+  const recoveries = new Collector();
+  const sub = client.subscribe(channel, { onPublication: pubs.push, onRecovery: recoveries.push });
+  client.connect();
+  await withTimeout(sub.ready, "the subscription");
+  client.disconnect();
+  for (const text of ["a", "b"]) await apiPublish(server, channel, { text });
+  client.connect();
+  await recoveries.count(1, "the recovery");
+  assert.deepEqual(recoveries.items, [{ recovered: true, missed: 2 }]);
+  assert.deepEqual(pubs.items.map((p) => p.data.text), ["a", "b"]);
+});
+
+test("after a server restart: reconnect with backoff, recovered:false (new epoch)", async (t) => {
+  let server = await startServer();
+  const port = server.port;
+  const client = new Client(server.ws, { minReconnectDelay: 50, maxReconnectDelay: 400 });
+  t.after(async () => { client.disconnect(); await server.stop(); });
+  const channel = uniqueChannel();
+  const pubs = new Collector();
+  const recoveries = new Collector();
+  const sub = client.subscribe(channel, { onPublication: pubs.push, onRecovery: recoveries.push });
+  client.connect();
+  await withTimeout(sub.ready, "the subscription");
+  await apiPublish(server, channel, "before");
+  await pubs.count(1, "the first publication");
+  const epochBefore = sub.position.epoch;
+
+  const drops = new Collector();
+  client.on("state", (s, d) => { if (s === "disconnected") drops.push(d); });
+  await server.stop("SIGTERM");
+  await drops.count(3, "the close and two failed attempts");
+  assert.equal(drops.items[0].reconnect, true);
+  assert.ok([1001, 1006].includes(drops.items[0].code), `close code ${drops.items[0].code}`);
+  assert.ok(drops.items.every((d) => d.reconnect && d.delay <= 400), JSON.stringify(drops.items));
+  assert.deepEqual(drops.items.map((d) => d.attempt).slice(0, 3), [1, 2, 3]);
+
+  server = await startServer({ port });
+  assert.equal(server.port, port);
+  await connected(client);
+  await recoveries.count(1, "the recovery");
+  assert.deepEqual(recoveries.items, [{ recovered: false, missed: 0 }]);
+  assert.notEqual(sub.position.epoch, epochBefore);
+  await apiPublish(server, channel, "after");
+  await pubs.count(2, "the publication after the restart");
+  assert.deepEqual(pubs.items.map((p) => p.data), ["before", "after"]);
+});
+
+test("a server shutting down closes with 1001 and the client reconnects", async (t) => {
+  let server = await startServer();
+  const port = server.port;
+  const client = new Client(server.ws, { minReconnectDelay: 50, maxReconnectDelay: 200 });
+  t.after(async () => { client.disconnect(); await server.stop(); });
+  client.connect();
+  await connected(client);
+  const closed = nextEvent(client, "state", (s) => s === "disconnected", "the close");
+  await server.stop("SIGTERM");
+  const [, detail] = await closed;
+  assert.equal(detail.code, 1001, `close code ${detail.code} ${detail.reason}`);
+  assert.equal(detail.reconnect, true);
+  server = await startServer({ port });
+  await connected(client);
+});
