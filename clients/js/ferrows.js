@@ -407,8 +407,10 @@ export class Subscription {
 
   _onError(err) {
     if (err.code === "disconnected") return; // resubscribed on reconnect
-    if (isTransient(err) && this.client.state === "connected") {
-      this._retry = setTimeout(() => this._subscribe(), this.client.options.minReconnectDelay * (1 + Math.random()));
+    if (isTransient(err)) { // retried now if connected, else on reconnect
+      if (this.client.state === "connected") {
+        this._retry = setTimeout(() => this._subscribe(), this.client.options.minReconnectDelay * (1 + Math.random()));
+      }
       return;
     }
     this.state = "unsubscribed";

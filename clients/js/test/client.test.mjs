@@ -200,3 +200,24 @@ test("disconnect() then connect() recovers the subscriptions", async (t) => {
   await withTimeout(new Promise((resolve) => { sub._handlers.onSubscribed = resolve; }), "the resubscription");
   assert.deepEqual(subscribes, [{ channel: "c" }, { channel: "c", since: { offset: 5, epoch: "E" } }]);
 });
+
+test("a subscribe that fails with 100 is retried; other errors end the subscription", async (t) => {
+  let attempts = 0;
+  const server = await startFakeServer(scripted((conn, cmd) => {
+    if (!cmd.subscribe) return;
+    if (cmd.subscribe.channel === "bad") conn.send({ id: cmd.id, error: { code: 103, message: "permission denied" } });
+    else if (++attempts < 3) conn.send({ id: cmd.id, error: { code: 100, message: "broker down" } });
+    else conn.send({ id: cmd.id, result: { position: { offset: 0, epoch: "E" } } });
+  }));
+  const client = new Client(server.ws, fast);
+  t.after(() => { client.disconnect(); return server.close(); });
+  client.connect();
+  const good = client.subscribe("good");
+  const bad = client.subscribe("bad");
+  await withTimeout(good.ready, "the subscription after two failures");
+  assert.equal(attempts, 3);
+  await assert.rejects(bad.ready, { code: 103 });
+  assert.equal(bad.state, "unsubscribed");
+  assert.equal(client.getSubscription("bad"), undefined);
+  assert.equal(client.getSubscription("good"), good);
+});
