@@ -18,8 +18,10 @@ use bytes::Bytes;
 use crate::history::{HistoryLimits, Publication, StreamPosition};
 
 pub mod memory;
+pub mod redis;
 
 pub use memory::MemoryBroker;
+pub use redis::RedisBroker;
 
 /// A boxed future, so brokers can be used as `Arc<dyn Broker>`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
