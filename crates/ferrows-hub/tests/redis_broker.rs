@@ -39,14 +39,29 @@ fn pings(port: u16) -> bool {
 }
 
 impl RedisServer {
+    /// Starts a server on a free port (another port if that one was taken
+    /// in between).
     fn start() -> Self {
-        let mut server = Self { port: free_port(), child: None };
-        server.restart();
-        server
+        let mut last = String::new();
+        for _ in 0..5 {
+            let mut server = Self { port: free_port(), child: None };
+            match server.spawn() {
+                Ok(()) => return server,
+                Err(why) => last = why,
+            }
+        }
+        panic!("{last}");
     }
 
-    /// Starts the server (again) on its port and waits until it answers.
+    /// Starts the server again on its port (after `kill`).
     fn restart(&mut self) {
+        if let Err(why) = self.spawn() {
+            panic!("{why}");
+        }
+    }
+
+    /// Starts the server on its port and waits until it answers PING.
+    fn spawn(&mut self) -> Result<(), String> {
         assert!(self.child.is_none(), "already running");
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
@@ -64,11 +79,16 @@ impl RedisServer {
         let deadline = Instant::now() + WAIT;
         while !pings(self.port) {
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("redis-server on port {} exited: {status}", self.port);
+                self.child = None;
+                return Err(format!("redis-server on port {} exited: {status}", self.port));
             }
-            assert!(Instant::now() < deadline, "redis-server on port {} does not answer PING", self.port);
+            if Instant::now() > deadline {
+                self.kill();
+                return Err(format!("redis-server on port {} does not answer PING", self.port));
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
+        Ok(())
     }
 
     /// Kills the server (SIGKILL: nothing is saved).
@@ -225,6 +245,14 @@ async fn a_publication_reaches_every_node_with_the_same_offsets_in_order() {
     wait_for("a's copy", || seen_a.publications().len() >= 45).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(seen_b.publications().len(), 43);
+
+    // The connections' keepalive pings (every second) do not disturb a
+    // healthy connection.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(seen_a.changes.lock().unwrap().is_empty() && seen_b.changes.lock().unwrap().is_empty());
+    assert!(a.health().connected && b.health().connected);
+    a.publish("chat:lobby", data("still"), None, limits).await.unwrap();
+    wait_for("a publication after the pings", || seen_a.publications().len() >= 46).await;
 }
 
 /// Runs the same history scenario on a broker, returning what it saw in a
@@ -307,13 +335,13 @@ async fn history_ages_out_like_the_memory_broker() {
     let server = RedisServer::start();
     let (redis, _) = node(&server, options()).await;
     let memory = MemoryBroker::new();
-    let limits = HistoryLimits { max_age: Duration::from_millis(1500), ..HistoryLimits::default() };
+    let limits = HistoryLimits { max_age: Duration::from_millis(2000), ..HistoryLimits::default() };
     let brokers: [&dyn Broker; 2] = [&memory, &redis];
     let mut epochs = Vec::new();
     for broker in brokers {
         epochs.push(broker.publish("aging", data("old"), None, limits).await.unwrap().epoch);
     }
-    tokio::time::sleep(Duration::from_millis(1700)).await;
+    tokio::time::sleep(Duration::from_millis(2300)).await;
     for (broker, epoch) in brokers.into_iter().zip(epochs) {
         let new = broker.publish("aging", data("new"), None, limits).await.unwrap();
         assert_eq!((new.offset, &new.epoch), (2, &epoch), "the epoch outlives the history");
@@ -330,7 +358,7 @@ async fn history_ages_out_like_the_memory_broker() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn presence_is_shared_and_expires() {
     let server = RedisServer::start();
-    let short = RedisOptions { presence_ttl: Duration::from_millis(500), ..options() };
+    let short = RedisOptions { presence_ttl: Duration::from_millis(1000), ..options() };
     let (a, _) = node(&server, options()).await;
     let (b, _) = node(&server, short).await;
     let alice = Bytes::from_static(b"{\"user\":\"alice\",\"name\":\"\xc3\xa0\"}");
@@ -343,8 +371,8 @@ async fn presence_is_shared_and_expires() {
     assert_eq!(present, expected);
     assert_eq!(b.presence("room").await.unwrap(), expected);
     assert!(a.presence("nobody-here").await.unwrap().is_empty());
-    // b's entries (TTL 500 ms) expire unless refreshed; a's (60 s) stay.
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // b's entries (TTL 1 s) expire unless refreshed; a's (60 s) stay.
+    tokio::time::sleep(Duration::from_millis(1300)).await;
     let present = b.presence("room").await.unwrap();
     assert_eq!(present.keys().collect::<Vec<_>>(), vec!["c1"]);
     // A refresh keeps an entry alive.
@@ -377,6 +405,7 @@ async fn brokers_survive_a_redis_restart() {
     assert!(a.health().connected && b.health().connected);
 
     server.kill();
+    fails_fast("publish right after the kill", b.publish("news", data("lost"), None, limits)).await;
     wait_for("both brokers to notice", || !a.health().connected && !b.health().connected).await;
     let health = a.health();
     assert_eq!(health.kind, "redis");

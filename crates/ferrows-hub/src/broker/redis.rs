@@ -65,6 +65,8 @@
 //! - `j` (join) and `l` (leave): the client's info bytes.
 //!
 //! Data and info are carried byte for byte.
+//!
+//! Needs Redis 5 or later (streams); Redis Cluster is not supported.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
