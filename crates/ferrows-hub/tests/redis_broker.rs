@@ -99,6 +99,13 @@ impl RedisServer {
         }
     }
 
+    /// Sends a signal (`STOP`, `CONT`) to the server.
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let status = Command::new("kill").args([&format!("-{signal}"), &pid]).status().expect("run kill");
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
     fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
     }
@@ -445,6 +452,46 @@ async fn brokers_survive_a_redis_restart() {
     a.publish("sports", data("y"), None, limits).await.unwrap();
     wait_for("sports", || seen_a.publications().len() == 3).await;
     assert_eq!(seen_a.publications()[2], ("sports".to_owned(), 2, "y".to_owned()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_redis_times_out_instead_of_hanging() {
+    let server = RedisServer::start();
+    let (a, seen) = node(&server, options()).await;
+    a.subscribe("news").await.unwrap();
+    let limits = HistoryLimits::default();
+    a.publish("news", data("1"), None, limits).await.unwrap();
+
+    // The process is there (connections stay open) but answers nothing.
+    server.signal("STOP");
+    let stalled = Instant::now();
+    let results = tokio::time::timeout(Duration::from_secs(6), async {
+        tokio::join!(
+            a.publish("news", data("2"), None, limits),
+            a.history("news", HistoryQuery::Latest(10)),
+            a.subscribe("sports"),
+            a.subscribe("weather"),
+        )
+    })
+    .await
+    .expect("operations against a stalled Redis hang");
+    assert!(matches!(results.0, Err(BrokerError::Unavailable(_))), "{:?}", results.0);
+    assert!(matches!(results.1, Err(BrokerError::Unavailable(_))), "{:?}", results.1);
+    assert!(matches!(results.2, Err(BrokerError::Unavailable(_))), "{:?}", results.2);
+    assert!(matches!(results.3, Err(BrokerError::Unavailable(_))), "{:?}", results.3);
+    wait_for("the broker to notice", || !a.health().connected).await;
+    assert!(stalled.elapsed() < Duration::from_secs(8), "noticed after {:?}", stalled.elapsed());
+    fails_fast("publish while marked down", a.publish("news", data("3"), None, limits)).await;
+
+    server.signal("CONT");
+    wait_for("the broker to reconnect", || a.health().connected).await;
+    wait_for("on_connection_change(true)", || *seen.changes.lock().unwrap() == [false, true]).await;
+    // The data survived (same process): same epoch, offsets go on.
+    let next = a.publish("news", data("4"), None, limits).await.unwrap();
+    let offsets: Vec<u64> = seen.publications().iter().map(|p| p.1).collect();
+    assert!(next.offset >= 2, "{next:?}");
+    wait_for("the publication after the stall", || seen.publications().last().map(|p| p.2.as_str()) == Some("4")).await;
+    assert!(offsets.first() == Some(&1), "{offsets:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -415,6 +415,14 @@ impl Inner {
         }
     }
 
+    /// The subscribed set, waiting at most the command timeout for it (it
+    /// is held during `SUBSCRIBE`s, which a stalled Redis could hold up).
+    async fn lock_subscribed(&self) -> Result<tokio::sync::MutexGuard<'_, HashSet<String>>, BrokerError> {
+        tokio::time::timeout(self.options.command_timeout, self.subscribed.lock())
+            .await
+            .map_err(|_| BrokerError::Unavailable("Redis is not answering subscriptions in time".into()))
+    }
+
     /// Opens both connections, subscribes to every channel in the set and
     /// marks the broker connected. Returns the pub/sub message stream.
     async fn establish(&self) -> Result<PubSubStream, BrokerError> {
@@ -686,7 +694,7 @@ impl Broker for RedisBroker {
     fn subscribe<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<(), BrokerError>> {
         Box::pin(async move {
             let inner = &self.inner;
-            let mut subscribed = inner.subscribed.lock().await;
+            let mut subscribed = inner.lock_subscribed().await?;
             let mut live = inner.live()?;
             // SUBSCRIBE answers once Redis registered it: every later
             // PUBLISH reaches this connection.
@@ -699,7 +707,7 @@ impl Broker for RedisBroker {
     fn unsubscribe<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<(), BrokerError>> {
         Box::pin(async move {
             let inner = &self.inner;
-            let mut subscribed = inner.subscribed.lock().await;
+            let mut subscribed = inner.lock_subscribed().await?;
             subscribed.remove(channel);
             // While disconnected there is nothing to undo at Redis: the
             // channel is no longer in the set, so it is not subscribed
