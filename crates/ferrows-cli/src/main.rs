@@ -4,6 +4,7 @@ mod autobahn;
 mod bench;
 mod connect;
 mod echo;
+mod serve;
 
 use clap::{Parser, Subcommand};
 
@@ -17,6 +18,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the pub/sub server and its browser demo (http://127.0.0.1:8000/).
+    Serve(Box<ferrows_server::ServeArgs>),
     /// Run a WebSocket echo server (every message is sent back).
     Echo(echo::EchoArgs),
     /// Interactive client: stdin lines out, messages in.
@@ -45,6 +48,7 @@ fn main() -> anyhow::Result<()> {
     };
     runtime.block_on(async move {
         match cli.command {
+            Command::Serve(args) => serve::run(*args).await,
             Command::Echo(args) => echo::run(args).await,
             Command::Connect(args) => connect::run(args).await,
             Command::Bench(args) => bench::run(args).await,

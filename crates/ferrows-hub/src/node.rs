@@ -17,7 +17,7 @@ use bytes::Bytes;
 use ferrows_proto::{PreparedMessage, Utf8Bytes};
 
 use crate::broker::{Broker, BrokerError, BrokerEvent, BrokerHandler, HistoryAnswer, HistoryQuery};
-use crate::history::StreamPosition;
+use crate::history::{Publication, StreamPosition};
 use crate::protocol::{event_push, publication_push};
 use crate::queue::ClientQueue;
 
@@ -87,6 +87,7 @@ pub struct Node {
     channels: Mutex<HashMap<String, Arc<LocalChannel>>>,
     stats: NodeStats,
     fanout_observer: Option<FanoutObserver>,
+    local_offset: AtomicU64,
 }
 
 impl std::fmt::Debug for Node {
@@ -130,6 +131,7 @@ impl Node {
             channels: Mutex::new(HashMap::new()),
             stats: NodeStats::default(),
             fanout_observer,
+            local_offset: AtomicU64::new(0),
         });
         broker.start(Arc::new(Handler(Arc::downgrade(&node)))).await?;
         Ok(node)
@@ -154,6 +156,15 @@ impl Node {
     pub fn subscriber_count(&self, channel: &str) -> usize {
         let local = lock(&self.channels).get(channel).cloned();
         local.map_or(0, |c| lock(&c.state).subscribers.len())
+    }
+
+    /// Pushes `data` to this node's subscribers of `channel` only, without
+    /// the broker or history (server-made channels such as statistics).
+    /// Offsets count up per node, in an epoch of their own.
+    pub fn deliver_local(&self, channel: &str, data: Bytes) {
+        let offset = self.local_offset.fetch_add(1, Ordering::Relaxed) + 1;
+        let publication = Publication { offset, data, info: None, time_ms: crate::broker::memory::now_ms() };
+        self.on_event(BrokerEvent::Publication { channel: channel.to_owned(), epoch: "local".into(), publication });
     }
 
     fn on_event(&self, event: BrokerEvent) {

@@ -31,6 +31,8 @@ impl ErrorCode {
     pub const BAD_REQUEST: Self = Self(107);
     /// Command before `connect`.
     pub const NOT_CONNECTED: Self = Self(108);
+    /// Unsubscribe from a channel the client is not subscribed to.
+    pub const NOT_SUBSCRIBED: Self = Self(109);
 }
 
 /// A stream position on the wire.

@@ -1,0 +1,408 @@
+//! Configuration: command-line flags, environment variables (`FERROWS_*`)
+//! and an optional TOML file, in that order of precedence, over defaults
+//! made for a local demo (anonymous clients may subscribe and publish).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ferrows_hub::HistoryLimits;
+use serde::Deserialize;
+
+/// Largest client message: 64 KiB. Commands are small; a publication
+/// larger than this is better sent as a link to the data.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 << 10;
+/// Subscriptions per connection: 128, far beyond what a page needs, small
+/// enough that one connection cannot make the server track thousands.
+pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 128;
+/// Connections per server: 100 000 (each costs a few KiB when idle).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 100_000;
+/// A client must send `connect` within 10 s of opening the WebSocket.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Keepalive Ping every 25 s (below the 30 s+ idle cut-offs of common
+/// proxies); a peer that does not answer within 20 s more is dropped.
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(25);
+/// On SIGTERM/SIGINT, clients get this long to take their last messages
+/// and the Close 1001 before the process exits anyway.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest long poll a client may ask for.
+pub const MAX_LONG_POLL: Duration = Duration::from_secs(60);
+
+/// Which broker carries publications.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum BrokerKind {
+    /// In this process (one node).
+    #[default]
+    Memory,
+    /// Redis pub/sub and history (several nodes form one service).
+    Redis,
+}
+
+/// Per-namespace options (the part of a channel name before `:`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NamespaceConfig {
+    /// Anonymous clients may subscribe (and publish, with `publish`).
+    pub anonymous: bool,
+    /// Clients may publish (otherwise only the server API may).
+    pub publish: bool,
+    /// Only users whose token lists the channel may use it.
+    pub protected: bool,
+    /// Presence is tracked and can be queried.
+    pub presence: bool,
+    /// Subscribers get join/leave pushes (needs `presence`).
+    pub join_leave: bool,
+    /// Publications kept per channel (0 keeps none: no recovery).
+    pub history_size: usize,
+    /// Seconds publications are kept.
+    pub history_ttl: u64,
+    /// Bytes of publications kept per channel.
+    pub history_max_bytes: usize,
+}
+
+impl Default for NamespaceConfig {
+    fn default() -> Self {
+        let history = HistoryLimits::default();
+        Self {
+            anonymous: true,
+            publish: true,
+            protected: false,
+            presence: true,
+            join_leave: true,
+            history_size: history.max_count,
+            history_ttl: history.max_age.as_secs(),
+            history_max_bytes: history.max_bytes,
+        }
+    }
+}
+
+impl NamespaceConfig {
+    /// The history bounds of the namespace's channels.
+    pub fn history_limits(&self) -> HistoryLimits {
+        HistoryLimits {
+            max_count: self.history_size,
+            max_bytes: self.history_max_bytes,
+            max_age: Duration::from_secs(self.history_ttl),
+        }
+    }
+}
+
+/// Flags of `ferrows serve` (each also read from `FERROWS_<NAME>`).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServeArgs {
+    /// TOML configuration file (flags and environment override it).
+    #[arg(long, env = "FERROWS_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1].
+    #[arg(long, env = "FERROWS_HOST")]
+    pub host: Option<IpAddr>,
+    /// Port to listen on; 0 picks a free one [default: 8000].
+    #[arg(long, short, env = "FERROWS_PORT")]
+    pub port: Option<u16>,
+    /// Broker [default: memory].
+    #[arg(long, env = "FERROWS_BROKER", value_enum)]
+    pub broker: Option<BrokerKind>,
+    /// Redis URL for `--broker redis` [default: redis://127.0.0.1:6379].
+    #[arg(long, env = "FERROWS_REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Key for the server API (`Authorization: apikey KEY`); without one
+    /// the API is disabled.
+    #[arg(long, env = "FERROWS_API_KEY")]
+    pub api_key: Option<String>,
+    /// Secret for HS256 connection tokens.
+    #[arg(long, env = "FERROWS_TOKEN_HMAC_SECRET")]
+    pub token_hmac_secret: Option<String>,
+    /// PEM public key file for RS256 tokens.
+    #[arg(long, env = "FERROWS_TOKEN_RSA_PUBLIC_KEY")]
+    pub token_rsa_public_key: Option<PathBuf>,
+    /// PEM public key file for ES256 tokens.
+    #[arg(long, env = "FERROWS_TOKEN_ECDSA_PUBLIC_KEY")]
+    pub token_ecdsa_public_key: Option<PathBuf>,
+    /// Whether clients may connect without a token [default: true].
+    #[arg(long, env = "FERROWS_ALLOW_ANONYMOUS")]
+    pub allow_anonymous: Option<bool>,
+    /// Browser origins allowed to connect (repeat or comma-separate);
+    /// any origin when none is given.
+    #[arg(long, env = "FERROWS_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origin: Vec<String>,
+    /// PEM certificate chain: serve HTTPS and `wss://` (with --tls-key).
+    #[arg(long, env = "FERROWS_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "FERROWS_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Seconds to drain clients on SIGTERM/SIGINT [default: 10].
+    #[arg(long, env = "FERROWS_SHUTDOWN_TIMEOUT")]
+    pub shutdown_timeout: Option<f64>,
+    /// Messages a client's send queue holds before it is dropped as a
+    /// slow consumer [default: 1024].
+    #[arg(long, env = "FERROWS_CLIENT_QUEUE_MESSAGES")]
+    pub client_queue_messages: Option<usize>,
+    /// Bytes a client's send queue holds [default: 4 MiB].
+    #[arg(long, env = "FERROWS_CLIENT_QUEUE_BYTES")]
+    pub client_queue_bytes: Option<usize>,
+    /// Largest message a client may send [default: 64 KiB].
+    #[arg(long, env = "FERROWS_MAX_MESSAGE_SIZE")]
+    pub max_message_size: Option<usize>,
+    /// Subscriptions per connection [default: 128].
+    #[arg(long, env = "FERROWS_MAX_SUBSCRIPTIONS")]
+    pub max_subscriptions: Option<usize>,
+    /// Connections per server [default: 100000].
+    #[arg(long, env = "FERROWS_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Seconds between keepalive Pings [default: 25].
+    #[arg(long, env = "FERROWS_PING_INTERVAL")]
+    pub ping_interval: Option<f64>,
+    /// Seconds a client has to send `connect` [default: 10].
+    #[arg(long, env = "FERROWS_CONNECT_TIMEOUT")]
+    pub connect_timeout: Option<f64>,
+}
+
+/// The TOML file: the same settings as the flags (snake_case names), plus
+/// `[namespaces.NAME]` tables.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct FileConfig {
+    host: Option<IpAddr>,
+    port: Option<u16>,
+    broker: Option<BrokerKind>,
+    redis_url: Option<String>,
+    api_key: Option<String>,
+    token_hmac_secret: Option<String>,
+    token_rsa_public_key: Option<PathBuf>,
+    token_ecdsa_public_key: Option<PathBuf>,
+    allow_anonymous: Option<bool>,
+    allowed_origins: Vec<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    shutdown_timeout: Option<f64>,
+    client_queue_messages: Option<usize>,
+    client_queue_bytes: Option<usize>,
+    max_message_size: Option<usize>,
+    max_subscriptions: Option<usize>,
+    max_connections: Option<usize>,
+    ping_interval: Option<f64>,
+    connect_timeout: Option<f64>,
+    /// Options of the default namespace (channels without `:`), and of
+    /// every namespace when no `[namespaces]` are configured.
+    default_namespace: Option<NamespaceConfig>,
+    namespaces: HashMap<String, NamespaceConfig>,
+}
+
+/// Token verification keys and the anonymous policy.
+#[derive(Debug, Clone, Default)]
+pub struct AuthConfig {
+    /// HS256 secret.
+    pub hmac_secret: Option<String>,
+    /// RS256 public key (PEM).
+    pub rsa_public_key: Option<Vec<u8>>,
+    /// ES256 public key (PEM).
+    pub ecdsa_public_key: Option<Vec<u8>>,
+    /// Clients may connect without a token.
+    pub allow_anonymous: bool,
+}
+
+/// The resolved configuration of a server.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// The broker.
+    pub broker: BrokerKind,
+    /// Redis URL (redis broker).
+    pub redis_url: String,
+    /// Server API key (API disabled without one).
+    pub api_key: Option<String>,
+    /// Token verification.
+    pub auth: AuthConfig,
+    /// Allowed `Origin`s (empty: any).
+    pub allowed_origins: Vec<String>,
+    /// TLS certificate and key files.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Drain deadline on shutdown.
+    pub shutdown_timeout: Duration,
+    /// Messages per client queue.
+    pub client_queue_messages: usize,
+    /// Bytes per client queue.
+    pub client_queue_bytes: usize,
+    /// Largest client message.
+    pub max_message_size: usize,
+    /// Subscriptions per connection.
+    pub max_subscriptions: usize,
+    /// Connections per server.
+    pub max_connections: usize,
+    /// Keepalive Ping interval.
+    pub ping_interval: Duration,
+    /// Time to send `connect`.
+    pub connect_timeout: Duration,
+    /// The default namespace's options.
+    pub default_namespace: NamespaceConfig,
+    /// Configured namespaces (empty: every namespace uses the default's).
+    pub namespaces: HashMap<String, NamespaceConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self::resolve(ServeArgs::default()).expect("defaults are valid")
+    }
+}
+
+fn seconds(value: f64, what: &str) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(value).map_err(|_| format!("{what}: {value} is not a number of seconds"))
+}
+
+impl Config {
+    /// Merges flags and environment (`args`), the TOML file they name, and
+    /// the defaults.
+    pub fn resolve(args: ServeArgs) -> Result<Self, String> {
+        let file = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                toml::from_str::<FileConfig>(&text).map_err(|e| format!("{}: {e}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let read_key = |path: Option<PathBuf>| -> Result<Option<Vec<u8>>, String> {
+            path.map(|p| std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))).transpose()
+        };
+        let host = args.host.or(file.host).unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        let port = args.port.or(file.port).unwrap_or(8000);
+        let tls = match (args.tls_cert.or(file.tls_cert), args.tls_key.or(file.tls_key)) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => return Err("tls_cert and tls_key go together".into()),
+        };
+        let allowed_origins = if args.allowed_origin.is_empty() { file.allowed_origins } else { args.allowed_origin };
+        let config = Self {
+            listen: SocketAddr::new(host, port),
+            broker: args.broker.or(file.broker).unwrap_or_default(),
+            redis_url: args.redis_url.or(file.redis_url).unwrap_or_else(|| "redis://127.0.0.1:6379".into()),
+            api_key: args.api_key.or(file.api_key).filter(|k| !k.is_empty()),
+            auth: AuthConfig {
+                hmac_secret: args.token_hmac_secret.or(file.token_hmac_secret).filter(|s| !s.is_empty()),
+                rsa_public_key: read_key(args.token_rsa_public_key.or(file.token_rsa_public_key))?,
+                ecdsa_public_key: read_key(args.token_ecdsa_public_key.or(file.token_ecdsa_public_key))?,
+                allow_anonymous: args.allow_anonymous.or(file.allow_anonymous).unwrap_or(true),
+            },
+            allowed_origins: allowed_origins.into_iter().map(|o| o.trim_end_matches('/').to_owned()).collect(),
+            tls,
+            shutdown_timeout: args
+                .shutdown_timeout
+                .or(file.shutdown_timeout)
+                .map_or(Ok(DEFAULT_SHUTDOWN_TIMEOUT), |s| seconds(s, "shutdown_timeout"))?,
+            client_queue_messages: args
+                .client_queue_messages
+                .or(file.client_queue_messages)
+                .unwrap_or(ferrows_hub::queue::DEFAULT_QUEUE_MESSAGES)
+                .max(1),
+            client_queue_bytes: args
+                .client_queue_bytes
+                .or(file.client_queue_bytes)
+                .unwrap_or(ferrows_hub::queue::DEFAULT_QUEUE_BYTES)
+                .max(1024),
+            max_message_size: args.max_message_size.or(file.max_message_size).unwrap_or(DEFAULT_MAX_MESSAGE_SIZE),
+            max_subscriptions: args.max_subscriptions.or(file.max_subscriptions).unwrap_or(DEFAULT_MAX_SUBSCRIPTIONS),
+            max_connections: args.max_connections.or(file.max_connections).unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            ping_interval: args
+                .ping_interval
+                .or(file.ping_interval)
+                .map_or(Ok(DEFAULT_PING_INTERVAL), |s| seconds(s, "ping_interval"))?,
+            connect_timeout: args
+                .connect_timeout
+                .or(file.connect_timeout)
+                .map_or(Ok(DEFAULT_CONNECT_TIMEOUT), |s| seconds(s, "connect_timeout"))?,
+            default_namespace: file.default_namespace.unwrap_or_default(),
+            namespaces: file.namespaces,
+        };
+        Ok(config)
+    }
+
+    /// The options of `namespace`; `None` when namespaces are configured
+    /// and this one is not among them.
+    pub fn namespace(&self, namespace: &str) -> Option<&NamespaceConfig> {
+        if let Some(config) = self.namespaces.get(namespace) {
+            return Some(config);
+        }
+        (namespace.is_empty() || self.namespaces.is_empty()).then_some(&self.default_namespace)
+    }
+}
+
+/// Whether `channel` is a valid channel name: 1 to 255 bytes of
+/// `[A-Za-z0-9_:.@$-]`.
+pub fn is_valid_channel(channel: &str) -> bool {
+    (1..=255).contains(&channel.len()) && channel.bytes().all(|b| b.is_ascii_alphanumeric() || b"_:.@$-".contains(&b))
+}
+
+/// The namespace of a channel: what precedes the first `:`.
+pub fn namespace_of(channel: &str) -> &str {
+    channel.split_once(':').map_or("", |(namespace, _)| namespace)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_file_which_overrides_defaults() {
+        let dir = std::env::temp_dir().join(format!("ferrows-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("serve.toml");
+        std::fs::write(
+            &path,
+            r#"
+port = 9100
+api_key = "from-file"
+allow_anonymous = false
+[namespaces.chat]
+presence = true
+history_size = 10
+[namespaces.news]
+publish = false
+"#,
+        )
+        .unwrap();
+        let args = ServeArgs { config: Some(path), port: Some(9200), ..ServeArgs::default() };
+        let config = Config::resolve(args).unwrap();
+        assert_eq!(config.listen.port(), 9200);
+        assert_eq!(config.api_key.as_deref(), Some("from-file"));
+        assert!(!config.auth.allow_anonymous);
+        assert_eq!(config.namespace("chat").unwrap().history_size, 10);
+        assert!(!config.namespace("news").unwrap().publish);
+        assert!(config.namespace("").is_some(), "the default namespace always exists");
+        assert!(config.namespace("other").is_none(), "unknown when namespaces are configured");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn defaults_serve_the_demo() {
+        let config = Config::default();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8000");
+        assert!(config.auth.allow_anonymous);
+        assert!(config.namespace("chat").is_some_and(|n| n.anonymous && n.publish && n.presence));
+        assert!(config.api_key.is_none());
+    }
+
+    #[test]
+    fn bad_files_are_reported() {
+        let dir = std::env::temp_dir().join(format!("ferrows-config-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("serve.toml");
+        std::fs::write(&path, "prot = 1\n").unwrap();
+        let error = Config::resolve(ServeArgs { config: Some(path), ..ServeArgs::default() }).unwrap_err();
+        assert!(error.contains("prot"), "{error}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn channel_names() {
+        assert!(is_valid_channel("chat:lobby"));
+        assert!(is_valid_channel("$sys:stats"));
+        assert!(!is_valid_channel(""));
+        assert!(!is_valid_channel("has space"));
+        assert!(!is_valid_channel(&"a".repeat(256)));
+        assert_eq!(namespace_of("chat:lobby:x"), "chat");
+        assert_eq!(namespace_of("news"), "");
+    }
+}

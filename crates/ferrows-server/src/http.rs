@@ -1,0 +1,272 @@
+//! HTTP: the routes of the server, over hyper (HTTP/1.1, upgrades to
+//! WebSocket on `/ws`), with or without TLS.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::is_valid_channel;
+use crate::state::{AppState, broker_error};
+
+/// The body of answers.
+pub(crate) type Body = Full<Bytes>;
+
+/// Largest request body of the server API (a batch): 1 MiB.
+const MAX_API_BODY: usize = 1 << 20;
+/// Time to read a request head: slow clients do not hold sockets for ever.
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+const INDEX_HTML: &str = include_str!("../demo/index.html");
+const APP_JS: &str = include_str!("../demo/app.js");
+const STYLE_CSS: &str = include_str!("../demo/style.css");
+const CLIENT_JS: &str = include_str!("../../../clients/js/ferrows.js");
+
+pub(crate) async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, state: Arc<AppState>) {
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors and the like: back off a little.
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let (state, tls) = (state.clone(), tls.clone());
+        tokio::spawn(async move {
+            if let Err(e) = serve_connection(tcp, tls, state).await {
+                tracing::debug!(%peer, "connection: {e}");
+            }
+        });
+    }
+}
+
+async fn serve_connection(
+    tcp: TcpStream,
+    tls: Option<TlsAcceptor>,
+    state: Arc<AppState>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    let service = service_fn(move |request| route(request, state.clone()));
+    match tls {
+        Some(acceptor) => {
+            let stream = tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(tcp)).await??;
+            builder.serve_connection(TokioIo::new(stream), service).with_upgrades().await?;
+        }
+        None => builder.serve_connection(TokioIo::new(tcp), service).with_upgrades().await?,
+    }
+    Ok(())
+}
+
+fn respond(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, content_type)
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(Full::new(body.into()))
+        .expect("static parts are valid")
+}
+
+pub(crate) fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    respond(status, "application/json", value.to_string())
+}
+
+pub(crate) fn error_response(status: StatusCode, code: u16, message: &str) -> Response<Body> {
+    json_response(status, &json!({"error": {"code": code, "message": message}}))
+}
+
+async fn route(request: Request<Incoming>, state: Arc<AppState>) -> Result<Response<Body>, Infallible> {
+    let response = match (request.method(), request.uri().path()) {
+        (&Method::GET, "/") => respond(StatusCode::OK, "text/html; charset=utf-8", INDEX_HTML),
+        (&Method::GET, "/demo/app.js") => respond(StatusCode::OK, "text/javascript; charset=utf-8", APP_JS),
+        (&Method::GET, "/demo/style.css") => respond(StatusCode::OK, "text/css; charset=utf-8", STYLE_CSS),
+        (&Method::GET, "/ferrows.js") => respond(StatusCode::OK, "text/javascript; charset=utf-8", CLIENT_JS),
+        (&Method::GET, "/ws") => websocket(request, &state),
+        (&Method::GET, "/api/poll") => crate::poll::handle(request, state).await,
+        (&Method::POST, "/api/publish") => api(request, &state, false).await,
+        (&Method::POST, "/api/batch") => api(request, &state, true).await,
+        (&Method::GET, "/healthz") => health(&state),
+        (&Method::GET, "/metrics") => {
+            let health = state.broker().health();
+            state.metrics.broker_up.set(i64::from(health.connected));
+            respond(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", state.metrics.render())
+        }
+        (_, "/" | "/ws" | "/api/poll" | "/api/publish" | "/api/batch" | "/healthz" | "/metrics") => {
+            error_response(StatusCode::METHOD_NOT_ALLOWED, 107, "method not allowed")
+        }
+        _ => error_response(StatusCode::NOT_FOUND, 404, "not found"),
+    };
+    Ok(response)
+}
+
+fn health(state: &AppState) -> Response<Body> {
+    let broker = state.broker().health();
+    let shutting_down = state.shutdown.is_cancelled();
+    let ok = broker.connected && !shutting_down;
+    let status = if ok {
+        "ok"
+    } else if shutting_down {
+        "shutting down"
+    } else {
+        "broker unavailable"
+    };
+    let body = json!({
+        "status": status,
+        "broker": {"kind": broker.kind, "connected": broker.connected, "detail": broker.detail},
+        "connections": state.metrics.connections.get(),
+    });
+    json_response(if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, &body)
+}
+
+fn origin_allowed(state: &AppState, request: &Request<Incoming>) -> bool {
+    let allowed = &state.config.allowed_origins;
+    if allowed.is_empty() {
+        return true;
+    }
+    // Non-browser clients send no Origin; browsers always do.
+    let Some(origin) = request.headers().get(header::ORIGIN) else { return true };
+    let origin = origin.to_str().unwrap_or("").trim_end_matches('/');
+    allowed.iter().any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
+}
+
+fn websocket(mut request: Request<Incoming>, state: &Arc<AppState>) -> Response<Body> {
+    if state.shutdown.is_cancelled() {
+        return error_response(StatusCode::SERVICE_UNAVAILABLE, 100, "shutting down");
+    }
+    if !ferrows::hyper_upgrade::is_upgrade_request(&request) {
+        return error_response(StatusCode::UPGRADE_REQUIRED, 107, "this endpoint speaks WebSocket");
+    }
+    if !origin_allowed(state, &request) {
+        return error_response(StatusCode::FORBIDDEN, 103, "origin not allowed");
+    }
+    if state.metrics.connections.get() as usize >= state.config.max_connections {
+        return error_response(StatusCode::SERVICE_UNAVAILABLE, 106, "too many connections");
+    }
+    match ferrows::hyper_upgrade::upgrade::<_, Body>(&mut request, &state.websocket) {
+        Ok((response, websocket)) => {
+            let state = state.clone();
+            state.tasks.spawn({
+                let state = state.clone();
+                async move {
+                    match websocket.await {
+                        Ok(ws) => crate::session::run(ws, state).await,
+                        Err(e) => tracing::debug!("upgrade failed: {e}"),
+                    }
+                }
+            });
+            response
+        }
+        Err(e) => {
+            let status = match &e {
+                ferrows::Error::Handshake(h) => h.http_status(),
+                _ => StatusCode::BAD_REQUEST,
+            };
+            error_response(status, 107, &e.to_string())
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApiPublication {
+    channel: String,
+    data: Box<serde_json::value::RawValue>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApiBatch {
+    publications: Vec<ApiPublication>,
+}
+
+fn api_key_ok(state: &AppState, request: &Request<Incoming>) -> bool {
+    let Some(key) = &state.config.api_key else { return false };
+    let Some(given) = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let Some((scheme, value)) = given.split_once(' ') else { return false };
+    // Compared in constant time: the key is a secret.
+    scheme.eq_ignore_ascii_case("apikey") && constant_time_eq(value.trim().as_bytes(), key.as_bytes())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn api(request: Request<Incoming>, state: &Arc<AppState>, batch: bool) -> Response<Body> {
+    if state.config.api_key.is_none() {
+        return error_response(StatusCode::NOT_FOUND, 104, "the server API is disabled (no --api-key)");
+    }
+    if !api_key_ok(state, &request) {
+        return error_response(StatusCode::UNAUTHORIZED, 101, "missing or wrong API key");
+    }
+    let body = match Limited::new(request.into_body(), MAX_API_BODY).collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(_) => return error_response(StatusCode::PAYLOAD_TOO_LARGE, 106, "body over 1 MiB"),
+    };
+    let publications = if batch {
+        match serde_json::from_slice::<ApiBatch>(&body) {
+            Ok(batch) => batch.publications,
+            Err(e) => return error_response(StatusCode::BAD_REQUEST, 107, &e.to_string()),
+        }
+    } else {
+        match serde_json::from_slice::<ApiPublication>(&body) {
+            Ok(publication) => vec![publication],
+            Err(e) => return error_response(StatusCode::BAD_REQUEST, 107, &e.to_string()),
+        }
+    };
+    let mut results = Vec::with_capacity(publications.len());
+    for publication in publications {
+        results.push(publish_one(state, publication).await);
+    }
+    if batch {
+        let results: Vec<serde_json::Value> = results
+            .into_iter()
+            .map(|r| match r {
+                Ok(result) => json!({ "result": result }),
+                Err((_, code, message)) => json!({"error": {"code": code, "message": message}}),
+            })
+            .collect();
+        return json_response(StatusCode::OK, &json!({ "results": results }));
+    }
+    match results.pop().expect("one publication") {
+        Ok(result) => json_response(StatusCode::OK, &json!({ "result": result })),
+        Err((status, code, message)) => error_response(status, code, &message),
+    }
+}
+
+async fn publish_one(
+    state: &AppState,
+    publication: ApiPublication,
+) -> Result<serde_json::Value, (StatusCode, u16, String)> {
+    let channel = &publication.channel;
+    if !is_valid_channel(channel) {
+        return Err((StatusCode::BAD_REQUEST, 102, format!("invalid channel name {channel:?}")));
+    }
+    let Some(namespace) = state.namespace_for(channel) else {
+        return Err((StatusCode::BAD_REQUEST, 102, format!("unknown namespace of {channel:?}")));
+    };
+    let data = Bytes::copy_from_slice(publication.data.get().as_bytes());
+    if data.len() > state.config.max_message_size {
+        return Err((StatusCode::PAYLOAD_TOO_LARGE, 106, "publication too large".into()));
+    }
+    match state.broker().publish(channel, data, None, namespace.history_limits()).await {
+        Ok(position) => {
+            state.metrics.publications.inc();
+            Ok(json!({"offset": position.offset, "epoch": position.epoch}))
+        }
+        Err(e) => Err((StatusCode::SERVICE_UNAVAILABLE, broker_error(&e).0.0, e.to_string())),
+    }
+}

@@ -1,0 +1,133 @@
+//! The `ferrows serve` pub/sub server: channels over WebSocket (the JSON
+//! protocol of `docs/protocol.md`) and HTTP polling, a server API to
+//! publish, history with recovery, presence, JWT auth, Prometheus metrics,
+//! graceful shutdown, and the browser demo at `/`.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let server = ferrows_server::Server::start(ferrows_server::Config::default()).await?;
+//! println!("demo at http://{}/", server.local_addr());
+//! server.wait_for_signal_and_shut_down().await;
+//! # Ok(()) }
+//! ```
+
+pub mod auth;
+pub mod config;
+mod http;
+pub mod metrics;
+mod poll;
+mod session;
+mod state;
+mod stats;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use config::{BrokerKind, Config, NamespaceConfig, ServeArgs};
+use ferrows_hub::broker::{Broker, MemoryBroker};
+use tokio::net::TcpListener;
+
+use crate::state::AppState;
+
+/// Why a server could not start.
+#[derive(Debug)]
+pub struct StartError(pub String);
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Server {
+    state: Arc<AppState>,
+    local_addr: SocketAddr,
+    accept_task: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    /// Binds, connects the broker and starts serving.
+    pub async fn start(config: Config) -> Result<Self, StartError> {
+        let broker: Arc<dyn Broker> = match config.broker {
+            BrokerKind::Memory => Arc::new(MemoryBroker::new()),
+            BrokerKind::Redis => Arc::new(
+                ferrows_hub::broker::RedisBroker::connect(&config.redis_url, Default::default())
+                    .await
+                    .map_err(|e| StartError(format!("redis {}: {e}", config.redis_url)))?,
+            ),
+        };
+        let tls = match &config.tls {
+            Some((cert, key)) => Some(tokio_rustls::TlsAcceptor::from(
+                ferrows::tls::server_config_from_files(cert, key).map_err(|e| StartError(format!("TLS: {e}")))?,
+            )),
+            None => None,
+        };
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| StartError(format!("listen on {}: {e}", config.listen)))?;
+        let local_addr = listener.local_addr().map_err(|e| StartError(e.to_string()))?;
+        let state = AppState::new(config, broker).await.map_err(StartError)?;
+        stats::spawn(state.clone());
+        let accept_task = tokio::spawn(http::accept_loop(listener, tls, state.clone()));
+        Ok(Self { state, local_addr, accept_task })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// `http` or `https`.
+    pub fn scheme(&self) -> &'static str {
+        if self.state.config.tls.is_some() { "https" } else { "http" }
+    }
+
+    /// Graceful shutdown: stops accepting, sends every client its queued
+    /// messages and a Close 1001, answers long polls, and returns once
+    /// they are done or `config.shutdown_timeout` passed.
+    pub async fn shut_down(self) {
+        self.accept_task.abort();
+        self.state.shutdown.cancel();
+        let deadline = self.state.config.shutdown_timeout;
+        self.state.tasks.close();
+        let drained = tokio::time::timeout(deadline, self.state.tasks.wait()).await.is_ok();
+        if !drained {
+            tracing::warn!(remaining = self.state.tasks.len(), "shutdown deadline passed with connections still open");
+        }
+    }
+
+    /// Serves until SIGTERM or SIGINT, then shuts down gracefully.
+    pub async fn wait_for_signal_and_shut_down(self) {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        self.shut_down().await;
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            // Without signal handlers, run until killed.
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// How often the node refreshes its clients' presence entries (they expire
+/// after a minute in a shared broker, so a crashed node's clients vanish).
+pub(crate) const PRESENCE_REFRESH: Duration = Duration::from_secs(25);

@@ -1,0 +1,119 @@
+//! Prometheus metrics of a server (`GET /metrics`).
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// The server's metrics; cloned handles update the same values.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Open WebSocket connections.
+    pub connections: Gauge,
+    /// Connections accepted since start.
+    pub connections_accepted: Counter,
+    /// Subscriptions of WebSocket clients now.
+    pub subscriptions: Gauge,
+    /// Client messages received.
+    pub messages_in: Counter,
+    /// Payload bytes of client messages received.
+    pub bytes_in: Counter,
+    /// Messages sent to clients (replies and pushes).
+    pub messages_out: Counter,
+    /// Payload bytes of messages sent to clients.
+    pub bytes_out: Counter,
+    /// Publications accepted (clients and server API).
+    pub publications: Counter,
+    /// Seconds from publish to the last local subscriber's queue.
+    pub fanout_latency: Histogram,
+    /// Clients disconnected because their send queue overflowed.
+    pub slow_consumers: Counter,
+    /// Whether the broker is reachable (1) or not (0).
+    pub broker_up: Gauge,
+    /// HTTP polling requests answered.
+    pub poll_requests: Counter,
+    /// Commands answered with an error.
+    pub command_errors: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric under the `ferrows` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("ferrows");
+        let metrics = Self {
+            connections: Gauge::default(),
+            connections_accepted: Counter::default(),
+            subscriptions: Gauge::default(),
+            messages_in: Counter::default(),
+            bytes_in: Counter::default(),
+            messages_out: Counter::default(),
+            bytes_out: Counter::default(),
+            publications: Counter::default(),
+            // 50 µs to ~1.6 s.
+            fanout_latency: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
+            slow_consumers: Counter::default(),
+            broker_up: Gauge::default(),
+            poll_requests: Counter::default(),
+            command_errors: Counter::default(),
+            registry: Registry::default(),
+        };
+        registry.register("connections", "Open WebSocket connections", metrics.connections.clone());
+        registry.register(
+            "connections_accepted",
+            "WebSocket connections accepted",
+            metrics.connections_accepted.clone(),
+        );
+        registry.register("subscriptions", "Channel subscriptions of WebSocket clients", metrics.subscriptions.clone());
+        registry.register("messages_in", "Messages received from clients", metrics.messages_in.clone());
+        registry.register("bytes_in", "Payload bytes received from clients", metrics.bytes_in.clone());
+        registry.register("messages_out", "Messages sent to clients", metrics.messages_out.clone());
+        registry.register("bytes_out", "Payload bytes sent to clients", metrics.bytes_out.clone());
+        registry.register("publications", "Publications accepted", metrics.publications.clone());
+        registry.register(
+            "fanout_latency_seconds",
+            "Time from publish to the last local subscriber's queue",
+            metrics.fanout_latency.clone(),
+        );
+        registry.register(
+            "slow_consumers",
+            "Clients disconnected because their send queue overflowed",
+            metrics.slow_consumers.clone(),
+        );
+        registry.register("broker_up", "Whether the broker is reachable", metrics.broker_up.clone());
+        registry.register("poll_requests", "HTTP polling requests answered", metrics.poll_requests.clone());
+        registry.register("command_errors", "Commands answered with an error", metrics.command_errors.clone());
+        Self { registry, ..metrics }
+    }
+
+    /// The metrics in Prometheus' text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_gauges_and_the_histogram() {
+        let metrics = Metrics::new();
+        metrics.connections.inc();
+        metrics.messages_in.inc_by(3);
+        metrics.fanout_latency.observe(0.001);
+        let text = metrics.render();
+        assert!(text.contains("ferrows_connections 1"), "{text}");
+        assert!(text.contains("ferrows_messages_in_total 3"), "{text}");
+        assert!(text.contains("ferrows_fanout_latency_seconds_count 1"), "{text}");
+        assert!(text.contains("ferrows_slow_consumers_total 0"), "{text}");
+    }
+}

@@ -1,0 +1,114 @@
+//! What every request and connection of a server shares.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ferrows::{ServerConfig, WebSocketConfig};
+use ferrows_hub::broker::{Broker, BrokerError};
+use ferrows_hub::node::{Node, SubscribeError};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::Authenticator;
+use crate::config::{Config, NamespaceConfig, namespace_of};
+use crate::metrics::Metrics;
+
+/// The namespace of server-made channels (`$sys:stats`): anyone connected
+/// may subscribe, nobody may publish, nothing is tracked.
+pub(crate) const SYSTEM_NAMESPACE: &str = "$sys";
+
+pub(crate) struct AppState {
+    pub(crate) config: Config,
+    pub(crate) node: Arc<Node>,
+    pub(crate) auth: Authenticator,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) websocket: ServerConfig,
+    /// Cancelled when the server shuts down.
+    pub(crate) shutdown: CancellationToken,
+    /// Connections and long polls, waited for on shutdown.
+    pub(crate) tasks: TaskTracker,
+    system_namespace: NamespaceConfig,
+    next_client: AtomicU64,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").field("listen", &self.config.listen).finish()
+    }
+}
+
+impl AppState {
+    pub(crate) async fn new(config: Config, broker: Arc<dyn Broker>) -> Result<Arc<Self>, String> {
+        let auth = Authenticator::new(&config.auth)?;
+        let metrics = Arc::new(Metrics::new());
+        let observer = {
+            let metrics = metrics.clone();
+            Box::new(move |seconds: f64| metrics.fanout_latency.observe(seconds))
+        };
+        let node = Node::start(broker, Some(observer)).await.map_err(|e| e.to_string())?;
+        let mut websocket = ServerConfig {
+            subprotocols: vec!["ferrows.json".to_owned()],
+            websocket: WebSocketConfig { ping_interval: Some(config.ping_interval), ..WebSocketConfig::default() },
+        };
+        websocket.websocket.protocol.max_message_size = config.max_message_size;
+        websocket.websocket.protocol.max_frame_size = config.max_message_size;
+        // Pushes are written once per node and shared by every subscriber:
+        // compress each message on its own so that stays possible.
+        if let Some(deflate) = &mut websocket.websocket.deflate {
+            deflate.server_no_context_takeover = true;
+        }
+        Ok(Arc::new(Self {
+            config,
+            node,
+            auth,
+            metrics,
+            websocket,
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            system_namespace: NamespaceConfig {
+                anonymous: true,
+                publish: false,
+                protected: false,
+                presence: false,
+                join_leave: false,
+                history_size: 0,
+                history_ttl: 0,
+                history_max_bytes: 0,
+            },
+            next_client: AtomicU64::new(rand::random::<u32>() as u64),
+        }))
+    }
+
+    pub(crate) fn broker(&self) -> &Arc<dyn Broker> {
+        self.node.broker()
+    }
+
+    /// A client id unique in this process; random start, so ids of two
+    /// nodes rarely meet (presence keys also carry the node's start).
+    pub(crate) fn next_client_id(&self) -> u64 {
+        self.next_client.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The options of `channel`'s namespace, or `None` (unknown).
+    pub(crate) fn namespace_for(&self, channel: &str) -> Option<&NamespaceConfig> {
+        let namespace = namespace_of(channel);
+        if namespace == SYSTEM_NAMESPACE {
+            return Some(&self.system_namespace);
+        }
+        self.config.namespace(namespace)
+    }
+}
+
+/// The protocol error for a failed subscribe.
+pub(crate) fn subscribe_error(error: &SubscribeError) -> (ferrows_hub::protocol::ErrorCode, String) {
+    use ferrows_hub::protocol::ErrorCode;
+    match error {
+        SubscribeError::AlreadySubscribed => (ErrorCode::ALREADY_SUBSCRIBED, "already subscribed".into()),
+        SubscribeError::Broker(e) => broker_error(e),
+    }
+}
+
+/// The protocol error for a broker failure.
+pub(crate) fn broker_error(error: &BrokerError) -> (ferrows_hub::protocol::ErrorCode, String) {
+    (ferrows_hub::protocol::ErrorCode::INTERNAL, error.to_string())
+}
