@@ -36,6 +36,8 @@ pub struct ClientQueue {
 struct Inner {
     state: Mutex<State>,
     notify: Notify,
+    /// Woken (all waiters) when the queue overflows or closes.
+    ended: Notify,
     overflowed: AtomicBool,
     closed: AtomicBool,
     max_messages: usize,
@@ -53,6 +55,7 @@ impl ClientQueue {
             inner: Arc::new(Inner {
                 state: Mutex::new(State::default()),
                 notify: Notify::new(),
+                ended: Notify::new(),
                 overflowed: AtomicBool::new(false),
                 closed: AtomicBool::new(false),
                 max_messages,
@@ -78,6 +81,7 @@ impl ClientQueue {
                 drop(state);
                 self.inner.overflowed.store(true, Ordering::Relaxed);
                 self.inner.notify.notify_one();
+                self.inner.ended.notify_waiters();
                 return Err(Overflow);
             }
             state.bytes += size;
@@ -115,6 +119,19 @@ impl ClientQueue {
     pub fn close(&self) {
         self.inner.closed.store(true, Ordering::Relaxed);
         self.inner.notify.notify_one();
+        self.inner.ended.notify_waiters();
+    }
+
+    /// Waits until the queue overflows or is closed: a consumer blocked
+    /// writing to a peer that does not read races its write against this.
+    pub async fn ended(&self) {
+        loop {
+            let notified = self.inner.ended.notified();
+            if self.inner.overflowed.load(Ordering::Relaxed) || self.inner.closed.load(Ordering::Relaxed) {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Messages queued now.
@@ -168,6 +185,18 @@ mod tests {
         let queue = ClientQueue::new(100, 1000);
         queue.push(message(600)).unwrap();
         assert_eq!(queue.push(message(600)), Err(Overflow));
+    }
+
+    #[tokio::test]
+    async fn ended_wakes_on_overflow() {
+        let queue = ClientQueue::new(1, 100);
+        let watcher = queue.clone();
+        let task = tokio::spawn(async move { watcher.ended().await });
+        tokio::task::yield_now().await;
+        queue.push(message(1)).unwrap();
+        assert!(!task.is_finished());
+        assert_eq!(queue.push(message(1)), Err(Overflow));
+        tokio::time::timeout(std::time::Duration::from_secs(5), task).await.unwrap().unwrap();
     }
 
     #[tokio::test]

@@ -91,8 +91,13 @@ impl Session {
                     if drained.is_none() {
                         return self.queue_ended();
                     }
-                    if self.write(ws, &mut batch).await.is_err() {
-                        return End::Peer;
+                    // A peer that does not read blocks the write: the
+                    // queue overflowing meanwhile ends the session.
+                    tokio::select! {
+                        written = self.write(ws, &mut batch) => if written.is_err() {
+                            return End::Peer;
+                        },
+                        _ = self.queue.ended() => return self.queue_ended(),
                     }
                 }
                 message = ws.recv() => {

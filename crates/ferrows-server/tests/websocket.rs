@@ -1,0 +1,250 @@
+//! `ferrows serve` over WebSocket: the protocol end to end, bad input,
+//! limits, slow consumers and shutdown, against a server in this process.
+
+mod common;
+
+use common::{Client, api_publish, eventually, http, metric, server, subscribe};
+use ferrows::{CloseCode, Message};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::json;
+
+fn token(secret: &str, claims: serde_json::Value) -> String {
+    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.as_bytes())).unwrap()
+}
+
+/// The next publication push's `pub` (join/leave pushes are skipped:
+/// presence is on by default).
+async fn next_publication(client: &mut Client) -> serde_json::Value {
+    loop {
+        let push = client.next_push().await;
+        if let Some(publication) = push["push"].get("pub") {
+            return publication.clone();
+        }
+    }
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+#[tokio::test]
+async fn publications_reach_every_subscriber_with_positions_and_info() {
+    let server = server(|_| {}).await;
+    let addr = server.local_addr();
+    let mut alice = Client::connect(addr, None).await;
+    let mut bob = Client::connect(addr, None).await;
+    let first = subscribe(&mut alice, "chat:lobby").await;
+    subscribe(&mut bob, "chat:lobby").await;
+    assert_eq!(first["position"]["offset"], 0);
+    let reply = bob.call(json!({"publish": {"channel": "chat:lobby", "data": {"text": "hi"}}})).await;
+    assert_eq!(reply["result"]["offset"], 1, "{reply}");
+    for client in [&mut alice, &mut bob] {
+        let publication = next_publication(client).await;
+        assert_eq!(publication["data"]["text"], "hi");
+        assert_eq!(publication["info"]["name"], "tester");
+    }
+    let api = api_publish(addr, "chat:lobby", json!({"text": "from the backend"})).await;
+    assert_eq!(api["offset"], 2);
+    let history = alice.call(json!({"history": {"channel": "chat:lobby", "limit": 10}})).await;
+    let offsets: Vec<_> =
+        history["result"]["publications"].as_array().unwrap().iter().map(|p| p["offset"].clone()).collect();
+    assert_eq!(offsets, vec![json!(1), json!(2)]);
+    let presence = alice.call(json!({"presence": {"channel": "chat:lobby"}})).await;
+    assert_eq!(presence["result"]["clients"].as_object().unwrap().len(), 2, "{presence}");
+    server.shut_down().await;
+}
+
+#[tokio::test]
+async fn recovery_returns_what_was_missed_then_live_publications() {
+    let server = server(|_| {}).await;
+    let addr = server.local_addr();
+    let mut client = Client::connect(addr, None).await;
+    let start = subscribe(&mut client, "news").await["position"].clone();
+    drop(client);
+    for n in 1..=3 {
+        api_publish(addr, "news", json!(n)).await;
+    }
+    let mut back = Client::connect(addr, None).await;
+    let reply = back.call(json!({"subscribe": {"channel": "news", "since": start}})).await;
+    let result = &reply["result"];
+    assert_eq!(result["recovered"], true, "{reply}");
+    let data: Vec<_> = result["publications"].as_array().unwrap().iter().map(|p| p["data"].clone()).collect();
+    assert_eq!(data, vec![json!(1), json!(2), json!(3)]);
+    api_publish(addr, "news", json!(4)).await;
+    assert_eq!(next_publication(&mut back).await["data"], 4);
+    let stale = json!({"offset": 1, "epoch": "another-epoch"});
+    let mut lost = Client::connect(addr, None).await;
+    let reply = lost.call(json!({"subscribe": {"channel": "news", "since": stale}})).await;
+    assert_eq!(reply["result"]["recovered"], false, "{reply}");
+}
+
+#[tokio::test]
+async fn malformed_input_gets_errors_or_documented_close_codes() {
+    let server = server(|_| {}).await;
+    let addr = server.local_addr();
+    // Commands before connect.
+    let mut early = Client::open(addr).await;
+    let reply = early.call(json!({"subscribe": {"channel": "a"}})).await;
+    assert_eq!(reply["error"]["code"], 108);
+    // Unknown and malformed commands: an error reply, the connection stays.
+    let mut client = Client::connect(addr, None).await;
+    assert_eq!(client.call(json!({"explode": {}})).await["error"]["code"], 104);
+    assert_eq!(client.call(json!({"subscribe": {"chanel": "a"}})).await["error"]["code"], 107);
+    assert_eq!(client.call(json!({"subscribe": {"channel": "bad name"}})).await["error"]["code"], 102);
+    assert_eq!(client.call(json!({"unsubscribe": {"channel": "never"}})).await["error"]["code"], 109);
+    assert_eq!(client.call(json!({"ping": {}})).await["result"], json!({}));
+    // Not JSON: 4000.
+    client.send_text("this is not json".into()).await;
+    assert_eq!(client.closed().await.unwrap().code, CloseCode(4000));
+    // Binary: 4000.
+    let mut binary = Client::connect(addr, None).await;
+    binary.ws.send(Message::binary(vec![1, 2, 3])).await.unwrap();
+    assert_eq!(binary.closed().await.unwrap().code, CloseCode(4000));
+    // Over the 64 KiB message limit: 1009.
+    let mut big = Client::connect(addr, None).await;
+    let huge = json!({"id": 9, "publish": {"channel": "a", "data": "x".repeat(70_000)}}).to_string();
+    big.send_text(huge).await;
+    assert_eq!(big.closed().await.unwrap().code, CloseCode::TOO_BIG);
+    // Everybody else is still served.
+    let mut fine = Client::connect(addr, None).await;
+    subscribe(&mut fine, "still:fine").await;
+}
+
+#[tokio::test]
+async fn tokens_are_checked_and_channels_enforced() {
+    let server = server(|config| {
+        config.auth.hmac_secret = Some("secret".into());
+        config.auth.allow_anonymous = false;
+        config
+            .namespaces
+            .insert("private".into(), ferrows_server::NamespaceConfig { protected: true, ..Default::default() });
+        config.namespaces.insert("chat".into(), ferrows_server::NamespaceConfig::default());
+    })
+    .await;
+    let addr = server.local_addr();
+    let forged = token("guess", json!({"sub": "mallory"}));
+    let expired = token("secret", json!({"sub": "al", "exp": now() - 600}));
+    for bad in [Some(forged.as_str()), Some(expired.as_str()), Some("garbage"), None] {
+        let mut client = Client::open(addr).await;
+        let reply = client.call(json!({"connect": {"token": bad}})).await;
+        assert_eq!(reply["error"]["code"], 101, "{reply}");
+        assert_eq!(client.closed().await.unwrap().code, CloseCode(4001));
+    }
+    let good = token("secret", json!({"sub": "al", "exp": now() + 600, "channels": ["private:al"]}));
+    let mut client = Client::connect(addr, Some(&good)).await;
+    subscribe(&mut client, "private:al").await;
+    subscribe(&mut client, "chat:x").await;
+    let denied = client.call(json!({"subscribe": {"channel": "private:bob"}})).await;
+    assert_eq!(denied["error"]["code"], 103, "{denied}");
+    let unknown = client.call(json!({"subscribe": {"channel": "elsewhere:x"}})).await;
+    assert_eq!(unknown["error"]["code"], 102, "{unknown}");
+}
+
+#[tokio::test]
+async fn ten_thousand_subscriptions_from_one_connection_hit_the_limit() {
+    let server = server(|_| {}).await;
+    let addr = server.local_addr();
+    let mut client = Client::connect(addr, None).await;
+    // Pipelined: all sent, then all answers read.
+    for n in 0..10_000u32 {
+        let command = json!({"id": 1000 + n, "subscribe": {"channel": format!("many:{n}")}});
+        client.ws.feed(Message::text(command.to_string())).await.unwrap();
+    }
+    client.ws.flush().await.unwrap();
+    let (mut ok, mut limited) = (0, 0);
+    while ok + limited < 10_000 {
+        let reply = client.next_json().await;
+        if reply.get("push").is_some() {
+            continue;
+        }
+        match reply["error"]["code"].as_u64() {
+            None => ok += 1,
+            Some(106) => limited += 1,
+            Some(other) => panic!("unexpected error {other}: {reply}"),
+        }
+    }
+    assert_eq!(ok, ferrows_server::config::DEFAULT_MAX_SUBSCRIPTIONS);
+    assert_eq!(limited, 10_000 - ferrows_server::config::DEFAULT_MAX_SUBSCRIPTIONS);
+    let mut other = Client::connect(addr, None).await;
+    subscribe(&mut other, "many:0").await;
+    assert!(metric(addr, "ferrows_subscriptions").await >= 129.0);
+}
+
+#[tokio::test]
+async fn a_client_that_does_not_read_is_dropped_as_a_slow_consumer() {
+    let server = server(|config| {
+        config.client_queue_messages = 64;
+        config.client_queue_bytes = 256 << 10;
+    })
+    .await;
+    let addr = server.local_addr();
+    let mut stalled = Client::connect(addr, None).await;
+    subscribe(&mut stalled, "firehose").await;
+    let mut healthy = Client::connect(addr, None).await;
+    subscribe(&mut healthy, "firehose").await;
+    // Publish until the stalled client's socket and queue are full. The
+    // payload is pseudo-random: permessage-deflate would shrink a repeated
+    // letter to nothing on the wire.
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let payload: String = (0..16 << 10)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            char::from(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"[(seed % 62) as usize])
+        })
+        .collect();
+    let mut published = 0;
+    while metric(addr, "ferrows_slow_consumers_total").await < 1.0 {
+        for _ in 0..32 {
+            api_publish(addr, "firehose", json!(payload)).await;
+            published += 1;
+        }
+        // The healthy client keeps up.
+        for _ in 0..32 {
+            next_publication(&mut healthy).await;
+        }
+        assert!(published < 4096, "the stalled client was never dropped");
+    }
+    // Reading now, the stalled client finds the 4004 after what was sent.
+    assert_eq!(stalled.closed().await.unwrap().code, CloseCode(4004));
+    api_publish(addr, "firehose", json!("after")).await;
+    while next_publication(&mut healthy).await["data"] != "after" {}
+}
+
+#[tokio::test]
+async fn shutdown_closes_clients_with_1001_and_health_says_so() {
+    let server = server(|_| {}).await;
+    let addr = server.local_addr();
+    let (status, health) = http(addr, "GET", "/healthz", &[], "").await;
+    assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
+    let mut client = Client::connect(addr, None).await;
+    subscribe(&mut client, "c").await;
+    eventually("the connection gauge", || async { metric(addr, "ferrows_connections").await == 1.0 }).await;
+    let shutdown = tokio::spawn(server.shut_down());
+    let frame = client.closed().await.unwrap();
+    assert_eq!(frame.code, CloseCode::GOING_AWAY);
+    tokio::time::timeout(common::WAIT, shutdown).await.unwrap().unwrap();
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "no longer listening");
+}
+
+#[tokio::test]
+async fn a_client_that_never_connects_is_closed_after_the_connect_timeout() {
+    let server = server(|config| config.connect_timeout = std::time::Duration::from_millis(200)).await;
+    let mut idle = Client::open(server.local_addr()).await;
+    assert_eq!(idle.closed().await.unwrap().code, CloseCode(4005));
+}
+
+#[tokio::test]
+async fn the_demo_and_the_client_module_are_served() {
+    let server = server(|_| {}).await;
+    let addr = server.local_addr();
+    for path in ["/", "/demo/app.js", "/demo/style.css", "/ferrows.js"] {
+        let (status, _) = http(addr, "GET", path, &[], "").await;
+        assert_eq!(status, 200, "{path}");
+    }
+    assert_eq!(http(addr, "GET", "/nope", &[], "").await.0, 404);
+    assert_eq!(http(addr, "GET", "/ws", &[], "").await.0, 426);
+    let (status, _) = http(addr, "POST", "/api/publish", &[("Authorization", "apikey wrong")], "{}").await;
+    assert_eq!(status, 401);
+}
