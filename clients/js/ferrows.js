@@ -174,7 +174,9 @@ export class Client {
     };
     ws.onmessage = (event) => { if (this._ws === ws) this._onMessage(event.data); };
     ws.onclose = (event) => { if (this._ws === ws) this._lost(event.code, event.reason, true); };
-    ws.onerror = () => {}; // a close event follows
+    // Browsers follow an error with a close event; Node 20's client may not
+    // (connection refused): either way the connection is lost.
+    ws.onerror = () => { if (this._ws === ws) this._drop("connection error"); };
   }
 
   _onConnected(ws, result) {
