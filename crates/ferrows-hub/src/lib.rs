@@ -9,3 +9,5 @@ pub mod protocol;
 pub mod queue;
 
 pub use history::{ChannelHistory, HistoryLimits, Publication, Recovery, StreamPosition};
+#[cfg(feature = "testing")]
+pub mod testing;

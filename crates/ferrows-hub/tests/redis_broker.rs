@@ -2,9 +2,6 @@
 //! port of 127.0.0.1). Install it with `scripts/install-redis.sh`.
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,109 +10,11 @@ use ferrows_hub::broker::redis::RedisOptions;
 use ferrows_hub::broker::{
     Broker, BrokerError, BrokerEvent, BrokerHandler, HistoryAnswer, HistoryQuery, MemoryBroker, RedisBroker,
 };
+use ferrows_hub::testing::{RedisServer, free_port};
 use ferrows_hub::{HistoryLimits, StreamPosition};
 
 /// Bound of every wait in these tests.
 const WAIT: Duration = Duration::from_secs(10);
-
-/// A `redis-server` process, killed when dropped.
-struct RedisServer {
-    port: u16,
-    child: Option<Child>,
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local addr").port()
-}
-
-fn pings(port: u16) -> bool {
-    let Ok(mut stream) = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
-    let mut answer = [0u8; 7];
-    stream.write_all(b"PING\r\n").is_ok() && stream.read_exact(&mut answer).is_ok() && &answer == b"+PONG\r\n"
-}
-
-impl RedisServer {
-    /// Starts a server on a free port (another port if that one was taken
-    /// in between).
-    fn start() -> Self {
-        let mut last = String::new();
-        for _ in 0..5 {
-            let mut server = Self { port: free_port(), child: None };
-            match server.spawn() {
-                Ok(()) => return server,
-                Err(why) => last = why,
-            }
-        }
-        panic!("{last}");
-    }
-
-    /// Starts the server again on its port (after `kill`).
-    fn restart(&mut self) {
-        if let Err(why) = self.spawn() {
-            panic!("{why}");
-        }
-    }
-
-    /// Starts the server on its port and waits until it answers PING.
-    fn spawn(&mut self) -> Result<(), String> {
-        assert!(self.child.is_none(), "already running");
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let child = match child {
-            Ok(child) => child,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                panic!("redis-server is not installed: run scripts/install-redis.sh")
-            }
-            Err(err) => panic!("cannot start redis-server: {err}"),
-        };
-        self.child = Some(child);
-        let deadline = Instant::now() + WAIT;
-        while !pings(self.port) {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                self.child = None;
-                return Err(format!("redis-server on port {} exited: {status}", self.port));
-            }
-            if Instant::now() > deadline {
-                self.kill();
-                return Err(format!("redis-server on port {} does not answer PING", self.port));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(())
-    }
-
-    /// Kills the server (SIGKILL: nothing is saved).
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Sends a signal (`STOP`, `CONT`) to the server.
-    fn signal(&self, signal: &str) {
-        let pid = self.child.as_ref().expect("running").id().to_string();
-        let status = Command::new("kill").args([&format!("-{signal}"), &pid]).status().expect("run kill");
-        assert!(status.success(), "kill -{signal} {pid}");
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 #[derive(Default)]
 struct Recorder {
