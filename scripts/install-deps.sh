@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs on Debian (as root), idempotently:
 # rustfmt and clippy, cargo-fuzz, Python 3 for the Autobahn scripts,
-# Autobahn|Testsuite itself (through ../shared/autobahn/setup.sh), and the
-# interop peers (scripts/install-interop.sh).
+# Autobahn|Testsuite itself (through ../shared/autobahn/setup.sh), the
+# interop peers (scripts/install-interop.sh), redis-server for the Redis
+# broker's tests, and the browser end-to-end tests' packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 shared="${FERROWS_SHARED:-$(pwd)/../shared}"
@@ -23,4 +24,6 @@ command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 # The interop peers: Debian's chromium, Python websockets, Node ws and
 # playwright-core.
 scripts/install-interop.sh
+scripts/install-redis.sh
+if [[ -x e2e/install.sh ]]; then e2e/install.sh; fi
 echo "dependencies ready"

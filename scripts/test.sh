@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine with a Rust toolchain:
 # installs what the tests need, then runs formatting and lint checks, every
-# unit/integration/doc test, the interop tests against real peers, the fuzz
+# unit/integration/doc test (Redis ones against a real redis-server), the
+# interop tests against real peers, the JavaScript client's tests and the
+# browser end-to-end tests of `ferrows serve`, the fuzz
 # smoke runs and Autobahn|Testsuite in
 # both roles and over wss:// (compared against autobahn/expected-*.json).
 #
@@ -41,6 +43,14 @@ cargo build --release -p ferrows-cli
 
 step "interop: Python websockets, Node ws, headless Chromium"
 interop/run.sh
+
+step "JavaScript client against ferrows serve (Node)"
+clients/js/run-tests.sh
+
+if [[ -x e2e/run.sh ]]; then
+  step "browser end-to-end: the serve demo in headless Chromium, Redis nodes"
+  e2e/run.sh
+fi
 
 step "fuzz smoke runs (${FUZZ_SECONDS:-20} s per target)"
 scripts/fuzz.sh

@@ -376,6 +376,16 @@ publish = false
     }
 
     #[test]
+    fn the_example_file_is_valid() {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/serve.example.toml");
+        let config = Config::resolve(ServeArgs { config: Some(path), ..ServeArgs::default() }).unwrap();
+        assert_eq!(config.broker, BrokerKind::Redis);
+        assert!(config.namespace("user").unwrap().protected);
+        assert!(config.namespace("").is_some_and(|n| !n.publish));
+        assert!(config.namespace("other").is_none());
+    }
+
+    #[test]
     fn defaults_serve_the_demo() {
         let config = Config::default();
         assert_eq!(config.listen.to_string(), "127.0.0.1:8000");
