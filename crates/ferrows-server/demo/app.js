@@ -44,6 +44,7 @@ function setStatus(state, text) {
 }
 client.on("state", (state, detail) => {
   clearInterval(countdown);
+  document.querySelector(".stats").classList.toggle("stale", state !== "connected");
   if (state === "connected") setStatus("connected", "connected");
   else if (state === "connecting") setStatus("connecting", "connecting…");
   else if (detail?.reconnect) {
@@ -240,4 +241,4 @@ $("composer").addEventListener("submit", async (event) => {
 const fromHash = decodeURIComponent(location.hash.slice(1));
 joinRoom(ROOM_RE.test(fromHash) ? fromHash : PRESET_ROOMS[0]);
 client.connect();
-messageInput.focus();
+if (matchMedia("(min-width: 761px)").matches) messageInput.focus(); // no keyboard popping up on phones
