@@ -1,7 +1,8 @@
 #!/bin/sh
 # Runs the JavaScript client's tests against a real `ferrows serve`.
 #   FERROWS_BIN  the ferrows binary (default: target/release/ferrows in the repo root)
-#   extra arguments go to `node --test` (e.g. --test-name-pattern=presence)
+#   arguments: test files (default: all) and options of `node --test`
+#   (e.g. test/recovery.test.mjs, --test-name-pattern=presence)
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -23,5 +24,11 @@ if ! node -e 'if (typeof WebSocket !== "function") process.exit(1)' 2>/dev/null;
     fi
 fi
 cd "$here"
+# Arguments: test files (default: all of test/*.test.mjs) and `node --test` options.
+files=
+for arg in "$@"; do
+    case $arg in -*) ;; *) files=1 ;; esac
+done
+[ -n "$files" ] || set -- "$@" test/*.test.mjs
 # One file at a time: each starts its own servers; a hang is cut by --test-timeout.
-exec node $ws_flag --no-warnings=ExperimentalWarning --test --test-concurrency=1 --test-timeout=60000 "$@" test/*.test.mjs
+exec node $ws_flag --no-warnings=ExperimentalWarning --test --test-concurrency=1 --test-timeout=60000 "$@"
