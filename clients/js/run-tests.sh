@@ -24,11 +24,14 @@ if ! node -e 'if (typeof WebSocket !== "function") process.exit(1)' 2>/dev/null;
     fi
 fi
 cd "$here"
-# Arguments: test files (default: all of test/*.test.mjs) and `node --test` options.
+# Arguments: test files (default: all of test/*.test.mjs) and `node --test`
+# options (which node wants before the files).
+options=
 files=
 for arg in "$@"; do
-    case $arg in -*) ;; *) files=1 ;; esac
+    case $arg in -*) options="$options $arg" ;; *) files="$files $arg" ;; esac
 done
-[ -n "$files" ] || set -- "$@" test/*.test.mjs
+[ -n "$files" ] || files=$(echo test/*.test.mjs)
 # One file at a time: each starts its own servers; a hang is cut by --test-timeout.
-exec node $ws_flag --no-warnings=ExperimentalWarning --test --test-concurrency=1 --test-timeout=60000 "$@"
+# shellcheck disable=SC2086 # word splitting wanted
+exec node $ws_flag --no-warnings=ExperimentalWarning --test --test-concurrency=1 --test-timeout=60000 $options $files
