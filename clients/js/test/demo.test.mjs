@@ -1,0 +1,99 @@
+// The browser demo served by `ferrows serve`, in headless Chromium. Needs
+// /usr/bin/chromium and playwright-core (both installed for the interop
+// tests by scripts/install-interop.sh; PLAYWRIGHT_CORE may name another
+// copy of the package); skipped without them.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
+import path from "node:path";
+import { pathToFileURL } from "node:url";
+import { startServer, apiPublish, repoRoot, WAIT_MS } from "./helpers.mjs";
+
+const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+const playwrightDir = process.env.PLAYWRIGHT_CORE ?? path.join(repoRoot, "interop/node/node_modules/playwright-core");
+const missing = !existsSync(CHROMIUM) ? `no ${CHROMIUM}` : !existsSync(playwrightDir) ? `no playwright-core at ${playwrightDir}` : null;
+
+let server;
+let browser;
+
+before(async () => {
+  if (missing) return;
+  const { chromium } = await import(pathToFileURL(path.join(playwrightDir, "index.mjs")).href);
+  server = await startServer();
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
+});
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+/** Opens the demo; resolves once it says "connected". Page errors fail the test. */
+async function openDemo(t, hash = "") {
+  const context = await browser.newContext({ viewport: { width: 1100, height: 700 } });
+  t.after(() => context.close());
+  const page = await context.newPage();
+  page.setDefaultTimeout(WAIT_MS);
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  t.after(() => assert.deepEqual(errors, [], "no errors in the page"));
+  await page.goto(`${server.http}/${hash}`);
+  await waitConnected(page);
+  return page;
+}
+
+const waitConnected = (page) => page.waitForFunction(() => document.querySelector("#status").textContent.trim() === "connected");
+const hasMessage = (page, text) =>
+  page.waitForFunction((t) => [...document.querySelectorAll("#messages .message")].some((m) => m.textContent.includes(t)), text);
+
+test("chat between two pages: messages, presence, stats, rooms, history", { skip: missing ?? false }, async (t) => {
+  const a = await openDemo(t);
+  const b = await openDemo(t);
+  await a.fill("#name", "alice");
+  await a.press("#name", "Enter"); // reconnects with the new name
+  await waitConnected(a);
+  await a.waitForFunction(() => document.querySelector("#presence").textContent.includes("alice"));
+  await b.waitForFunction(() => document.querySelector("#presence").textContent.includes("alice"));
+  assert.match(await b.textContent("#presence"), /guest-\d{4}/);
+
+  const text = `hello ${process.pid}`;
+  await a.fill("#message-input", text);
+  await a.click("#send");
+  await hasMessage(b, text);
+  await hasMessage(a, text);
+  assert.match(await b.textContent("#messages .message"), /alice/);
+
+  // The server API publishes into the same room.
+  await apiPublish(server, "chat:lobby", { text: "from the backend" });
+  await hasMessage(b, "from the backend");
+
+  // $sys:stats
+  await b.waitForFunction(() => Number(document.querySelector("#clients-count").textContent) >= 2);
+  assert.match(await b.textContent("#rate"), /^\d/);
+
+  // Another room: joined from the text box, presence follows.
+  await b.fill("#room-input", "side-room");
+  await b.click("#join");
+  await b.waitForFunction(() => document.querySelector("#room-title").textContent.includes("side-room"));
+  await a.waitForFunction(() => !document.querySelector("#presence").textContent.includes("guest-"));
+  await b.fill("#message-input", "in the side room");
+  await b.press("#message-input", "Enter");
+  await hasMessage(b, "in the side room");
+
+  // A newcomer gets the history of the room.
+  const c = await openDemo(t, "#lobby");
+  await hasMessage(c, text);
+  await hasMessage(c, "from the backend");
+  assert.equal(await c.$$eval("#messages .message", (m) => m.length), 2);
+});
+
+test("the status shows the reconnection; the page works again after a restart", { skip: missing ?? false }, async (t) => {
+  const page = await openDemo(t, "#restart-room");
+  const port = server.port;
+  await server.stop();
+  await page.waitForFunction(() => /reconnecting in \d+ s/.test(document.querySelector("#status").textContent));
+  server = await startServer({ port });
+  await page.waitForFunction(() => document.querySelector("#status").textContent.trim() === "connected", null, { timeout: 20000 });
+  await page.fill("#message-input", "after the restart");
+  await page.click("#send");
+  await hasMessage(page, "after the restart");
+});
