@@ -121,3 +121,26 @@ test("a server shutting down closes with 1001 and the client reconnects", async 
   server = await startServer({ port });
   await connected(client);
 });
+
+test("connections dropped while publications stream: every one arrives, in order, once", async (t) => {
+  const server = await startServer();
+  const reader = new Client(server.ws, { minReconnectDelay: 10, maxReconnectDelay: 50 });
+  const writer = new Client(server.ws);
+  t.after(async () => { reader.disconnect(); writer.disconnect(); await server.stop(); });
+  const channel = uniqueChannel();
+  const pubs = new Collector();
+  const sub = reader.subscribe(channel, { onPublication: (p) => pubs.push(p.data) });
+  reader.connect();
+  writer.connect();
+  await withTimeout(sub.ready, "the subscription");
+  await connected(writer);
+  const N = 300;
+  for (let i = 0; i < N; i++) {
+    if (i === 50 || i === 120 || i === 200) reader._drop();
+    if (i === 150) { reader.disconnect(); reader.connect(); } // a clean close too
+    await withTimeout(writer.publish(channel, i), `publish ${i}`);
+  }
+  await pubs.count(N, `${N} publications`);
+  await withTimeout(reader.ping(), "ping");
+  assert.deepEqual(pubs.items, Array.from({ length: N }, (_, i) => i));
+});
