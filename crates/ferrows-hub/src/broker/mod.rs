@@ -18,9 +18,11 @@ use bytes::Bytes;
 use crate::history::{HistoryLimits, Publication, StreamPosition};
 
 pub mod memory;
+#[cfg(feature = "redis")]
 pub mod redis;
 
 pub use memory::MemoryBroker;
+#[cfg(feature = "redis")]
 pub use redis::RedisBroker;
 
 /// A boxed future, so brokers can be used as `Arc<dyn Broker>`.
