@@ -25,5 +25,5 @@ command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 # playwright-core.
 scripts/install-interop.sh
 scripts/install-redis.sh
-if [[ -x e2e/install.sh ]]; then e2e/install.sh; fi
+e2e/install.sh
 echo "dependencies ready"
