@@ -2,6 +2,7 @@
 
 mod autobahn;
 mod bench;
+mod bench_pubsub;
 mod connect;
 mod echo;
 mod serve;
@@ -26,6 +27,8 @@ enum Command {
     Connect(connect::ConnectArgs),
     /// Load an echo server: messages/s over many connections.
     Bench(bench::BenchArgs),
+    /// Load the pub/sub server: fan-out of publications to many subscribers.
+    BenchPubsub(bench_pubsub::BenchPubSubArgs),
     /// Play the client role against an Autobahn|Testsuite fuzzingserver.
     AutobahnClient(autobahn::AutobahnArgs),
 }
@@ -52,6 +55,7 @@ fn main() -> anyhow::Result<()> {
             Command::Echo(args) => echo::run(args).await,
             Command::Connect(args) => connect::run(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::BenchPubsub(args) => bench_pubsub::run(args).await,
             Command::AutobahnClient(args) => autobahn::run(args).await,
         }
     })

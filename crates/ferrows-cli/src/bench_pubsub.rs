@@ -1,0 +1,855 @@
+//! `ferrows bench-pubsub`: a fan-out load test of `ferrows serve`.
+//!
+//! `--subscribers` WebSocket connections subscribe to one channel; then one
+//! publisher (a WebSocket client using `publish`, or the server API with
+//! `--api-url`) publishes `{"seq": n, "t": <µs since the Unix epoch>}` into
+//! it at `--rate` publications/s for `--duration` seconds. Every subscriber
+//! checks that it receives every publication exactly once and in order, and
+//! records each delivery's latency (receive time - `t`; the clients and the
+//! server must share a clock, i.e. run on one machine).
+//!
+//! The report gives the delivered messages/s over the publishing window
+//! (from the first publication to the last expected delivery, or to the
+//! drain timeout after the last publication) and the latency percentiles.
+//! Any missing, duplicated or out-of-order delivery, lost subscriber or
+//! failed publication makes the command fail after the report.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, bail};
+use bytes::{Buf, BytesMut};
+use clap::Args;
+use ferrows::{ClientConfig, MaybeTlsStream, Message, WsWriter};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{Semaphore, mpsc, watch};
+
+/// Options of `ferrows bench-pubsub`.
+#[derive(Debug, Args)]
+pub(crate) struct BenchPubSubArgs {
+    /// WebSocket endpoint of the server.
+    #[arg(long, default_value = "ws://127.0.0.1:8000/ws")]
+    url: String,
+    /// Subscriber connections (each needs a file descriptor: see `ulimit -n`).
+    #[arg(long, short, default_value_t = 1000)]
+    subscribers: usize,
+    /// Publications per second.
+    #[arg(long, short, default_value_t = 100.0)]
+    rate: f64,
+    /// Seconds of publishing.
+    #[arg(long, short, default_value_t = 10.0)]
+    duration: f64,
+    /// Channel to subscribe to and publish into.
+    #[arg(long, default_value = "bench:load")]
+    channel: String,
+    /// Publish through the server API at this base URL (`http://HOST:PORT`)
+    /// instead of a WebSocket `publish` command.
+    #[arg(long, requires = "api_key")]
+    api_url: Option<String>,
+    /// Key of the server API (`--api-key` of `ferrows serve`).
+    #[arg(long)]
+    api_key: Option<String>,
+    /// Connection handshakes (connect and subscribe) in flight at once.
+    #[arg(long, default_value_t = 200)]
+    setup_concurrency: usize,
+    /// Seconds allowed for opening and subscribing every connection (then
+    /// the pushes the subscriptions caused, such as joins, may drain until
+    /// this deadline too).
+    #[arg(long, default_value_t = 120.0)]
+    setup_timeout: f64,
+    /// Seconds to wait after the last publication for the last deliveries.
+    #[arg(long, default_value_t = 10.0)]
+    drain_timeout: f64,
+    /// Also report the CPU use of this process (the server, on the same
+    /// machine) over the publishing window.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) async fn run(args: BenchPubSubArgs) -> anyhow::Result<()> {
+    validate(&args)?;
+    check_open_file_limit(args.subscribers + 64)?;
+    let planned = (args.rate * args.duration).round() as u64;
+    let shared = Arc::new(Shared::new(&args.channel, planned));
+    let mut config = ClientConfig::default();
+    // Thousands of connections: no compression contexts, small read buffers.
+    config.websocket.deflate = None;
+    config.websocket.read_chunk = 4096;
+    let config = Arc::new(config);
+
+    // Subscribers: every task reports the end of its setup, then reads
+    // until told to stop.
+    let setup_started = Instant::now();
+    let setup_deadline = tokio::time::Instant::now() + Duration::from_secs_f64(args.setup_timeout);
+    let in_flight = Arc::new(Semaphore::new(args.setup_concurrency.max(1)));
+    let (ready_tx, mut ready_rx) = mpsc::channel::<Result<(), String>>(args.subscribers.max(1));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = Vec::with_capacity(args.subscribers);
+    for index in 0..args.subscribers {
+        let setup = Setup {
+            index,
+            url: args.url.clone(),
+            config: config.clone(),
+            in_flight: in_flight.clone(),
+            ready: ready_tx.clone(),
+        };
+        tasks.push(tokio::spawn(subscriber(setup, shared.clone(), stop_rx.clone())));
+    }
+    drop(ready_tx);
+    let mut ready = 0;
+    let mut next_progress = Instant::now() + Duration::from_secs(5);
+    while ready < args.subscribers {
+        match tokio::time::timeout_at(setup_deadline, ready_rx.recv()).await {
+            Ok(Some(Ok(()))) => ready += 1,
+            Ok(Some(Err(e))) => bail!("subscriber setup failed ({ready}/{} ready): {e}", args.subscribers),
+            Ok(None) => bail!("subscriber tasks ended early ({ready}/{} ready)", args.subscribers),
+            Err(_) => bail!(
+                "setup timed out: {ready}/{} subscribers connected and subscribed after {} s",
+                args.subscribers,
+                args.setup_timeout
+            ),
+        }
+        if Instant::now() >= next_progress {
+            eprintln!("bench-pubsub: {ready}/{} subscribed", args.subscribers);
+            next_progress += Duration::from_secs(5);
+        }
+    }
+    // Let the pushes caused by the setup (join events, in namespaces that
+    // send them) drain before measuring: wait for 250 ms without any.
+    loop {
+        let before = shared.other_pushes.load(Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if shared.other_pushes.load(Ordering::Relaxed) == before || tokio::time::Instant::now() >= setup_deadline {
+            break;
+        }
+    }
+    let setup_pushes = shared.other_pushes.load(Ordering::Relaxed);
+    let setup_secs = setup_started.elapsed().as_secs_f64();
+    eprintln!(
+        "bench-pubsub: {} subscribed in {setup_secs:.1} s; publishing {planned} at {}/s",
+        args.subscribers, args.rate
+    );
+
+    // The publisher.
+    let acks = Arc::new(Acks::default());
+    let (mut publisher, reader) = match &args.api_url {
+        Some(api_url) => Publisher::http(api_url, args.api_key.as_deref().unwrap_or_default(), acks.clone()).await?,
+        None => Publisher::websocket(&args.url, &config, acks.clone()).await?,
+    };
+    let interval = Duration::from_secs_f64(1.0 / args.rate);
+    let publish_started = Instant::now();
+    let cpu_before = (cpu_ticks("self"), args.server_pid.and_then(|pid| cpu_ticks(&pid.to_string())));
+    let publish_started_tokio = tokio::time::Instant::now();
+    let mut sent = 0u64;
+    let mut publish_failure = None;
+    for seq in 1..=planned {
+        tokio::time::sleep_until(publish_started_tokio + interval.mul_f64((seq - 1) as f64)).await;
+        if let Err(e) = publisher.publish(&args.channel, seq, now_micros()).await {
+            publish_failure = Some(format!("publication {seq}: {e}"));
+            break;
+        }
+        sent += 1;
+    }
+    let publish_secs = publish_started.elapsed().as_secs_f64();
+    let drain_deadline = Instant::now() + Duration::from_secs_f64(args.drain_timeout);
+
+    // Drain: every acknowledged publication delivered to every subscriber,
+    // or the timeout.
+    let mut all_delivered = false;
+    loop {
+        let acked = acks.ok.load(Ordering::Relaxed) + acks.failed.load(Ordering::Relaxed);
+        let expected = acks.ok.load(Ordering::Relaxed) * args.subscribers as u64;
+        if acked >= sent && shared.delivered.load(Ordering::Relaxed) >= expected {
+            all_delivered = true;
+            break;
+        }
+        if Instant::now() >= drain_deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let drain_end = now_micros();
+    let cpu_after = (cpu_ticks("self"), args.server_pid.and_then(|pid| cpu_ticks(&pid.to_string())));
+    let _ = stop_tx.send(true);
+    reader.abort();
+    drop(publisher);
+
+    let mut totals = SubscriberReport::default();
+    let mut lost = 0usize;
+    let mut first_loss = None;
+    for task in tasks {
+        match tokio::time::timeout(Duration::from_secs(10), task).await {
+            Ok(Ok(report)) => {
+                if let Some(error) = &report.error {
+                    lost += 1;
+                    first_loss.get_or_insert_with(|| error.clone());
+                }
+                totals.add(&report);
+            }
+            _ => {
+                lost += 1;
+                first_loss.get_or_insert_with(|| "subscriber task did not stop".to_owned());
+            }
+        }
+    }
+
+    let acked_ok = acks.ok.load(Ordering::Relaxed);
+    let acked_failed = acks.failed.load(Ordering::Relaxed);
+    let unacked = sent.saturating_sub(acked_ok + acked_failed);
+    let expected = acked_ok * args.subscribers as u64;
+    let missing = expected.saturating_sub(totals.delivered);
+    // The window: first publication to the last delivery (when everything
+    // arrived) or to the end of the drain.
+    let start_micros = shared.epoch_micros_at(publish_started);
+    let end_micros =
+        if all_delivered { shared.last_delivery.load(Ordering::Relaxed).max(start_micros) } else { drain_end };
+    let window_secs = (end_micros.saturating_sub(start_micros) as f64 / 1e6).max(1e-6);
+    let delivered_rate = totals.delivered as f64 / window_secs;
+    let (p50, p99, max) = (
+        shared.latency.quantile(0.50) as f64 / 1000.0,
+        shared.latency.quantile(0.99) as f64 / 1000.0,
+        shared.latency.max() as f64 / 1000.0,
+    );
+    // CPU use over the window, in % of one core.
+    let cpu_secs = (drain_end.saturating_sub(start_micros) as f64 / 1e6).max(1e-6);
+    let cpu_percent = |before: Option<u64>, after: Option<u64>| match (before, after) {
+        (Some(b), Some(a)) => format!("{:.0}", a.saturating_sub(b) as f64 / CLOCK_TICKS / cpu_secs * 100.0),
+        _ => "null".to_owned(),
+    };
+    let client_cpu = cpu_percent(cpu_before.0, cpu_after.0);
+    let server_cpu = cpu_percent(cpu_before.1, cpu_after.1);
+    let publisher_kind = if args.api_url.is_some() { "http" } else { "websocket" };
+    let achieved_rate = if publish_secs > 0.0 { sent as f64 / publish_secs } else { 0.0 };
+    let publish_errors = acked_failed + unacked + u64::from(publish_failure.is_some());
+    let ok = missing == 0
+        && totals.duplicated == 0
+        && totals.out_of_order == 0
+        && totals.unexpected == 0
+        && lost == 0
+        && publish_errors == 0;
+
+    if args.json {
+        println!(
+            "{{\"subscribers\":{},\"rate\":{},\"duration_s\":{},\"publisher\":\"{publisher_kind}\",\
+             \"publications\":{acked_ok},\"publish_s\":{publish_secs:.3},\"publish_rate\":{achieved_rate:.1},\
+             \"expected\":{expected},\"delivered\":{},\"window_s\":{window_secs:.3},\
+             \"delivered_per_sec\":{delivered_rate:.0},\"latency_ms\":{{\"p50\":{p50:.3},\"p99\":{p99:.3},\"max\":{max:.3}}},\
+             \"missing\":{missing},\"duplicated\":{},\"out_of_order\":{},\"unexpected\":{},\
+             \"subscribers_lost\":{lost},\"publish_errors\":{publish_errors},\"setup_s\":{setup_secs:.1},\"setup_pushes\":{setup_pushes},\
+             \"client_cpu_pct\":{client_cpu},\"server_cpu_pct\":{server_cpu},\"ok\":{ok}}}",
+            args.subscribers,
+            args.rate,
+            args.duration,
+            totals.delivered,
+            totals.duplicated,
+            totals.out_of_order,
+            totals.unexpected,
+        );
+    } else {
+        println!(
+            "{} subscribers, {acked_ok} publications at {}/s ({publisher_kind}; sent at {achieved_rate:.0}/s): \
+             {} delivered in {window_secs:.2} s = {delivered_rate:.0} msgs/s; \
+             latency p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms; \
+             missing {missing}, duplicated {}, out of order {}, unexpected {}, subscribers lost {lost}, \
+             publish errors {publish_errors}; CPU % of a core: client {client_cpu}, server {server_cpu}",
+            args.subscribers, args.rate, totals.delivered, totals.duplicated, totals.out_of_order, totals.unexpected,
+        );
+    }
+    if ok {
+        return Ok(());
+    }
+    let mut reasons = Vec::new();
+    if let Some(e) = publish_failure.or_else(|| acks.first_error.lock().unwrap_or_else(|p| p.into_inner()).clone()) {
+        reasons.push(format!("publisher: {e}"));
+    } else if unacked > 0 {
+        reasons.push(format!("{unacked} publications never acknowledged"));
+    }
+    if let Some(e) = first_loss {
+        reasons.push(format!("{lost} subscribers lost (first: {e})"));
+    }
+    if missing + totals.duplicated + totals.out_of_order + totals.unexpected > 0 {
+        reasons.push(format!(
+            "deliveries: {missing} missing, {} duplicated, {} out of order, {} unexpected messages",
+            totals.duplicated, totals.out_of_order, totals.unexpected
+        ));
+    }
+    bail!("pub/sub benchmark failed: {}", reasons.join("; "))
+}
+
+fn validate(args: &BenchPubSubArgs) -> anyhow::Result<()> {
+    let channel_ok = (1..=255).contains(&args.channel.len())
+        && args.channel.bytes().all(|b| b.is_ascii_alphanumeric() || b"_:.@$-".contains(&b));
+    if !channel_ok {
+        bail!("invalid channel name {:?} (1 to 255 bytes of [A-Za-z0-9_:.@$-])", args.channel);
+    }
+    let positive = |v: f64| v > 0.0 && v.is_finite();
+    if !positive(args.rate) || !positive(args.duration) {
+        bail!("--rate and --duration must be positive");
+    }
+    if args.subscribers == 0 {
+        bail!("--subscribers must be at least 1");
+    }
+    Ok(())
+}
+
+/// Fails early, with the remedy, when the soft open-file limit cannot hold
+/// the connections (raising it needs `setrlimit`, i.e. `ulimit -n` in the
+/// shell that starts the command).
+fn check_open_file_limit(needed: usize) -> anyhow::Result<()> {
+    let Ok(limits) = std::fs::read_to_string("/proc/self/limits") else { return Ok(()) };
+    let Some(line) = limits.lines().find(|l| l.starts_with("Max open files")) else { return Ok(()) };
+    let mut fields = line["Max open files".len()..].split_whitespace();
+    let (Some(soft), Some(hard)) = (fields.next(), fields.next()) else { return Ok(()) };
+    let Ok(soft) = soft.parse::<usize>() else { return Ok(()) }; // "unlimited"
+    if soft < needed {
+        let hard = hard.parse().unwrap_or(usize::MAX); // or "unlimited"
+        if hard < needed {
+            bail!("the open-file limit is {soft} (hard limit {hard}) but {needed} descriptors are needed");
+        }
+        bail!(
+            "the open-file limit is {soft} but {needed} descriptors are needed: run `ulimit -n {}` first",
+            needed.max(65536).min(hard)
+        );
+    }
+    Ok(())
+}
+
+/// `/proc/PID/stat` counts CPU time in units of USER_HZ, 100 on Linux.
+const CLOCK_TICKS: f64 = 100.0;
+
+/// User + system CPU time of a process, in clock ticks (Linux).
+fn cpu_ticks(pid: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces): utime and
+    // stime are the 14th and 15th fields of the line.
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace().skip(11);
+    Some(fields.next()?.parse::<u64>().ok()? + fields.next()?.parse::<u64>().ok()?)
+}
+
+fn now_micros() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+}
+
+/// State shared by the subscriber tasks.
+struct Shared {
+    channel: String,
+    /// `{"push":{"channel":"<channel>","pub":{"offset":`: a publication of
+    /// the channel starts with this.
+    pub_prefix: Vec<u8>,
+    planned: u64,
+    /// First deliveries of publications, over every subscriber.
+    delivered: AtomicU64,
+    /// Receive time of the latest delivery, µs since the epoch.
+    last_delivery: AtomicU64,
+    /// Pushes other than publications of the channel (join, leave), after
+    /// the subscribe reply.
+    other_pushes: AtomicU64,
+    latency: Histogram,
+    /// `Instant` and wall clock read together, to place instants on the
+    /// wall clock.
+    origin: (Instant, u64),
+}
+
+impl Shared {
+    fn new(channel: &str, planned: u64) -> Self {
+        // Channel names need no JSON escaping (checked in `validate`).
+        let pub_prefix = format!("{{\"push\":{{\"channel\":\"{channel}\",\"pub\":{{\"offset\":").into_bytes();
+        Self {
+            channel: channel.to_owned(),
+            pub_prefix,
+            planned,
+            delivered: AtomicU64::new(0),
+            last_delivery: AtomicU64::new(0),
+            other_pushes: AtomicU64::new(0),
+            latency: Histogram::new(),
+            origin: (Instant::now(), now_micros()),
+        }
+    }
+
+    fn epoch_micros_at(&self, instant: Instant) -> u64 {
+        let (origin, micros) = self.origin;
+        micros + instant.saturating_duration_since(origin).as_micros() as u64
+    }
+}
+
+/// What a subscriber saw.
+#[derive(Debug, Default)]
+struct SubscriberReport {
+    /// Publications received (first receipts).
+    delivered: u64,
+    /// Receipts of a publication already received.
+    duplicated: u64,
+    /// First receipts of a publication older than one already received.
+    out_of_order: u64,
+    /// Messages that are neither replies nor pushes, or publications with
+    /// data this command did not send.
+    unexpected: u64,
+    /// Why the connection ended before the end of the test.
+    error: Option<String>,
+}
+
+impl SubscriberReport {
+    fn add(&mut self, other: &Self) {
+        self.delivered += other.delivered;
+        self.duplicated += other.duplicated;
+        self.out_of_order += other.out_of_order;
+        self.unexpected += other.unexpected;
+    }
+}
+
+struct Setup {
+    index: usize,
+    url: String,
+    config: Arc<ClientConfig>,
+    in_flight: Arc<Semaphore>,
+    ready: mpsc::Sender<Result<(), String>>,
+}
+
+async fn subscriber(setup: Setup, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) -> SubscriberReport {
+    let mut report = SubscriberReport::default();
+    let permit = setup.in_flight.acquire_owned().await;
+    let ws = match connect_and_subscribe(&setup.url, &setup.config, &shared.channel).await {
+        Ok(ws) => ws,
+        Err(e) => {
+            let message = format!("subscriber {}: {e}", setup.index);
+            report.error = Some(message.clone());
+            let _ = setup.ready.send(Err(message)).await;
+            return report;
+        }
+    };
+    drop(permit);
+    let _ = setup.ready.send(Ok(())).await;
+    drop(setup.ready);
+    let mut ws = ws;
+
+    // Publications seen, by sequence number (bit n set: n received).
+    let mut seen = vec![0u64; (shared.planned as usize + 1).div_ceil(64)];
+    let mut highest = 0u64;
+    let stopped = stop.wait_for(|stop| *stop);
+    tokio::pin!(stopped);
+    loop {
+        let message = tokio::select! {
+            biased;
+            _ = &mut stopped => break,
+            message = ws.recv() => message,
+        };
+        let text = match message {
+            Some(Ok(Message::Text(text))) => text,
+            Some(Ok(Message::Close(frame))) => {
+                report.error = Some(match frame {
+                    Some(frame) => format!("closed by the server: {} {}", u16::from(frame.code), frame.reason),
+                    None => "closed by the server".to_owned(),
+                });
+                break;
+            }
+            Some(Ok(Message::Binary(_))) => {
+                report.unexpected += 1;
+                continue;
+            }
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => {
+                report.error = Some(format!("connection failed: {e}"));
+                break;
+            }
+            None => {
+                report.error = Some("connection closed".to_owned());
+                break;
+            }
+        };
+        match parse_push(text.as_bytes(), &shared.pub_prefix) {
+            Push::Publication { seq, t } => {
+                let now = now_micros();
+                let (word, bit) = ((seq / 64) as usize, 1u64 << (seq % 64));
+                if seq == 0 || seq > shared.planned {
+                    report.unexpected += 1;
+                } else if seen[word] & bit != 0 {
+                    report.duplicated += 1;
+                } else {
+                    seen[word] |= bit;
+                    report.delivered += 1;
+                    if seq < highest {
+                        report.out_of_order += 1;
+                    }
+                    highest = highest.max(seq);
+                    shared.latency.record(now.saturating_sub(t));
+                    shared.delivered.fetch_add(1, Ordering::Relaxed);
+                    shared.last_delivery.fetch_max(now, Ordering::Relaxed);
+                }
+            }
+            Push::Other => {
+                shared.other_pushes.fetch_add(1, Ordering::Relaxed);
+            }
+            Push::Unexpected => report.unexpected += 1,
+        }
+    }
+    report
+}
+
+async fn connect_and_subscribe(
+    url: &str,
+    config: &ClientConfig,
+    channel: &str,
+) -> anyhow::Result<ferrows::WebSocket<MaybeTlsStream>> {
+    let mut ws = ferrows::connect_with(url, config).await.context("connect")?;
+    ws.feed(Message::text("{\"id\":1,\"connect\":{}}")).await?;
+    ws.send(Message::text(format!("{{\"id\":2,\"subscribe\":{{\"channel\":\"{channel}\"}}}}"))).await?;
+    let (mut connected, mut subscribed) = (false, false);
+    while !(connected && subscribed) {
+        let text = match ws.recv().await {
+            Some(Ok(Message::Text(text))) => text,
+            Some(Ok(Message::Close(frame))) => bail!("closed by the server during setup: {frame:?}"),
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => bail!("connection failed during setup: {e}"),
+            None => bail!("connection closed during setup"),
+        };
+        let reply = text.as_str();
+        let flag = if reply.starts_with("{\"id\":1,") {
+            &mut connected
+        } else if reply.starts_with("{\"id\":2,") {
+            &mut subscribed
+        } else {
+            continue; // a push (join) before the replies
+        };
+        if !reply[reply.find(',').unwrap_or(0)..].starts_with(",\"result\"") {
+            bail!("command refused: {reply}");
+        }
+        *flag = true;
+    }
+    Ok(ws)
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Push {
+    /// A publication of the channel with this command's data.
+    Publication { seq: u64, t: u64 },
+    /// Another push (join, leave, another channel).
+    Other,
+    /// Not a push, or a publication of the channel with other data.
+    Unexpected,
+}
+
+/// Reads a push without a JSON parser: the server writes publication pushes
+/// as `{"push":{"channel":"C","pub":{"offset":N,"data":DATA...}}}` with
+/// DATA copied verbatim from the publisher, `{"seq":N,"t":N}` here.
+fn parse_push(message: &[u8], pub_prefix: &[u8]) -> Push {
+    let Some(rest) = message.strip_prefix(pub_prefix) else {
+        return if message.starts_with(b"{\"push\":") { Push::Other } else { Push::Unexpected };
+    };
+    let Some((_offset, rest)) = number(rest) else { return Push::Unexpected };
+    let Some(data) = rest.strip_prefix(b",\"data\":") else { return Push::Unexpected };
+    match seq_and_time(data) {
+        Some((seq, t)) => Push::Publication { seq, t },
+        None => Push::Unexpected,
+    }
+}
+
+/// The `seq` and `t` members of a flat JSON object of numbers at the start
+/// of `data`.
+fn seq_and_time(data: &[u8]) -> Option<(u64, u64)> {
+    let mut rest = skip_ws(data).strip_prefix(b"{")?;
+    let (mut seq, mut t) = (None, None);
+    loop {
+        rest = skip_ws(rest);
+        let after_quote = rest.strip_prefix(b"\"")?;
+        let end = after_quote.iter().position(|&b| b == b'"' || b == b'\\')?;
+        if after_quote[end] != b'"' {
+            return None;
+        }
+        let key = &after_quote[..end];
+        rest = skip_ws(&after_quote[end + 1..]).strip_prefix(b":")?;
+        let (value, after) = number(skip_ws(rest))?;
+        match key {
+            b"seq" => seq = Some(value),
+            b"t" => t = Some(value),
+            _ => {}
+        }
+        rest = skip_ws(after);
+        match rest.first()? {
+            b',' => rest = &rest[1..],
+            b'}' => return Some((seq?, t?)),
+            _ => return None,
+        }
+    }
+}
+
+fn skip_ws(s: &[u8]) -> &[u8] {
+    let n = s.iter().take_while(|b| b.is_ascii_whitespace()).count();
+    &s[n..]
+}
+
+/// A non-negative integer at the start of `s`, and what follows it.
+fn number(s: &[u8]) -> Option<(u64, &[u8])> {
+    let digits = s.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 || digits > 19 {
+        return None;
+    }
+    let value = s[..digits].iter().fold(0u64, |v, &d| v * 10 + u64::from(d - b'0'));
+    Some((value, &s[digits..]))
+}
+
+/// A log-linear histogram of latencies in µs, about 1.6 % precision
+/// (64 sub-buckets per power of two), shared lock-free between tasks.
+struct Histogram {
+    buckets: Box<[AtomicU64]>,
+    count: AtomicU64,
+    max: AtomicU64,
+}
+
+const SUB_BITS: u32 = 6;
+const SUB: u64 = 1 << SUB_BITS;
+
+impl Histogram {
+    fn new() -> Self {
+        let buckets = (0..Self::index(u64::MAX) + 1).map(|_| AtomicU64::new(0)).collect();
+        Self { buckets, count: AtomicU64::new(0), max: AtomicU64::new(0) }
+    }
+
+    fn index(value: u64) -> usize {
+        if value < 2 * SUB {
+            return value as usize;
+        }
+        let shift = 63 - value.leading_zeros() - SUB_BITS;
+        let mantissa = value >> shift;
+        (2 * SUB + u64::from(shift - 1) * SUB + (mantissa - SUB)) as usize
+    }
+
+    /// The largest value of bucket `index`.
+    fn upper(index: usize) -> u64 {
+        let index = index as u64;
+        if index < 2 * SUB {
+            return index;
+        }
+        let shift = (index - 2 * SUB) / SUB + 1;
+        let mantissa = (index - 2 * SUB) % SUB + SUB;
+        (mantissa << shift) + ((1 << shift) - 1)
+    }
+
+    fn record(&self, value: u64) {
+        self.buckets[Self::index(value)].fetch_add(1, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.max.fetch_max(value, Ordering::Relaxed);
+    }
+
+    fn max(&self) -> u64 {
+        self.max.load(Ordering::Relaxed)
+    }
+
+    /// The value under which a fraction `q` of the samples lie (the upper
+    /// bound of its bucket, at most the maximum).
+    fn quantile(&self, q: f64) -> u64 {
+        let count = self.count.load(Ordering::Relaxed);
+        if count == 0 {
+            return 0;
+        }
+        let rank = ((q * count as f64).ceil() as u64).clamp(1, count);
+        let mut seen = 0;
+        for (index, bucket) in self.buckets.iter().enumerate() {
+            seen += bucket.load(Ordering::Relaxed);
+            if seen >= rank {
+                return Self::upper(index).min(self.max());
+            }
+        }
+        self.max()
+    }
+}
+
+/// Replies to the publisher's publications.
+#[derive(Default)]
+struct Acks {
+    ok: AtomicU64,
+    failed: AtomicU64,
+    first_error: Mutex<Option<String>>,
+}
+
+impl Acks {
+    fn fail(&self, error: String) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+        self.first_error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(error);
+    }
+
+    fn note(&self, error: String) {
+        self.first_error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(error);
+    }
+}
+
+/// The publishing connection; a separate task reads its replies into
+/// [`Acks`], so publications are pipelined and stay in order.
+enum Publisher {
+    WebSocket { writer: WsWriter<MaybeTlsStream>, next_id: u64 },
+    Http { write: OwnedWriteHalf, head: String, buf: Vec<u8> },
+}
+
+impl Publisher {
+    async fn websocket(
+        url: &str,
+        config: &ClientConfig,
+        acks: Arc<Acks>,
+    ) -> anyhow::Result<(Self, tokio::task::JoinHandle<()>)> {
+        let mut ws = ferrows::connect_with(url, config).await.context("publisher: connect")?;
+        ws.send(Message::text("{\"id\":1,\"connect\":{}}")).await?;
+        loop {
+            match ws.recv().await {
+                Some(Ok(Message::Text(text))) if text.as_str().starts_with("{\"id\":1,\"result\"") => break,
+                Some(Ok(Message::Text(text))) if text.as_str().starts_with("{\"id\":1,") => {
+                    bail!("publisher: connect refused: {}", text.as_str())
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => bail!("publisher: {e}"),
+                None => bail!("publisher: connection closed during connect"),
+            }
+        }
+        let (mut reader, writer) = ws.split();
+        let task = tokio::spawn(async move {
+            loop {
+                match reader.recv().await {
+                    Some(Ok(Message::Text(text))) => {
+                        let reply = text.as_str();
+                        if !reply.starts_with("{\"id\":") {
+                            continue;
+                        }
+                        if reply[reply.find(',').unwrap_or(0)..].starts_with(",\"result\"") {
+                            acks.ok.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            acks.fail(format!("publish refused: {reply}"));
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return acks.note(format!("publisher connection failed: {e}")),
+                    None => return acks.note("publisher connection closed".to_owned()),
+                }
+            }
+        });
+        Ok((Self::WebSocket { writer, next_id: 2 }, task))
+    }
+
+    async fn http(
+        api_url: &str,
+        api_key: &str,
+        acks: Arc<Acks>,
+    ) -> anyhow::Result<(Self, tokio::task::JoinHandle<()>)> {
+        let Some(rest) = api_url.strip_prefix("http://") else {
+            bail!("--api-url must be http://HOST:PORT[/PREFIX]");
+        };
+        let (authority, prefix) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p.trim_end_matches('/')));
+        let address = if authority.rsplit_once(':').is_some_and(|(_, port)| port.parse::<u16>().is_ok()) {
+            authority.to_owned()
+        } else {
+            format!("{authority}:80")
+        };
+        let stream = TcpStream::connect(&address).await.with_context(|| format!("publisher: connect to {address}"))?;
+        stream.set_nodelay(true)?;
+        let (read, write) = stream.into_split();
+        let path = if prefix.is_empty() { "/api/publish".to_owned() } else { format!("/{prefix}/api/publish") };
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {authority}\r\nAuthorization: apikey {api_key}\r\n\
+             Content-Type: application/json\r\nContent-Length: "
+        );
+        let task = tokio::spawn(read_http_responses(read, acks));
+        Ok((Self::Http { write, head, buf: Vec::with_capacity(512) }, task))
+    }
+
+    async fn publish(&mut self, channel: &str, seq: u64, t: u64) -> anyhow::Result<()> {
+        match self {
+            Self::WebSocket { writer, next_id } => {
+                let id = *next_id;
+                *next_id += 1;
+                let command = format!(
+                    "{{\"id\":{id},\"publish\":{{\"channel\":\"{channel}\",\"data\":{{\"seq\":{seq},\"t\":{t}}}}}}}"
+                );
+                writer.send(Message::text(command)).await?;
+            }
+            Self::Http { write, head, buf } => {
+                let body = format!("{{\"channel\":\"{channel}\",\"data\":{{\"seq\":{seq},\"t\":{t}}}}}");
+                buf.clear();
+                buf.extend_from_slice(head.as_bytes());
+                buf.extend_from_slice(format!("{}\r\n\r\n{body}", body.len()).as_bytes());
+                write.write_all(buf).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads the pipelined responses of the server API (HTTP/1.1 with a
+/// `Content-Length`, as the server writes them).
+async fn read_http_responses(mut read: OwnedReadHalf, acks: Arc<Acks>) {
+    let mut buf = BytesMut::with_capacity(8192);
+    loop {
+        // Every complete response in the buffer.
+        while let Some(head_end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+            let status = head.split(' ').nth(1).and_then(|s| s.parse::<u16>().ok());
+            let length = head.lines().find_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                name.trim().eq_ignore_ascii_case("content-length").then(|| value.trim().parse::<usize>().ok())?
+            });
+            let Some(length) = length else {
+                return acks.note(format!("server API response without Content-Length: {head}"));
+            };
+            if buf.len() < head_end + 4 + length {
+                break;
+            }
+            let body = String::from_utf8_lossy(&buf[head_end + 4..head_end + 4 + length]).into_owned();
+            buf.advance(head_end + 4 + length);
+            match status {
+                Some(200) => {
+                    acks.ok.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => acks.fail(format!("server API: {} {body}", head.lines().next().unwrap_or(""))),
+            }
+        }
+        match read.read_buf(&mut buf).await {
+            Ok(0) => return acks.note("server API connection closed".to_owned()),
+            Ok(_) => {}
+            Err(e) => return acks.note(format!("server API connection failed: {e}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publications_are_read_without_a_json_parser() {
+        let prefix = Shared::new("bench:load", 10).pub_prefix;
+        let with_info = br#"{"push":{"channel":"bench:load","pub":{"offset":7,"data":{"seq":3,"t":1700000000000001},"info":{"client":"x","user":"","name":""}}}}"#;
+        assert_eq!(parse_push(with_info, &prefix), Push::Publication { seq: 3, t: 1_700_000_000_000_001 });
+        let spaced = br#"{"push":{"channel":"bench:load","pub":{"offset":7,"data":{ "t" : 5 , "x":1, "seq":2 }}}}"#;
+        assert_eq!(parse_push(spaced, &prefix), Push::Publication { seq: 2, t: 5 });
+        let join = br#"{"push":{"channel":"bench:load","join":{"client":"x","user":"","name":""}}}"#;
+        assert_eq!(parse_push(join, &prefix), Push::Other);
+        let other = br#"{"push":{"channel":"bench:loader","pub":{"offset":1,"data":{"seq":1,"t":1}}}}"#;
+        assert_eq!(parse_push(other, &prefix), Push::Other);
+        let no_t = br#"{"push":{"channel":"bench:load","pub":{"offset":1,"data":{"seq":1}}}}"#;
+        assert_eq!(parse_push(no_t, &prefix), Push::Unexpected);
+        let string = br#"{"push":{"channel":"bench:load","pub":{"offset":1,"data":{"seq":"1","t":1}}}}"#;
+        assert_eq!(parse_push(string, &prefix), Push::Unexpected);
+        assert_eq!(parse_push(br#"{"id":3,"result":{}}"#, &prefix), Push::Unexpected);
+    }
+
+    #[test]
+    fn histogram_buckets_and_quantiles() {
+        for value in [0, 1, 127, 128, 129, 130, 1000, 123_456, 1 << 40, u64::MAX] {
+            let index = Histogram::index(value);
+            assert!(Histogram::upper(index) >= value, "{value}");
+            assert!(index == 0 || Histogram::upper(index - 1) < value, "{value}");
+            assert!(Histogram::upper(index) - value <= value / SUB, "{value}");
+        }
+        let histogram = Histogram::new();
+        for value in 1..=1000 {
+            histogram.record(value);
+        }
+        assert_eq!(histogram.quantile(0.5), Histogram::upper(Histogram::index(500)));
+        let p99 = histogram.quantile(0.99);
+        assert!((990..=1000).contains(&p99), "{p99}");
+        assert_eq!(histogram.max(), 1000);
+    }
+}
