@@ -29,6 +29,7 @@
 #   BENCH_CLIENT_CPU  core for the clients (default 0)
 #   BENCH_SERVERS     subset to run, e.g. "ferrows fastwebsockets"
 #   BENCH_NO_BUILD=1  use the binaries already built
+#   BENCH_NO_PUBSUB=1 skip the pub/sub load test (scripts/bench-pubsub.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$(pwd)"
@@ -287,3 +288,9 @@ table_row() {
   echo "</details>"
 } | tee "$report"
 log "report written to ${report#"$root"/}"
+
+# The pub/sub load test: 10 000 subscribers of `ferrows serve` (see
+# scripts/bench-pubsub.sh; SUBSCRIBERS, RATE and SECONDS tune it).
+if [[ -z "${BENCH_NO_PUBSUB:-}" ]]; then
+  BENCH_NO_BUILD=1 "$root/scripts/bench-pubsub.sh" || log "pub/sub benchmark failed (see target/bench-pubsub.md)"
+fi

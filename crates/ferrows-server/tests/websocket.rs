@@ -119,6 +119,7 @@ async fn tokens_are_checked_and_channels_enforced() {
             .namespaces
             .insert("private".into(), ferrows_server::NamespaceConfig { protected: true, ..Default::default() });
         config.namespaces.insert("chat".into(), ferrows_server::NamespaceConfig::default());
+        config.strict_namespaces = true;
     })
     .await;
     let addr = server.local_addr();
