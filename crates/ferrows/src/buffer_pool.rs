@@ -11,6 +11,7 @@
 //! the number of connections.
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::BytesMut;
 
@@ -31,6 +32,24 @@ pub(crate) const MIN_CACHED_CAPACITY: usize = 1024;
 struct Cache {
     buffers: Vec<BytesMut>,
     bytes: usize,
+}
+
+impl Drop for Cache {
+    /// A thread that ends frees its cache.
+    fn drop(&mut self) {
+        CACHED_BYTES.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
+}
+
+/// Capacity held by the caches of all threads, for [`cached_buffer_bytes`].
+static CACHED_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+/// Bytes of spare buffer capacity the per-thread caches hold now, summed
+/// over every thread (at most [`MAX_CACHED_BYTES`] per thread that ever
+/// ran a connection). For memory accounting: this memory is reused, not
+/// leaked.
+pub fn cached_buffer_bytes() -> usize {
+    CACHED_BYTES.load(Ordering::Relaxed)
 }
 
 thread_local! {
@@ -57,6 +76,7 @@ pub(crate) fn take_cached() -> Option<BytesMut> {
             let mut cache = cache.borrow_mut();
             let buffer = cache.buffers.pop()?;
             cache.bytes -= buffer.capacity();
+            CACHED_BYTES.fetch_sub(buffer.capacity(), Ordering::Relaxed);
             Some(buffer)
         })
         .ok()
@@ -83,6 +103,7 @@ pub(crate) fn give(mut buffer: BytesMut) {
         let mut cache = cache.borrow_mut();
         if cache.buffers.len() < MAX_CACHED_BUFFERS && cache.bytes + buffer.capacity() <= MAX_CACHED_BYTES {
             cache.bytes += buffer.capacity();
+            CACHED_BYTES.fetch_add(buffer.capacity(), Ordering::Relaxed);
             cache.buffers.push(buffer);
         }
     });

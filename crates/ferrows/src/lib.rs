@@ -66,6 +66,7 @@ pub mod tls;
 mod websocket;
 mod write_side;
 
+pub use buffer_pool::cached_buffer_bytes;
 pub use client::{ClientConfig, DEFAULT_CONNECT_TIMEOUT, IntoClientRequest, client_handshake, connect, connect_with};
 pub use config::{
     DEFAULT_CLOSE_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_WRITE_BUFFER, DEFAULT_PONG_TIMEOUT,
