@@ -249,3 +249,46 @@ async fn the_demo_and_the_client_module_are_served() {
     let (status, _) = http(addr, "POST", "/api/publish", &[("Authorization", "apikey wrong")], "{}").await;
     assert_eq!(status, 401);
 }
+
+#[tokio::test]
+async fn only_allowed_origins_may_open_a_websocket() {
+    let server = server(|config| config.allowed_origins = vec!["https://app.example".into()]).await;
+    let url = format!("ws://{}/ws", server.local_addr());
+    let with_origin = |origin: &str| {
+        let mut config = ferrows::ClientConfig::default();
+        config.headers.insert(http::header::ORIGIN, origin.parse().unwrap());
+        config
+    };
+    let good = ferrows::connect_with(url.as_str(), &with_origin("https://app.example")).await;
+    assert!(good.is_ok(), "{:?}", good.err());
+    match ferrows::connect_with(url.as_str(), &with_origin("https://evil.example")).await {
+        Err(ferrows::Error::Handshake(e)) => assert!(e.to_string().contains("403"), "{e}"),
+        other => panic!("expected a 403, got {:?}", other.map(|_| ())),
+    }
+    // Non-browser clients send no Origin and are not refused for it.
+    assert!(ferrows::connect(url.as_str()).await.is_ok());
+}
+
+#[tokio::test]
+async fn the_batch_api_answers_each_publication() {
+    let server = server(|_| {}).await;
+    let addr = server.local_addr();
+    let mut client = Client::connect(addr, None).await;
+    subscribe(&mut client, "batch").await;
+    let body = json!({"publications": [
+        {"channel": "batch", "data": 1},
+        {"channel": "bad name", "data": 2},
+        {"channel": "batch", "data": 3},
+    ]})
+    .to_string();
+    let (status, reply) = http(addr, "POST", "/api/batch", &[("Authorization", "apikey test-key")], &body).await;
+    assert_eq!(status, 200, "{reply}");
+    let results = reply["results"].as_array().unwrap();
+    assert_eq!(results[0]["result"]["offset"], 1);
+    assert_eq!(results[1]["error"]["code"], 102);
+    assert_eq!(results[2]["result"]["offset"], 2);
+    assert_eq!(next_publication(&mut client).await["data"], 1);
+    assert_eq!(next_publication(&mut client).await["data"], 3);
+    let (status, _) = http(addr, "POST", "/api/batch", &[("Authorization", "apikey test-key")], "{not json").await;
+    assert_eq!(status, 400);
+}
