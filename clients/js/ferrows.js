@@ -56,7 +56,7 @@ const isTransient = (err) => err.code === 100 || err.code === "timeout";
  * @property {(pub: Publication) => void} [onPublication] every publication, in order, each once
  * @property {(info: {client: string, user: string, name: string}) => void} [onJoin] a client joined (namespaces with join/leave events)
  * @property {(info: {client: string, user: string, name: string}) => void} [onLeave] a client left
- * @property {(r: {recovered: boolean, missed: number}) => void} [onRecovery] after a resubscription: `recovered` false means publications were lost (reload state, e.g. with `history`)
+ * @property {(r: {recovered: boolean, missed: number}) => void} [onRecovery] after a resubscription, or when the server's history was lost while connected (a `reset` push): `recovered` false means publications were lost (reload state, e.g. with `history`)
  * @property {(r: {position: {offset: number, epoch: string}}) => void} [onSubscribed] every successful (re)subscription
  * @property {(err: FerrowsError) => void} [onError] the subscription failed for good (it is then removed)
  */
@@ -404,7 +404,7 @@ export class Subscription {
     }
     this._call("onSubscribed", { position: this.position });
     this._ready.resolve(result);
-    for (const pub of buffered) this._deliver(pub);
+    for (const push of buffered) this._onStream(push);
   }
 
   _onError(err) {
@@ -429,11 +429,21 @@ export class Subscription {
   }
 
   _onPush(push) {
-    if (push.pub) {
-      if (this._buffer) this._buffer.push(push.pub);
-      else if (this.state === "subscribed") this._deliver(push.pub);
+    if (push.pub || push.reset) {
+      // Held, in order, until the subscribe reply is handled.
+      if (this._buffer) this._buffer.push(push);
+      else if (this.state === "subscribed") this._onStream(push);
     } else if (push.join) this._call("onJoin", push.join);
     else if (push.leave) this._call("onLeave", push.leave);
+  }
+
+  /** A publication, or a `reset`: the server's history was lost (e.g. its
+   * Redis restarted) and the stream goes on from a new position. */
+  _onStream(push) {
+    if (push.pub) return this._deliver(push.pub);
+    const p = push.reset.position;
+    this.position = p ? { offset: p.offset, epoch: p.epoch } : null;
+    this._call("onRecovery", { recovered: false, missed: 0 });
   }
 
   /** Delivers a publication unless it was already seen (offset <= last). */

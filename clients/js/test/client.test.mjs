@@ -180,6 +180,29 @@ test("recovered:false is reported and the new position adopted", async (t) => {
   assert.deepEqual(client.getSubscription("c").position, { offset: 2, epoch: "F" });
 });
 
+test("a reset push adopts the new position and reports the loss, without reconnecting", async (t) => {
+  const connections = [];
+  const server = await startFakeServer(scripted((conn, cmd) => {
+    if (!cmd.subscribe) return;
+    conn.send({ id: cmd.id, result: { position: { offset: 10, epoch: "E" } } });
+    conn.send({ push: { channel: "c", pub: { offset: 11, data: "before" } } });
+    // The server's broker lost its history: the stream goes on in epoch F.
+    conn.send({ push: { channel: "c", reset: { position: { offset: 0, epoch: "F" } } } });
+    conn.send({ push: { channel: "c", pub: { offset: 1, data: "after" } } });
+  }, connections));
+  const client = new Client(server.ws, fast);
+  t.after(() => { client.disconnect(); return server.close(); });
+  const pubs = new Collector();
+  const recoveries = new Collector();
+  client.subscribe("c", { onPublication: (p) => pubs.push(p.data), onRecovery: recoveries.push });
+  client.connect();
+  await pubs.count(2, "both publications");
+  assert.deepEqual(pubs.items, ["before", "after"], "offset 1 of the new epoch is not taken for a duplicate");
+  assert.deepEqual(recoveries.items, [{ recovered: false, missed: 0 }]);
+  assert.deepEqual(client.getSubscription("c").position, { offset: 1, epoch: "F" });
+  assert.equal(connections.length, 1, "no reconnect");
+});
+
 test("disconnect() then connect() recovers the subscriptions", async (t) => {
   const subscribes = [];
   const server = await startFakeServer(scripted((conn, cmd) => {

@@ -18,7 +18,7 @@ use ferrows_proto::{PreparedMessage, Utf8Bytes};
 
 use crate::broker::{Broker, BrokerError, BrokerEvent, BrokerHandler, HistoryAnswer, HistoryQuery};
 use crate::history::{Publication, StreamPosition};
-use crate::protocol::{event_push, publication_push};
+use crate::protocol::{event_push, publication_push, reset_push};
 use crate::queue::ClientQueue;
 
 /// Identifies a client connection within this node.
@@ -27,15 +27,7 @@ pub type ClientId = u64;
 enum Subscriber {
     Live(ClientQueue),
     /// Reading its history: publications wait here (offset, epoch, push).
-    Joining(ClientQueue, Vec<(u64, String, Arc<PreparedMessage>)>),
-}
-
-impl Subscriber {
-    fn queue(&self) -> &ClientQueue {
-        match self {
-            Self::Live(queue) | Self::Joining(queue, _) => queue,
-        }
-    }
+    Joining(Vec<(u64, String, Arc<PreparedMessage>)>),
 }
 
 #[derive(Default)]
@@ -87,7 +79,6 @@ pub struct Node {
     channels: Mutex<HashMap<String, Arc<LocalChannel>>>,
     stats: NodeStats,
     fanout_observer: Option<FanoutObserver>,
-    local_offset: AtomicU64,
 }
 
 impl std::fmt::Debug for Node {
@@ -131,7 +122,6 @@ impl Node {
             channels: Mutex::new(HashMap::new()),
             stats: NodeStats::default(),
             fanout_observer,
-            local_offset: AtomicU64::new(0),
         });
         broker.start(Arc::new(Handler(Arc::downgrade(&node)))).await?;
         Ok(node)
@@ -160,11 +150,15 @@ impl Node {
 
     /// Pushes `data` to this node's subscribers of `channel` only, without
     /// the broker or history (server-made channels such as statistics).
-    /// Offsets count up per node, in an epoch of their own.
+    /// Offsets count on from the channel's position on this node.
     pub fn deliver_local(&self, channel: &str, data: Bytes) {
-        let offset = self.local_offset.fetch_add(1, Ordering::Relaxed) + 1;
+        let Some(local) = lock(&self.channels).get(channel).cloned() else { return };
+        let (epoch, offset) = match &lock(&local.state).last {
+            Some(last) => (last.epoch.clone(), last.offset + 1),
+            None => ("local".to_owned(), 1),
+        };
         let publication = Publication { offset, data, info: None, time_ms: crate::broker::memory::now_ms() };
-        self.on_event(BrokerEvent::Publication { channel: channel.to_owned(), epoch: "local".into(), publication });
+        self.on_event(BrokerEvent::Publication { channel: channel.to_owned(), epoch, publication });
     }
 
     fn on_event(&self, event: BrokerEvent) {
@@ -191,14 +185,23 @@ impl Node {
                 (channel, None, 0, push, None)
             }
         };
-        let mut state = lock(&local.state);
         if let Some(epoch) = &epoch {
+            let mut state = lock(&local.state);
             if state.last.as_ref().is_some_and(|last| &last.epoch == epoch && offset <= last.offset) {
                 return;
+            }
+            if state.last.as_ref().is_some_and(|last| &last.epoch != epoch) {
+                // The broker lost the stream (a new epoch): subscribers hold
+                // positions of the old one and must hear of it first.
+                drop(state);
+                let restart = StreamPosition { offset: offset.saturating_sub(1), epoch: epoch.clone() };
+                self.reset(&channel, &local, restart);
+                state = lock(&local.state);
             }
             state.last = Some(StreamPosition { offset, epoch: epoch.clone() });
             self.stats.publications.fetch_add(1, Ordering::Relaxed);
         }
+        let mut state = lock(&local.state);
         let Ok(text) = Utf8Bytes::try_from_bytes(Bytes::from(push)) else {
             tracing::warn!(channel, "dropped a publication that is not UTF-8");
             return;
@@ -214,7 +217,7 @@ impl Node {
                 },
                 // Join and leave events are not part of the stream: a
                 // joining subscriber simply starts with the next one.
-                Subscriber::Joining(_, held) => {
+                Subscriber::Joining(held) => {
                     if let Some(epoch) = &epoch {
                         held.push((offset, epoch.clone(), message.clone()));
                     }
@@ -262,7 +265,7 @@ impl Node {
                 if state.subscribers.contains_key(&client) {
                     return Err(SubscribeError::AlreadySubscribed);
                 }
-                state.subscribers.insert(client, Subscriber::Joining(queue.clone(), Vec::new()));
+                state.subscribers.insert(client, Subscriber::Joining(Vec::new()));
                 !state.broker_subscribed
             };
             if need_broker {
@@ -288,8 +291,13 @@ impl Node {
                 return Err(SubscribeError::Broker(e));
             }
         };
+        // The stream restarted since this node last saw it (its broker lost
+        // the history): the other subscribers must hear of it first.
+        if lock(&local.state).last.as_ref().is_some_and(|last| last.epoch != answer.position.epoch) {
+            self.reset(channel, &local, answer.position.clone());
+        }
         let mut state = lock(&local.state);
-        let Some(Subscriber::Joining(_, held)) = state.subscribers.remove(&client) else {
+        let Some(Subscriber::Joining(held)) = state.subscribers.remove(&client) else {
             // Dropped meanwhile (its queue overflowed, or it left).
             return Ok(answer);
         };
@@ -309,6 +317,28 @@ impl Node {
             state.subscribers.insert(client, Subscriber::Live(queue.clone()));
         }
         Ok(answer)
+    }
+
+    /// Tells the live subscribers of a channel that its stream restarted
+    /// at `position`; one whose queue is full is dropped as slow.
+    fn reset(&self, channel: &str, local: &LocalChannel, position: StreamPosition) {
+        let push = reset_push(channel, &position);
+        let Ok(text) = Utf8Bytes::try_from_bytes(Bytes::from(push)) else { return };
+        let message = Arc::new(PreparedMessage::text(text));
+        let mut state = lock(&local.state);
+        state.last = Some(position);
+        let mut slow = Vec::new();
+        for (client, subscriber) in &state.subscribers {
+            if let Subscriber::Live(queue) = subscriber
+                && queue.push(message.clone()).is_err()
+            {
+                slow.push(*client);
+            }
+        }
+        for client in &slow {
+            state.subscribers.remove(client);
+        }
+        self.stats.slow_consumers.fetch_add(slow.len() as u64, Ordering::Relaxed);
     }
 
     /// Drops `local` from the map if nobody subscribed to it since.
@@ -342,8 +372,9 @@ impl Node {
 
     /// After a broker reconnect: publications made while it was away were
     /// not delivered. Each channel reads what it missed from the history
-    /// and delivers it; where the history cannot fill the gap, subscribers
-    /// are dropped (their queue is closed) so they reconnect and recover.
+    /// and delivers it; where the history cannot fill the gap (the broker
+    /// lost it), subscribers stay and get a `reset` push with the stream's
+    /// new position, so they know to reload their state.
     async fn resync(self: Arc<Self>) {
         let channels: Vec<(String, Arc<LocalChannel>)> =
             lock(&self.channels).iter().map(|(name, local)| (name.clone(), local.clone())).collect();
@@ -355,11 +386,7 @@ impl Node {
             };
             let Ok(answer) = self.broker.history(&name, query).await else { continue };
             if last.is_some() && !answer.recovered {
-                let mut state = lock(&local.state);
-                for (_, subscriber) in state.subscribers.drain() {
-                    subscriber.queue().close();
-                }
-                state.last = Some(answer.position);
+                self.reset(&name, &local, answer.position);
                 continue;
             }
             for publication in answer.publications {
@@ -460,6 +487,23 @@ mod tests {
         assert_eq!(node.subscriber_count("c"), 1);
         assert_eq!(node.stats().slow_consumers.load(Ordering::Relaxed), 1);
         assert_eq!(texts(&fast).await.len(), 6);
+    }
+
+    #[tokio::test]
+    async fn a_new_epoch_is_announced_before_its_publications() {
+        let node = Node::start(Arc::new(MemoryBroker::new()), None).await.unwrap();
+        let q = queue();
+        node.subscribe("c", 1, &q, None, 100, reply).await.unwrap();
+        publish(&node, "c", "1").await;
+        texts(&q).await;
+        // As a broker that lost its history would deliver: offset 1 again,
+        // in another epoch.
+        let publication = Publication { offset: 1, data: Bytes::from_static(b"2"), info: None, time_ms: 0 };
+        node.on_event(BrokerEvent::Publication { channel: "c".into(), epoch: "new".into(), publication });
+        let got = texts(&q).await;
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(got[0].contains(r#""reset":{"position":{"offset":0,"epoch":"new"}}"#), "{}", got[0]);
+        assert!(got[1].contains(r#""offset":1,"data":2"#), "{}", got[1]);
     }
 
     #[tokio::test]

@@ -230,6 +230,18 @@ pub fn event_push(channel: &str, kind: &str, info: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A `reset` push: the channel's history was lost and its stream goes on
+/// from `position` (a new epoch).
+pub fn reset_push(channel: &str, position: &crate::StreamPosition) -> Vec<u8> {
+    let mut out = Vec::with_capacity(channel.len() + position.epoch.len() + 80);
+    out.extend_from_slice(b"{\"push\":{\"channel\":");
+    push_json_string(&mut out, channel);
+    out.extend_from_slice(format!(",\"reset\":{{\"position\":{{\"offset\":{},\"epoch\":", position.offset).as_bytes());
+    push_json_string(&mut out, &position.epoch);
+    out.extend_from_slice(b"}}}}");
+    out
+}
+
 fn push_json_string(out: &mut Vec<u8>, text: &str) {
     serde_json::to_writer(&mut *out, text).expect("writing to a Vec cannot fail");
 }
@@ -283,6 +295,10 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&push).unwrap();
         assert_eq!(v["push"]["pub"]["info"]["name"], "al");
         let join: serde_json::Value = serde_json::from_slice(&event_push("a", "join", br#"{"user":"u"}"#)).unwrap();
+        let position = crate::StreamPosition { offset: 4, epoch: "e\"1".into() };
+        let reset: serde_json::Value = serde_json::from_slice(&reset_push("a", &position)).unwrap();
+        assert_eq!(reset["push"]["reset"]["position"]["epoch"], "e\"1");
+        assert_eq!(reset["push"]["reset"]["position"]["offset"], 4);
         assert_eq!(join["push"]["join"]["user"], "u");
         assert_eq!(v["push"]["channel"], "chat:\"x\"");
         assert_eq!(v["push"]["pub"]["offset"], 7);

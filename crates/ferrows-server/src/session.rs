@@ -30,7 +30,6 @@ pub(crate) mod close {
     pub(crate) const UNAUTHORIZED: CloseCode = CloseCode(4001);
     pub(crate) const SLOW_CONSUMER: CloseCode = CloseCode(4004);
     pub(crate) const CONNECT_TIMEOUT: CloseCode = CloseCode(4005);
-    pub(crate) const STATE_LOST: CloseCode = CloseCode(4007);
 }
 
 /// Longest display name kept (longer ones are cut).
@@ -132,7 +131,7 @@ impl Session {
             self.state.metrics.slow_consumers.inc();
             End::Close(close::SLOW_CONSUMER, "slow consumer")
         } else {
-            End::Close(close::STATE_LOST, "subscription state lost, reconnect and recover")
+            End::Close(CloseCode::GOING_AWAY, "closed by the server")
         }
     }
 
