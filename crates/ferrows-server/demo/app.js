@@ -118,8 +118,14 @@ function joinRoom(name) {
     onSubscribed: () => { loadHistory(current); loadPresence(current); },
     onRecovery: ({ recovered }) => {
       if (!recovered) {
+        // The server lost this room's history (restarted without a shared
+        // broker, or its Redis did): start again from what it has now.
         current.messages.clear();
-        if (room === current) messages.replaceChildren();
+        if (room === current) {
+          messages.replaceChildren();
+          $("room-note").textContent = "earlier messages were lost on the server";
+        }
+        loadHistory(current);
       }
     },
     onError: (err) => {
