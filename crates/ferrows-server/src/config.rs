@@ -26,6 +26,9 @@ pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(25);
 /// On SIGTERM/SIGINT, clients get this long to take their last messages
 /// and the Close 1001 before the process exits anyway.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time to send a request head (and to finish the TLS handshake): 10 s,
+/// so clients that trickle bytes cannot hold sockets for ever.
+pub const DEFAULT_REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest long poll a client may ask for.
 pub const MAX_LONG_POLL: Duration = Duration::from_secs(60);
 
@@ -240,6 +243,8 @@ pub struct Config {
     pub ping_interval: Duration,
     /// Time to send `connect`.
     pub connect_timeout: Duration,
+    /// Time to send an HTTP request head (and finish TLS).
+    pub request_head_timeout: Duration,
     /// The default namespace's options.
     pub default_namespace: NamespaceConfig,
     /// Namespaces with their own options. Without a configuration file
@@ -321,6 +326,7 @@ impl Config {
                 .connect_timeout
                 .or(file.connect_timeout)
                 .map_or(Ok(DEFAULT_CONNECT_TIMEOUT), |s| seconds(s, "connect_timeout"))?,
+            request_head_timeout: DEFAULT_REQUEST_HEAD_TIMEOUT,
             default_namespace: file.default_namespace.unwrap_or_default(),
             strict_namespaces: !file.namespaces.is_empty(),
             namespaces: if file.namespaces.is_empty() {

@@ -23,8 +23,6 @@ pub(crate) type Body = Full<Bytes>;
 
 /// Largest request body of the server API (a batch): 1 MiB.
 const MAX_API_BODY: usize = 1 << 20;
-/// Time to read a request head: slow clients do not hold sockets for ever.
-const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 const INDEX_HTML: &str = include_str!("../demo/index.html");
 const APP_JS: &str = include_str!("../demo/app.js");
@@ -58,11 +56,12 @@ async fn serve_connection(
     state: Arc<AppState>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    let head_timeout = state.config.request_head_timeout;
+    builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(head_timeout);
     let service = service_fn(move |request| route(request, state.clone()));
     match tls {
         Some(acceptor) => {
-            let stream = tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(tcp)).await??;
+            let stream = tokio::time::timeout(head_timeout, acceptor.accept(tcp)).await??;
             builder.serve_connection(TokioIo::new(stream), service).with_upgrades().await?;
         }
         None => builder.serve_connection(TokioIo::new(tcp), service).with_upgrades().await?,

@@ -292,3 +292,18 @@ async fn the_batch_api_answers_each_publication() {
     let (status, _) = http(addr, "POST", "/api/batch", &[("Authorization", "apikey test-key")], "{not json").await;
     assert_eq!(status, 400);
 }
+
+#[tokio::test]
+async fn a_request_head_that_trickles_in_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = server(|config| config.request_head_timeout = std::time::Duration::from_millis(300)).await;
+    let mut slow = tokio::net::TcpStream::connect(server.local_addr()).await.unwrap();
+    slow.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    // Never finishes the head: the server must close within its timeout.
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(common::WAIT, slow.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the stalled request was not cut off");
+    // Everybody else is still served.
+    let mut fine = Client::connect(server.local_addr(), None).await;
+    subscribe(&mut fine, "after:slow").await;
+}
