@@ -85,6 +85,19 @@ impl Default for NamespaceConfig {
 }
 
 impl NamespaceConfig {
+    /// Whether `user` (`""`: anonymous), whose token grants the channel
+    /// patterns `granted`, may read `channel` of this namespace: subscribe,
+    /// poll, read its history and presence.
+    pub fn may_read(&self, user: &str, granted: &[String], channel: &str) -> bool {
+        crate::auth::grants(granted, channel) || (!self.protected && (!user.is_empty() || self.anonymous))
+    }
+
+    /// Whether that user may also publish into `channel` (clients publish
+    /// where the namespace allows it, or where their token grants it).
+    pub fn may_publish(&self, user: &str, granted: &[String], channel: &str) -> bool {
+        crate::auth::grants(granted, channel) || (self.publish && self.may_read(user, granted, channel))
+    }
+
     /// The history bounds of the namespace's channels.
     pub fn history_limits(&self) -> HistoryLimits {
         HistoryLimits {
@@ -423,6 +436,20 @@ publish = false
         let error = Config::resolve(ServeArgs { config: Some(path), ..ServeArgs::default() }).unwrap_err();
         assert!(error.contains("prot"), "{error}");
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn permissions_follow_the_namespace_and_the_token() {
+        let open = NamespaceConfig::default();
+        let closed = NamespaceConfig { anonymous: false, publish: false, ..NamespaceConfig::default() };
+        let protected = NamespaceConfig { protected: true, ..NamespaceConfig::default() };
+        let granted = vec!["p:mine".to_owned()];
+        assert!(open.may_read("", &[], "c") && open.may_publish("", &[], "c"));
+        assert!(!closed.may_read("", &[], "c"), "anonymous refused");
+        assert!(closed.may_read("al", &[], "c") && !closed.may_publish("al", &[], "c"));
+        assert!(!protected.may_read("al", &[], "p:x"), "a protected channel needs a grant");
+        assert!(protected.may_read("al", &granted, "p:mine") && protected.may_publish("al", &granted, "p:mine"));
+        assert!(!protected.may_read("al", &granted, "p:theirs"));
     }
 
     #[test]

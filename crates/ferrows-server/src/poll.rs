@@ -18,7 +18,6 @@ use ferrows_hub::StreamPosition;
 use ferrows_hub::broker::{HistoryAnswer, HistoryQuery};
 use ferrows_hub::queue::ClientQueue;
 
-use crate::auth::grants;
 use crate::config::{MAX_LONG_POLL, is_valid_channel};
 use crate::http::{Body, error_response, json_response};
 use crate::session::position_result;
@@ -79,8 +78,7 @@ pub(crate) async fn handle(request: Request<Incoming>, state: Arc<AppState>) -> 
     let Some(namespace) = state.namespace_for(&channel) else {
         return error_response(StatusCode::BAD_REQUEST, 102, "unknown namespace");
     };
-    let allowed = grants(&patterns, &channel) || (!namespace.protected && (!user.is_empty() || namespace.anonymous));
-    if !allowed {
+    if !namespace.may_read(&user, &patterns, &channel) {
         return error_response(StatusCode::FORBIDDEN, 103, "not allowed");
     }
     let limit = namespace.history_size.max(1);

@@ -19,7 +19,6 @@ use ferrows_hub::queue::ClientQueue;
 use ferrows_hub::{Publication, StreamPosition};
 use serde_json::json;
 
-use crate::auth::grants;
 use crate::config::{NamespaceConfig, is_valid_channel};
 use crate::state::{AppState, broker_error, subscribe_error};
 
@@ -263,9 +262,11 @@ impl Session {
             .namespace_for(channel)
             .ok_or_else(|| (ErrorCode::UNKNOWN_NAMESPACE, format!("unknown namespace of {channel:?}")))?;
         let identity = self.identity();
-        let allowed = grants(&identity.channels, channel)
-            || (!namespace.protected && (!identity.user.is_empty() || namespace.anonymous));
-        if allowed { Ok(namespace) } else { Err((ErrorCode::PERMISSION_DENIED, format!("not allowed: {channel}"))) }
+        if namespace.may_read(&identity.user, &identity.channels, channel) {
+            Ok(namespace)
+        } else {
+            Err((ErrorCode::PERMISSION_DENIED, format!("not allowed: {channel}")))
+        }
     }
 
     async fn subscribe(&mut self, id: u64, subscribe: Subscribe) {
@@ -348,7 +349,7 @@ impl Session {
         let channel = &publish.channel;
         let namespace = self.may_subscribe(channel)?;
         let identity = self.identity();
-        if !namespace.publish && !grants(&identity.channels, channel) {
+        if !namespace.may_publish(&identity.user, &identity.channels, channel) {
             return Err((ErrorCode::PERMISSION_DENIED, format!("clients may not publish into {channel}")));
         }
         let limits = namespace.history_limits();
