@@ -136,7 +136,7 @@ impl Drop for Unsubscribe {
 fn answer(result: Result<HistoryAnswer, ferrows_hub::broker::BrokerError>, with_recovered: bool) -> Response<Body> {
     match result {
         Ok(answer) => {
-            let body = position_result(&answer, with_recovered);
+            let body = position_result(&answer, with_recovered, with_recovered);
             let value: serde_json::Value = serde_json::from_str(&body).expect("position_result writes JSON");
             json_response(StatusCode::OK, &json!({ "result": value }))
         }

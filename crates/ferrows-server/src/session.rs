@@ -287,7 +287,7 @@ impl Session {
         let since = subscribe.since.map(StreamPosition::from).filter(|_| !system);
         let recovering = since.is_some();
         let reply = |answer: &HistoryAnswer| {
-            let result = position_result(answer, recovering);
+            let result = position_result(answer, recovering, recovering);
             PreparedMessage::text(Utf8Bytes::from(format!("{{\"id\":{id},\"result\":{result}}}")))
         };
         let node = self.state.node.clone();
@@ -382,14 +382,14 @@ impl Session {
         let limit = history.limit.unwrap_or(namespace.history_size).min(namespace.history_size);
         let query = ferrows_hub::broker::HistoryQuery::Latest(limit);
         let answer = self.state.broker().history(&history.channel, query).await.map_err(|e| broker_error(&e))?;
-        let result = position_result(&answer, false);
+        let result = position_result(&answer, false, true);
         Ok(serde_json::from_str(&result).expect("position_result writes JSON"))
     }
 }
 
-/// `{"position":..,"publications":[..]}` (and `"recovered"` when asked),
-/// with publication data copied raw.
-pub(crate) fn position_result(answer: &HistoryAnswer, with_recovered: bool) -> String {
+/// `{"position":..}`, then `"recovered"` and `"publications":[..]` when
+/// asked for (publication data copied raw).
+pub(crate) fn position_result(answer: &HistoryAnswer, with_recovered: bool, with_publications: bool) -> String {
     let mut out = String::with_capacity(64 + answer.publications.iter().map(|p| p.size() + 32).sum::<usize>());
     out.push_str(&format!(
         "{{\"position\":{{\"offset\":{},\"epoch\":{}}}",
@@ -399,7 +399,7 @@ pub(crate) fn position_result(answer: &HistoryAnswer, with_recovered: bool) -> S
     if with_recovered {
         out.push_str(if answer.recovered { ",\"recovered\":true" } else { ",\"recovered\":false" });
     }
-    if with_recovered || !answer.publications.is_empty() {
+    if with_publications {
         out.push_str(",\"publications\":[");
         for (i, publication) in answer.publications.iter().enumerate() {
             if i > 0 {

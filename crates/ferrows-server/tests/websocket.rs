@@ -45,6 +45,8 @@ async fn publications_reach_every_subscriber_with_positions_and_info() {
     }
     let api = api_publish(addr, "chat:lobby", json!({"text": "from the backend"})).await;
     assert_eq!(api["offset"], 2);
+    let empty = alice.call(json!({"history": {"channel": "chat:empty"}})).await;
+    assert_eq!(empty["result"]["publications"], json!([]), "{empty}");
     let history = alice.call(json!({"history": {"channel": "chat:lobby", "limit": 10}})).await;
     let offsets: Vec<_> =
         history["result"]["publications"].as_array().unwrap().iter().map(|p| p["offset"].clone()).collect();
