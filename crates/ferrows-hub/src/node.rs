@@ -91,6 +91,13 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// A push as the WebSocket message every subscriber shares; `None` if it
+/// is not UTF-8 (data from a broker that another writer corrupted).
+fn text_message(push: Vec<u8>) -> Option<Arc<PreparedMessage>> {
+    let text = Utf8Bytes::try_from_bytes(Bytes::from(push)).ok()?;
+    Some(Arc::new(PreparedMessage::text(text)))
+}
+
 /// Forwards the broker's events to a node without keeping it alive.
 struct Handler(Weak<Node>);
 
@@ -185,51 +192,35 @@ impl Node {
                 (channel, None, 0, push, None)
             }
         };
-        if let Some(epoch) = &epoch {
-            let mut state = lock(&local.state);
-            if state.last.as_ref().is_some_and(|last| &last.epoch == epoch && offset <= last.offset) {
-                return;
-            }
-            if state.last.as_ref().is_some_and(|last| &last.epoch != epoch) {
-                // The broker lost the stream (a new epoch): subscribers hold
-                // positions of the old one and must hear of it first.
-                drop(state);
-                let restart = StreamPosition { offset: offset.saturating_sub(1), epoch: epoch.clone() };
-                self.reset(&channel, &local, restart);
-                state = lock(&local.state);
-            }
-            state.last = Some(StreamPosition { offset, epoch: epoch.clone() });
-            self.stats.publications.fetch_add(1, Ordering::Relaxed);
-        }
-        let mut state = lock(&local.state);
-        let Ok(text) = Utf8Bytes::try_from_bytes(Bytes::from(push)) else {
+        let Some(message) = text_message(push) else {
             tracing::warn!(channel, "dropped a publication that is not UTF-8");
             return;
         };
-        let message = Arc::new(PreparedMessage::text(text));
-        let mut slow = Vec::new();
-        let mut delivered = 0;
-        for (client, subscriber) in state.subscribers.iter_mut() {
-            match subscriber {
-                Subscriber::Live(queue) => match queue.push(message.clone()) {
-                    Ok(()) => delivered += 1,
-                    Err(_) => slow.push(*client),
-                },
-                // Join and leave events are not part of the stream: a
-                // joining subscriber simply starts with the next one.
-                Subscriber::Joining(held) => {
-                    if let Some(epoch) = &epoch {
-                        held.push((offset, epoch.clone(), message.clone()));
-                    }
+        // One lock from the duplicate check to the last queue: concurrent
+        // deliveries into one channel cannot overtake each other.
+        let mut state = lock(&local.state);
+        let hold = match &epoch {
+            Some(epoch) => {
+                if state.last.as_ref().is_some_and(|last| &last.epoch == epoch && offset <= last.offset) {
+                    return;
                 }
+                if state.last.as_ref().is_some_and(|last| &last.epoch != epoch) {
+                    // The broker lost the stream (a new epoch): subscribers
+                    // hold positions of the old one and must hear of it first.
+                    let restart = StreamPosition { offset: offset.saturating_sub(1), epoch: epoch.clone() };
+                    self.reset_locked(&mut state, &channel, restart);
+                }
+                state.last = Some(StreamPosition { offset, epoch: epoch.clone() });
+                self.stats.publications.fetch_add(1, Ordering::Relaxed);
+                Some((offset, epoch.as_str()))
             }
-        }
-        for client in &slow {
-            state.subscribers.remove(client);
-        }
+            // Join and leave events are not part of the stream: a joining
+            // subscriber simply starts with the next one.
+            None => None,
+        };
+        let delivered = self.fan_out(&mut state, &message, hold);
         drop(state);
         self.stats.deliveries.fetch_add(delivered, Ordering::Relaxed);
-        self.stats.slow_consumers.fetch_add(slow.len() as u64, Ordering::Relaxed);
         if let (Some(observe), Some(published_ms)) = (&self.fanout_observer, published_ms) {
             let now_ms = crate::broker::memory::now_ms();
             observe(now_ms.saturating_sub(published_ms) as f64 / 1000.0);
@@ -291,12 +282,12 @@ impl Node {
                 return Err(SubscribeError::Broker(e));
             }
         };
+        let mut state = lock(&local.state);
         // The stream restarted since this node last saw it (its broker lost
         // the history): the other subscribers must hear of it first.
-        if lock(&local.state).last.as_ref().is_some_and(|last| last.epoch != answer.position.epoch) {
-            self.reset(channel, &local, answer.position.clone());
+        if state.last.as_ref().is_some_and(|last| last.epoch != answer.position.epoch) {
+            self.reset_locked(&mut state, channel, answer.position.clone());
         }
-        let mut state = lock(&local.state);
         let Some(Subscriber::Joining(held)) = state.subscribers.remove(&client) else {
             // Dropped meanwhile (its queue overflowed, or it left).
             return Ok(answer);
@@ -319,26 +310,45 @@ impl Node {
         Ok(answer)
     }
 
-    /// Tells the live subscribers of a channel that its stream restarted
-    /// at `position`; one whose queue is full is dropped as slow.
-    fn reset(&self, channel: &str, local: &LocalChannel, position: StreamPosition) {
-        let push = reset_push(channel, &position);
-        let Ok(text) = Utf8Bytes::try_from_bytes(Bytes::from(push)) else { return };
-        let message = Arc::new(PreparedMessage::text(text));
-        let mut state = lock(&local.state);
-        state.last = Some(position);
+    /// Puts `message` in the queue of every live subscriber, and holds it
+    /// (with its stream position `hold`, if it has one) for those still
+    /// joining. Subscribers whose queue overflows are dropped as slow.
+    /// Returns how many queues took it.
+    fn fan_out(&self, state: &mut ChannelState, message: &Arc<PreparedMessage>, hold: Option<(u64, &str)>) -> u64 {
         let mut slow = Vec::new();
-        for (client, subscriber) in &state.subscribers {
-            if let Subscriber::Live(queue) = subscriber
-                && queue.push(message.clone()).is_err()
-            {
-                slow.push(*client);
+        let mut delivered = 0;
+        for (client, subscriber) in state.subscribers.iter_mut() {
+            match subscriber {
+                Subscriber::Live(queue) => match queue.push(message.clone()) {
+                    Ok(()) => delivered += 1,
+                    Err(_) => slow.push(*client),
+                },
+                Subscriber::Joining(held) => {
+                    if let Some((offset, epoch)) = hold {
+                        held.push((offset, epoch.to_owned(), message.clone()));
+                    }
+                }
             }
         }
         for client in &slow {
             state.subscribers.remove(client);
         }
         self.stats.slow_consumers.fetch_add(slow.len() as u64, Ordering::Relaxed);
+        delivered
+    }
+
+    /// Tells the live subscribers of a channel that its stream restarted
+    /// at `position`; one whose queue is full is dropped as slow.
+    fn reset(&self, channel: &str, local: &LocalChannel, position: StreamPosition) {
+        self.reset_locked(&mut lock(&local.state), channel, position);
+    }
+
+    fn reset_locked(&self, state: &mut ChannelState, channel: &str, position: StreamPosition) {
+        let message = text_message(reset_push(channel, &position));
+        state.last = Some(position);
+        if let Some(message) = message {
+            self.fan_out(state, &message, None);
+        }
     }
 
     /// Drops `local` from the map if nobody subscribed to it since.
