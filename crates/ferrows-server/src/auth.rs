@@ -63,9 +63,14 @@ impl Authenticator {
         Ok(Self { keys, allow_anonymous: config.allow_anonymous })
     }
 
-    /// Whether clients may connect without a token.
-    pub fn allows_anonymous(&self) -> bool {
-        self.allow_anonymous
+    /// Who a client is: its token's claims, or anonymous claims (`sub`
+    /// `""`) when it has no token and anonymous clients are allowed.
+    pub fn identify(&self, token: Option<&str>) -> Result<Claims, AuthError> {
+        match token {
+            Some(token) => self.verify(token),
+            None if self.allow_anonymous => Ok(Claims::default()),
+            None => Err(AuthError("a token is required".into())),
+        }
     }
 
     /// Checks a token's signature (with the key of its algorithm; other
@@ -138,6 +143,14 @@ mod tests {
         let none = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJhbCJ9.";
         assert!(auth.verify(none).is_err());
         assert!(auth.verify("garbage").unwrap_err().0.contains("malformed"));
+    }
+
+    #[test]
+    fn no_token_is_anonymous_only_where_allowed() {
+        assert_eq!(authenticator().identify(None).unwrap_err().0, "a token is required");
+        let open = Authenticator::new(&AuthConfig { allow_anonymous: true, ..AuthConfig::default() }).unwrap();
+        assert_eq!(open.identify(None).unwrap(), Claims::default());
+        assert!(open.identify(Some("garbage")).is_err(), "a bad token is not taken for no token");
     }
 
     #[test]

@@ -15,7 +15,6 @@ use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::is_valid_channel;
 use crate::state::{AppState, broker_error};
 
 /// The body of answers.
@@ -251,12 +250,7 @@ async fn publish_one(
     publication: ApiPublication,
 ) -> Result<serde_json::Value, (StatusCode, u16, String)> {
     let channel = &publication.channel;
-    if !is_valid_channel(channel) {
-        return Err((StatusCode::BAD_REQUEST, 102, format!("invalid channel name {channel:?}")));
-    }
-    let Some(namespace) = state.namespace_for(channel) else {
-        return Err((StatusCode::BAD_REQUEST, 102, format!("unknown namespace of {channel:?}")));
-    };
+    let namespace = state.channel_namespace(channel).map_err(|why| (StatusCode::BAD_REQUEST, 102, why))?;
     let data = Bytes::copy_from_slice(publication.data.get().as_bytes());
     if data.len() > state.config.max_message_size {
         return Err((StatusCode::PAYLOAD_TOO_LARGE, 106, "publication too large".into()));

@@ -18,7 +18,7 @@ use ferrows_hub::StreamPosition;
 use ferrows_hub::broker::{HistoryAnswer, HistoryQuery};
 use ferrows_hub::queue::ClientQueue;
 
-use crate::config::{MAX_LONG_POLL, is_valid_channel};
+use crate::config::MAX_LONG_POLL;
 use crate::http::{Body, error_response, json_response};
 use crate::session::position_result;
 use crate::state::AppState;
@@ -64,21 +64,18 @@ pub(crate) async fn handle(request: Request<Incoming>, state: Arc<AppState>) -> 
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer ").map(str::to_owned));
-    let (user, patterns) = match bearer.or(query.token) {
-        Some(token) => match state.auth.verify(&token) {
-            Ok(claims) => (claims.sub, claims.channels),
-            Err(e) => return error_response(StatusCode::UNAUTHORIZED, 101, &e.0),
-        },
-        None if state.auth.allows_anonymous() => (String::new(), Vec::new()),
-        None => return error_response(StatusCode::UNAUTHORIZED, 101, "a token is required"),
+    let claims = match state.auth.identify(bearer.or(query.token).as_deref()) {
+        Ok(claims) => claims,
+        Err(e) => return error_response(StatusCode::UNAUTHORIZED, 101, &e.0),
     };
-    let Some(channel) = query.channel.filter(|c| is_valid_channel(c)) else {
-        return error_response(StatusCode::BAD_REQUEST, 102, "a valid channel is required");
+    let Some(channel) = query.channel else {
+        return error_response(StatusCode::BAD_REQUEST, 102, "a channel is required");
     };
-    let Some(namespace) = state.namespace_for(&channel) else {
-        return error_response(StatusCode::BAD_REQUEST, 102, "unknown namespace");
+    let namespace = match state.channel_namespace(&channel) {
+        Ok(namespace) => namespace,
+        Err(why) => return error_response(StatusCode::BAD_REQUEST, 102, &why),
     };
-    if !namespace.may_read(&user, &patterns, &channel) {
+    if !namespace.may_read(&claims.sub, &claims.channels, &channel) {
         return error_response(StatusCode::FORBIDDEN, 103, "not allowed");
     }
     let limit = namespace.history_size.max(1);

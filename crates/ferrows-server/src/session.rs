@@ -19,7 +19,7 @@ use ferrows_hub::queue::ClientQueue;
 use ferrows_hub::{Publication, StreamPosition};
 use serde_json::json;
 
-use crate::config::{NamespaceConfig, is_valid_channel};
+use crate::config::NamespaceConfig;
 use crate::state::{AppState, broker_error, subscribe_error};
 
 /// Close codes of docs/protocol.md.
@@ -223,20 +223,14 @@ impl Session {
             self.reply(id, Err((ErrorCode::BAD_REQUEST, "already connected".into())));
             return None;
         }
-        let (user, channels, token_name) = match &connect.token {
-            Some(token) => match self.state.auth.verify(token) {
-                Ok(claims) => (claims.sub, claims.channels, claims.name),
-                Err(e) => {
-                    self.reply(id, Err((ErrorCode::UNAUTHORIZED, e.0)));
-                    return Some(End::Close(close::UNAUTHORIZED, "unauthorized"));
-                }
-            },
-            None if self.state.auth.allows_anonymous() => (String::new(), Vec::new(), None),
-            None => {
-                self.reply(id, Err((ErrorCode::UNAUTHORIZED, "a token is required".into())));
+        let claims = match self.state.auth.identify(connect.token.as_deref()) {
+            Ok(claims) => claims,
+            Err(e) => {
+                self.reply(id, Err((ErrorCode::UNAUTHORIZED, e.0)));
                 return Some(End::Close(close::UNAUTHORIZED, "unauthorized"));
             }
         };
+        let (user, channels, token_name) = (claims.sub, claims.channels, claims.name);
         let name: String = token_name.or(connect.name).unwrap_or_default().chars().take(MAX_NAME_CHARS).collect();
         let client_id = format!("{:016x}", self.client ^ (u64::from(self.state.config.listen.port()) << 48));
         let info = json!({"client": client_id, "user": user, "name": name}).to_string();
@@ -254,13 +248,7 @@ impl Session {
 
     /// The namespace of `channel` if the client may subscribe to it.
     fn may_subscribe(&self, channel: &str) -> Result<&NamespaceConfig, (ErrorCode, String)> {
-        if !is_valid_channel(channel) {
-            return Err((ErrorCode::UNKNOWN_NAMESPACE, format!("invalid channel name {channel:?}")));
-        }
-        let namespace = self
-            .state
-            .namespace_for(channel)
-            .ok_or_else(|| (ErrorCode::UNKNOWN_NAMESPACE, format!("unknown namespace of {channel:?}")))?;
+        let namespace = self.state.channel_namespace(channel).map_err(|why| (ErrorCode::UNKNOWN_NAMESPACE, why))?;
         let identity = self.identity();
         if namespace.may_read(&identity.user, &identity.channels, channel) {
             Ok(namespace)

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::Authenticator;
-use crate::config::{Config, NamespaceConfig, namespace_of};
+use crate::config::{Config, NamespaceConfig, is_valid_channel, namespace_of};
 use crate::metrics::Metrics;
 
 /// The namespace of server-made channels (`$sys:stats`): anyone connected
@@ -87,6 +87,15 @@ impl AppState {
     /// nodes rarely meet (presence keys also carry the node's start).
     pub(crate) fn next_client_id(&self) -> u64 {
         self.next_client.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The options of `channel`'s namespace, or why there are none (an
+    /// invalid name or an unknown namespace: error 102).
+    pub(crate) fn channel_namespace(&self, channel: &str) -> Result<&NamespaceConfig, String> {
+        if !is_valid_channel(channel) {
+            return Err(format!("invalid channel name {channel:?}"));
+        }
+        self.namespace_for(channel).ok_or_else(|| format!("unknown namespace of {channel:?}"))
     }
 
     /// The options of `channel`'s namespace, or `None` (unknown).
