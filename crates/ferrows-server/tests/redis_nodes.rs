@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Client, api_publish, eventually, http, metric, server, subscribe};
+use common::{Client, api_publish, eventually, http, metric, next_publication, server, subscribe};
 use ferrows_hub::testing::RedisServer;
 use ferrows_server::{BrokerKind, Server};
 use serde_json::{Value, json};
@@ -16,15 +16,6 @@ async fn node(redis: &RedisServer) -> Server {
         config.redis_url = url;
     })
     .await
-}
-
-async fn next_publication(client: &mut Client) -> Value {
-    loop {
-        let push = client.next_push().await;
-        if let Some(publication) = push["push"].get("pub") {
-            return publication.clone();
-        }
-    }
 }
 
 #[tokio::test]

@@ -3,24 +3,13 @@
 
 mod common;
 
-use common::{Client, api_publish, eventually, http, metric, server, subscribe};
+use common::{Client, api_publish, eventually, http, metric, next_publication, server, subscribe};
 use ferrows::{CloseCode, Message};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
 
 fn token(secret: &str, claims: serde_json::Value) -> String {
     jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.as_bytes())).unwrap()
-}
-
-/// The next publication push's `pub` (join/leave pushes are skipped:
-/// presence is on by default).
-async fn next_publication(client: &mut Client) -> serde_json::Value {
-    loop {
-        let push = client.next_push().await;
-        if let Some(publication) = push["push"].get("pub") {
-            return publication.clone();
-        }
-    }
 }
 
 fn now() -> u64 {

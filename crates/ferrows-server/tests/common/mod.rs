@@ -95,6 +95,17 @@ impl Client {
     }
 }
 
+/// The next publication push's `pub` (join/leave and other pushes are
+/// skipped).
+pub async fn next_publication(client: &mut Client) -> Value {
+    loop {
+        let push = client.next_push().await;
+        if let Some(publication) = push["push"].get("pub") {
+            return publication.clone();
+        }
+    }
+}
+
 /// Subscribes and returns the reply's result.
 pub async fn subscribe(client: &mut Client, channel: &str) -> Value {
     let reply = client.call(json!({"subscribe": {"channel": channel}})).await;
