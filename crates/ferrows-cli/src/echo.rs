@@ -1,12 +1,11 @@
 //! `ferrows echo`: a server that sends every message back.
 
 use std::net::SocketAddr;
-
-use clap::Args;
-use ferrows::tokio_rustls::TlsAcceptor;
 use std::pin::Pin;
 use std::task::{Poll, ready};
 
+use clap::Args;
+use ferrows::tokio_rustls::TlsAcceptor;
 use ferrows::{Message, ServerConfig, WebSocket};
 use futures_util::{Sink, Stream};
 use tokio::net::{TcpListener, TcpStream};
