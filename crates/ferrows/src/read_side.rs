@@ -80,6 +80,12 @@ impl ReadSide {
                 let message = Message::from(event);
                 if message.is_data() {
                     self.timers.on_data();
+                } else if matches!(message, Message::Close(_)) {
+                    // Our echo goes out now, not at the next read: many
+                    // applications stop reading at the peer's Close. (A
+                    // write that cannot finish now, or fails, is taken up
+                    // by the next read.)
+                    let _ = t.with_writer(|w| w.poll_write_out(cx));
                 }
                 return Poll::Ready(Some(Ok(message)));
             }
@@ -141,6 +147,9 @@ impl ReadSide {
                 // holds the connection until then) even though we return
                 // `None` now.
                 ready!(t.with_writer(|w| w.poll_shutdown_once(cx)));
+                if !self.eof {
+                    ready!(self.poll_linger(cx, t));
+                }
                 self.finish(t);
                 return Poll::Ready(self.pending_error.take().map(Err));
             }
@@ -192,6 +201,41 @@ impl ReadSide {
                 continue;
             }
             self.parse_more = true;
+        }
+    }
+
+    /// The lingering close. Our Close and FIN are on their way, but the
+    /// peer may still be sending (the rest of a message, a Ping, its own
+    /// Close). Closing the socket with bytes unread, or receiving bytes
+    /// after it is closed, makes the kernel answer with a reset, and a
+    /// peer that gets the reset before it has read our last frames may lose
+    /// them (its kernel drops what it had not read yet, or it gives up on a
+    /// failed write before reading). So read and discard until the peer's
+    /// end of file, a transport error, or the close timeout, whichever
+    /// comes first. Memory stays bounded: one read buffer, cleared after
+    /// each read.
+    fn poll_linger<T: Transport>(&mut self, cx: &mut Context<'_>, t: &mut T) -> Poll<()> {
+        self.parse_more = false;
+        self.timers.on_close_started();
+        loop {
+            self.read_buf.clear();
+            if self.read_buf.capacity() == 0 {
+                self.read_buf = buffer_pool::take(self.read_chunk);
+            }
+            match t.poll_read_buf(cx, &mut self.read_buf) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                    self.eof = true;
+                    return Poll::Ready(());
+                }
+                Poll::Ready(Ok(_)) => continue,
+                Poll::Pending => {
+                    // While closing, the only deadline is the close timeout.
+                    return match self.timers.poll(cx) {
+                        Poll::Ready(_) => Poll::Ready(()),
+                        Poll::Pending => Poll::Pending,
+                    };
+                }
+            }
         }
     }
 

@@ -6,7 +6,8 @@ use ferrows_proto::handshake::{
 };
 use ferrows_proto::{HandshakeError, Role};
 use http::{Request, Response};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
 
 use crate::config::WebSocketConfig;
 use crate::error::{Error, Result};
@@ -95,12 +96,15 @@ where
 {
     // Boxed: the handshake's state (about 1.4 KiB) is freed once it is done
     // instead of sizing the caller's task for the connection's lifetime.
-    tokio::time::timeout(config.websocket.handshake_timeout, Box::pin(accept_inner(stream, callback, config)))
+    let deadline = Instant::now() + config.websocket.handshake_timeout;
+    tokio::time::timeout_at(deadline, Box::pin(accept_inner(stream, callback, config, deadline)))
         .await
         .map_err(|_| Error::Timeout("opening handshake"))?
 }
 
-async fn reject<S: AsyncWrite + Unpin>(stream: &mut S, response: Response<String>) {
+/// Answers a refused handshake and closes, lingering until `linger_until`
+/// at most.
+async fn reject<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, response: Response<String>, linger_until: Instant) {
     let (parts, body) = response.into_parts();
     let mut head = Vec::new();
     let mut response = Response::from_parts(parts, ());
@@ -112,13 +116,31 @@ async fn reject<S: AsyncWrite + Unpin>(stream: &mut S, response: Response<String
     // The client may already be gone; the handshake's outcome matters.
     let _ = stream.write_all(&head).await;
     let _ = stream.shutdown().await;
+    // A lingering close, as after a failed WebSocket: what the client still
+    // sends (the rest of an oversized head) is read and dropped until it
+    // closes, so that our answer is not lost to a reset.
+    let _ = tokio::time::timeout_at(linger_until, discard_until_eof(stream)).await;
 }
 
-async fn accept_inner<S, C>(mut stream: S, callback: C, config: &ServerConfig) -> Result<WebSocket<S>>
+/// Reads and drops everything until the end of file or an error.
+async fn discard_until_eof<S: AsyncRead + Unpin>(stream: &mut S) {
+    let mut sink = vec![0u8; 4096];
+    while let Ok(1..) = stream.read(&mut sink).await {}
+}
+
+async fn accept_inner<S, C>(
+    mut stream: S,
+    callback: C,
+    config: &ServerConfig,
+    deadline: Instant,
+) -> Result<WebSocket<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
     C: Callback,
 {
+    // The lingering after a refusal ends with the close timeout, and before
+    // the handshake's deadline so that the refusal is what is reported.
+    let linger_until = || (Instant::now() + config.websocket.close_timeout).min(deadline);
     let mut buf = BytesMut::with_capacity(1024);
     let parsed =
         read_head(&mut stream, &mut buf, &config.websocket.handshake, parse_request).await.and_then(|request| {
@@ -128,7 +150,7 @@ where
     let (request, upgrade) = match parsed {
         Ok(parsed) => parsed,
         Err(Error::Handshake(error)) => {
-            reject(&mut stream, reject_response(&error)).await;
+            reject(&mut stream, reject_response(&error), linger_until()).await;
             return Err(error.into());
         }
         Err(other) => return Err(other),
@@ -137,7 +159,7 @@ where
     let mut outcome = accept_response(&upgrade, &options);
     if let Err(Rejection(response)) = callback.on_request(&request, &mut outcome.response) {
         let status = response.status().as_u16();
-        reject(&mut stream, *response).await;
+        reject(&mut stream, *response, linger_until()).await;
         return Err(HandshakeError::Rejected(status).into());
     }
     let mut head = Vec::with_capacity(256);

@@ -232,9 +232,11 @@ async fn protocol_error_reaches_the_application() {
     let (url, server) = server_reading_one_message().await;
     let mut tcp = raw_client(&url).await;
     tcp.write_all(&[0x83, 0x80, 0, 0, 0, 0]).await.unwrap();
+    assert_eq!(read_close_code(&mut tcp).await, 1002);
+    // The server reads on until the peer closes too (a lingering close).
+    drop(tcp);
     let result = bounded(server).await.unwrap();
     assert!(matches!(result, Some(Err(Error::Protocol(ProtocolError::ReservedOpcode(3))))), "{result:?}");
-    assert_eq!(read_close_code(&mut tcp).await, 1002);
 }
 
 #[tokio::test]

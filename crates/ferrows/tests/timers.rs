@@ -81,6 +81,36 @@ async fn unanswered_close_times_out() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn lingering_after_a_failure_ends_at_the_close_timeout() {
+    // A peer that sends a frame with a reserved opcode, then never closes
+    // and keeps sending: the server reads and discards until the close
+    // timeout, then gives up with the protocol error.
+    let config = WebSocketConfig { close_timeout: Duration::from_secs(3), ..WebSocketConfig::default() };
+    let (mut server, mut peer) = server_with_raw_peer(&config);
+    peer.write_all(&[0x83, 0x80, 0, 0, 0, 0]).await.unwrap();
+    let (mut peer_read, mut peer_write) = tokio::io::split(peer);
+    let flood = tokio::spawn(async move {
+        let mut sent = 0usize;
+        while peer_write.write_all(&[0u8; 1024]).await.is_ok() {
+            sent += 1024;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        sent
+    });
+    let started = tokio::time::Instant::now();
+    let result = server.recv().await;
+    assert!(matches!(result, Some(Err(Error::Protocol(_)))), "{result:?}");
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_secs(3) && elapsed < Duration::from_secs(4), "{elapsed:?}");
+    drop(server);
+    // Everything the peer sent until then was read, not left to pile up.
+    assert!(flood.await.unwrap() >= 250 << 10);
+    let mut close = Vec::new();
+    peer_read.read_to_end(&mut close).await.unwrap();
+    assert_eq!(&close[..4], &[0x88, close[1], 0x03, 0xEA], "a Close 1002: {close:02x?}");
+}
+
+#[tokio::test(start_paused = true)]
 async fn idle_connection_is_closed() {
     let config = WebSocketConfig { idle_timeout: Some(Duration::from_secs(30)), ..WebSocketConfig::default() };
     let (mut server, mut client) = pair(&config, &WebSocketConfig::default());
