@@ -7,6 +7,9 @@
 //! - [`accept`] / [`accept_with`] on any stream (TCP, TLS, ...), with a
 //!   [`Callback`] that sees the request and may refuse it with any status;
 //!   `hyper_upgrade` (feature `hyper`) upgrades hyper/axum requests.
+//! - `testing` (feature `testing`): the invalid handshakes and hostile
+//!   frames every ferrows server answers the same way, and checks that play
+//!   them against a live server.
 //! - [`WebSocket`] is a `Stream` + `Sink` of [`Message`]s whose payloads are
 //!   `Bytes` (text as [`Utf8Bytes`], checked once, never copied); it
 //!   [`split`](WebSocket::split)s into halves for two tasks.
@@ -61,6 +64,8 @@ mod read_side;
 mod server;
 mod split;
 mod stream;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod timers;
 pub mod tls;
 mod websocket;

@@ -126,22 +126,14 @@ async fn raw_request(url: &str, request: &[u8]) -> String {
     String::from_utf8_lossy(&response).into_owned()
 }
 
+/// Every invalid handshake of the shared list gets its status (and the
+/// headers the RFCs ask for) from `accept_with`.
 #[tokio::test]
 async fn bad_handshakes_get_http_errors() {
     let url = echo_server(ServerConfig::default()).await;
-    let plain_http = raw_request(&url, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
-    assert!(plain_http.starts_with("HTTP/1.1 400"), "{plain_http}");
-    let old_version = raw_request(
-        &url,
-        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n",
-    )
-    .await;
-    assert!(old_version.starts_with("HTTP/1.1 426"), "{old_version}");
-    assert!(old_version.to_ascii_lowercase().contains("sec-websocket-version: 13"));
-    let mut huge = b"GET / HTTP/1.1\r\nX: ".to_vec();
-    huge.extend(std::iter::repeat_n(b'a', 1 << 20));
-    let too_big = raw_request(&url, &huge).await;
-    assert!(too_big.starts_with("HTTP/1.1 431"), "{too_big}");
+    let addr = url.trim_start_matches("ws://").parse().unwrap();
+    let failures = ferrows::testing::check_handshakes(addr, "/").await;
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 #[tokio::test]
@@ -184,34 +176,17 @@ async fn read_close_code(tcp: &mut TcpStream) -> u16 {
     u16::from_be_bytes([rest[2], rest[3]])
 }
 
-/// Sends raw `bytes` after a good handshake; returns the server's close code.
-async fn close_code_for(url: &str, bytes: &[u8]) -> u16 {
-    let mut tcp = raw_client(url).await;
-    tcp.write_all(bytes).await.unwrap();
-    read_close_code(&mut tcp).await
-}
-
-fn masked_header_with_length(len: u64) -> Vec<u8> {
-    let mut frame = vec![0x82, 0xFF];
-    frame.extend_from_slice(&len.to_be_bytes());
-    frame.extend_from_slice(&[1, 2, 3, 4]);
-    frame
-}
-
-/// Each hostile input gets its close code from the echo server.
+/// Each hostile frame of the shared list gets its close code from the
+/// echo server.
 #[tokio::test]
 async fn hostile_frames_get_the_right_close_code() {
     let url = echo_server(ServerConfig::default()).await;
-    let cases: [(&str, Vec<u8>, u16); 5] = [
-        ("a frame that announces a 2^63-byte payload", masked_header_with_length(1 << 63), 1002),
-        ("2^62: well-formed, far over the frame limit", masked_header_with_length(1 << 62), 1009),
-        ("an invalid close code", vec![0x88, 0x82, 0, 0, 0, 0, 0x03, 0xEC], 1002),
-        ("a text message invalid in its last byte", vec![0x81, 0x84, 0, 0, 0, 0, b'a', b'b', b'c', 0xC3], 1007),
-        ("an unmasked client frame", vec![0x81, 0x02, b'h', b'i'], 1002),
-    ];
-    for (what, bytes, code) in cases {
-        assert_eq!(close_code_for(&url, &bytes).await, code, "{what}");
-    }
+    let addr = url.trim_start_matches("ws://").parse().unwrap();
+    let failures = ferrows::testing::check_frames(addr, "/", &[]).await;
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // Messages sent together with the bad bytes are echoed before the Close.
+    let failures = ferrows::testing::check_frames(addr, "/", &["one", "two"]).await;
+    assert!(failures.is_empty(), "after two messages:\n{}", failures.join("\n"));
 }
 
 /// A server that accepts one connection and returns what its first
