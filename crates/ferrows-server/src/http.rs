@@ -91,7 +91,8 @@ async fn route(request: Request<Incoming>, state: Arc<AppState>) -> Result<Respo
         (&Method::GET, "/demo/app.js") => respond(StatusCode::OK, "text/javascript; charset=utf-8", APP_JS),
         (&Method::GET, "/demo/style.css") => respond(StatusCode::OK, "text/css; charset=utf-8", STYLE_CSS),
         (&Method::GET, "/ferrows.js") => respond(StatusCode::OK, "text/javascript; charset=utf-8", CLIENT_JS),
-        (&Method::GET, "/ws") => websocket(request, &state),
+        // Every method: the handshake's own rule answers the others (405).
+        (_, "/ws") => websocket(request, &state),
         (&Method::GET, "/api/poll") => crate::poll::handle(request, state).await,
         (&Method::POST, "/api/publish") => api(request, &state, false).await,
         (&Method::POST, "/api/batch") => api(request, &state, true).await,
@@ -101,7 +102,7 @@ async fn route(request: Request<Incoming>, state: Arc<AppState>) -> Result<Respo
             state.metrics.broker_up.set(i64::from(health.connected));
             respond(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", state.metrics.render())
         }
-        (_, "/" | "/ws" | "/api/poll" | "/api/publish" | "/api/batch" | "/healthz" | "/metrics") => {
+        (_, "/" | "/api/poll" | "/api/publish" | "/api/batch" | "/healthz" | "/metrics") => {
             error_response(StatusCode::METHOD_NOT_ALLOWED, 107, "method not allowed")
         }
         _ => error_response(StatusCode::NOT_FOUND, 404, "not found"),
@@ -143,37 +144,28 @@ fn websocket(mut request: Request<Incoming>, state: &Arc<AppState>) -> Response<
     if state.shutdown.is_cancelled() {
         return error_response(StatusCode::SERVICE_UNAVAILABLE, 100, "shutting down");
     }
-    if !ferrows::hyper_upgrade::is_upgrade_request(&request) {
-        return error_response(StatusCode::UPGRADE_REQUIRED, 107, "this endpoint speaks WebSocket");
-    }
+    // An invalid handshake gets the answer `ferrows::accept_with` gives.
+    let (response, websocket) = match ferrows::hyper_upgrade::upgrade::<_, Body>(&mut request, &state.websocket) {
+        Ok(accepted) => accepted,
+        Err(e) => return ferrows::hyper_upgrade::reject(&e),
+    };
     if !origin_allowed(state, &request) {
         return error_response(StatusCode::FORBIDDEN, 103, "origin not allowed");
     }
     if state.metrics.connections.get() as usize >= state.config.max_connections {
         return error_response(StatusCode::SERVICE_UNAVAILABLE, 106, "too many connections");
     }
-    match ferrows::hyper_upgrade::upgrade::<_, Body>(&mut request, &state.websocket) {
-        Ok((response, websocket)) => {
-            let state = state.clone();
-            state.tasks.spawn({
-                let state = state.clone();
-                async move {
-                    match websocket.await {
-                        Ok(ws) => crate::session::run(ws, state).await,
-                        Err(e) => tracing::debug!("upgrade failed: {e}"),
-                    }
-                }
-            });
-            response
+    let state = state.clone();
+    state.tasks.spawn({
+        let state = state.clone();
+        async move {
+            match websocket.await {
+                Ok(ws) => crate::session::run(ws, state).await,
+                Err(e) => tracing::debug!("upgrade failed: {e}"),
+            }
         }
-        Err(e) => {
-            let status = match &e {
-                ferrows::Error::Handshake(h) => h.http_status(),
-                _ => StatusCode::BAD_REQUEST,
-            };
-            error_response(status, 107, &e.to_string())
-        }
-    }
+    });
+    response
 }
 
 #[derive(Deserialize)]

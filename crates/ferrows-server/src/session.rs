@@ -112,6 +112,20 @@ impl Session {
                         let _ = self.write_queued(ws, &mut batch).await;
                         return end;
                     }
+                    // The reply goes to the WebSocket before the next frame
+                    // is read, as the echo server answers each message:
+                    // a bad frame right after a command fails the
+                    // connection only after the command's answer is out.
+                    // (Queued, not flushed: the next read writes it, so a
+                    // burst of commands is answered in few writes.)
+                    if !self.queue.is_empty() {
+                        tokio::select! {
+                            fed = self.feed_queued(ws, &mut batch) => if fed.is_err() {
+                                return End::Peer;
+                            },
+                            _ = self.queue.ended() => return self.queue_ended(),
+                        }
+                    }
                 }
                 _ = &mut connect_deadline, if self.identity.is_none() => {
                     return End::Close(close::CONNECT_TIMEOUT, "no connect command in time");
@@ -135,15 +149,29 @@ impl Session {
     }
 
     async fn write(&self, ws: &mut HyperWebSocket, batch: &mut Vec<Arc<PreparedMessage>>) -> ferrows::Result<()> {
+        self.feed(ws, batch).await?;
+        ws.flush().await
+    }
+
+    /// Hands `batch` to the WebSocket's output buffer, without flushing
+    /// (waits only while that buffer is over its bound).
+    async fn feed(&self, ws: &mut HyperWebSocket, batch: &mut Vec<Arc<PreparedMessage>>) -> ferrows::Result<()> {
         let mut bytes = 0;
         let count = batch.len() as u64;
         for message in batch.drain(..) {
             bytes += message.payload().len() as u64;
             ws.feed_prepared(&message).await?;
         }
-        ws.flush().await?;
         self.state.metrics.messages_out.inc_by(count);
         self.state.metrics.bytes_out.inc_by(bytes);
+        Ok(())
+    }
+
+    /// Hands whatever is queued now to the WebSocket, without flushing.
+    async fn feed_queued(&self, ws: &mut HyperWebSocket, batch: &mut Vec<Arc<PreparedMessage>>) -> ferrows::Result<()> {
+        if self.queue.pop_all(batch).await.is_some() {
+            self.feed(ws, batch).await?;
+        }
         Ok(())
     }
 

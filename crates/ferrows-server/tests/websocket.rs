@@ -236,7 +236,8 @@ async fn the_demo_and_the_client_module_are_served() {
         assert_eq!(status, 200, "{path}");
     }
     assert_eq!(http(addr, "GET", "/nope", &[], "").await.0, 404);
-    assert_eq!(http(addr, "GET", "/ws", &[], "").await.0, 426);
+    // Not an upgrade: the handshake's own answer, as from `ferrows::accept_with`.
+    assert_eq!(http(addr, "GET", "/ws", &[], "").await.0, 400);
     let (status, _) = http(addr, "POST", "/api/publish", &[("Authorization", "apikey wrong")], "{}").await;
     assert_eq!(status, 401);
 }
@@ -297,4 +298,33 @@ async fn a_request_head_that_trickles_in_is_cut_off() {
     // Everybody else is still served.
     let mut fine = Client::connect(server.local_addr(), None).await;
     subscribe(&mut fine, "after:slow").await;
+}
+
+/// `/ws` answers every invalid handshake of the library's shared list
+/// exactly as `ferrows::accept_with` does: the same statuses, and the
+/// headers the RFCs ask for (`Sec-WebSocket-Version: 13` on 426, `Allow:
+/// GET` on 405).
+#[tokio::test]
+async fn invalid_handshakes_get_the_answers_of_the_library() {
+    let server = server(|_| {}).await;
+    let failures = ferrows::testing::check_handshakes(server.local_addr(), "/ws").await;
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // And the server still serves.
+    let mut fine = Client::connect(server.local_addr(), None).await;
+    subscribe(&mut fine, "after:hostile").await;
+}
+
+/// Every hostile frame of the library's shared list gets its close code
+/// from `/ws`, before `connect` and after it.
+#[tokio::test]
+async fn hostile_frames_get_the_close_codes_of_the_library() {
+    let server = server(|_| {}).await;
+    let addr = server.local_addr();
+    let before = ferrows::testing::check_frames(addr, "/ws", &[]).await;
+    assert!(before.is_empty(), "before connect:\n{}", before.join("\n"));
+    let connect = r#"{"id": 1, "connect": {"name": "hostile"}}"#;
+    let after = ferrows::testing::check_frames(addr, "/ws", &[connect]).await;
+    assert!(after.is_empty(), "after connect:\n{}", after.join("\n"));
+    let mut fine = Client::connect(addr, None).await;
+    subscribe(&mut fine, "after:hostile").await;
 }

@@ -2,11 +2,14 @@
 //! axum) into ferrows WebSockets. Enabled by the `hyper` feature.
 //!
 //! ```no_run
-//! # use http_body_util::Empty;
+//! # use http_body_util::Full;
 //! # use bytes::Bytes;
-//! # async fn service(mut req: hyper::Request<hyper::body::Incoming>) -> Result<hyper::Response<Empty<Bytes>>, ferrows::Error> {
+//! # async fn service(mut req: hyper::Request<hyper::body::Incoming>) -> Result<hyper::Response<Full<Bytes>>, std::convert::Infallible> {
 //! let config = ferrows::ServerConfig::default();
-//! let (response, websocket) = ferrows::hyper_upgrade::upgrade(&mut req, &config)?;
+//! let (response, websocket) = match ferrows::hyper_upgrade::upgrade(&mut req, &config) {
+//!     Ok(accepted) => accepted,
+//!     Err(e) => return Ok(ferrows::hyper_upgrade::reject(&e)),
+//! };
 //! tokio::spawn(async move {
 //!     if let Ok(mut ws) = websocket.await {
 //!         while let Some(Ok(msg)) = ws.recv().await {
@@ -21,8 +24,8 @@
 use std::future::Future;
 
 use bytes::BytesMut;
-use ferrows_proto::Role;
-use ferrows_proto::handshake::{ServerOptions, accept_response, validate_request};
+use ferrows_proto::handshake::{ServerOptions, accept_response, reject_response, validate_request};
+use ferrows_proto::{HandshakeError, Role};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 
@@ -43,12 +46,15 @@ pub fn is_upgrade_request<B>(request: &hyper::Request<B>) -> bool {
 
 /// Validates the upgrade request and returns the `101` response to give
 /// hyper, plus a future that resolves to the WebSocket once hyper hands
-/// the connection over. A request that is not a valid upgrade is an
-/// [`Error::Handshake`] whose `http_status()` says what to answer.
+/// the connection over. A request that is not a valid upgrade is an error
+/// to answer with [`reject`].
 pub fn upgrade<B, R: Default>(
     request: &mut hyper::Request<B>,
     config: &ServerConfig,
-) -> Result<(hyper::Response<R>, impl Future<Output = Result<HyperWebSocket>> + Send + 'static)> {
+) -> std::result::Result<
+    (hyper::Response<R>, impl Future<Output = Result<HyperWebSocket>> + Send + 'static),
+    HandshakeError,
+> {
     let upgrade = validate_request(request)?;
     let options = ServerOptions { subprotocols: config.subprotocols.clone(), deflate: config.websocket.deflate };
     let outcome = accept_response(&upgrade, &options);
@@ -67,4 +73,12 @@ pub fn upgrade<B, R: Default>(
         ))
     };
     Ok((outcome.response.map(|()| R::default()), websocket))
+}
+
+/// The answer to a request that [`upgrade`] refused: the very response
+/// [`accept_with`](crate::accept_with) writes for the same error (its
+/// status, `Sec-WebSocket-Version: 13` on 426 and `Allow: GET` on 405 as
+/// RFC 6455 and RFC 9110 ask, `Connection: close`, a one-line text body).
+pub fn reject<R: From<String>>(error: &HandshakeError) -> hyper::Response<R> {
+    reject_response(error).map(R::from)
 }

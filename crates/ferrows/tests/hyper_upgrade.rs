@@ -29,12 +29,7 @@ async fn handle(mut req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Inf
             });
             Ok(response)
         }
-        Err(ferrows::Error::Handshake(e)) => {
-            let mut response = Response::new(Full::new(Bytes::from(e.to_string())));
-            *response.status_mut() = e.http_status();
-            Ok(response)
-        }
-        Err(_) => unreachable!("upgrade only fails on the handshake"),
+        Err(e) => Ok(ferrows::hyper_upgrade::reject(&e)),
     }
 }
 

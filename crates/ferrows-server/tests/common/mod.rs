@@ -82,14 +82,18 @@ impl Client {
     }
 
     /// Reads until the server closes; returns its Close frame.
+    ///
+    /// Reads on after the Close until the connection is over, as a client
+    /// should: the server closes its side, then waits for ours.
     pub async fn closed(&mut self) -> Option<CloseFrame> {
         let deadline = tokio::time::Instant::now() + WAIT;
+        let mut close = None;
         loop {
             match tokio::time::timeout_at(deadline, self.ws.recv()).await.expect("closed in time") {
-                Some(Ok(Message::Close(frame))) => return frame,
+                Some(Ok(Message::Close(frame))) => close = frame,
                 Some(Ok(_)) => continue,
                 Some(Err(e)) => panic!("error instead of a Close: {e}"),
-                None => return None,
+                None => return close,
             }
         }
     }
