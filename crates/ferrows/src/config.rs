@@ -21,11 +21,15 @@ pub const DEFAULT_MAX_WRITE_BUFFER: usize = 1 << 20;
 /// frees the buffer.
 pub const DEFAULT_READ_CHUNK: usize = 16 << 10;
 
-/// Default time allowed for the peer to answer our Close: 5 s.
+/// Default time allowed for the peer to answer our Close, and then to
+/// close its side of the transport: 5 s.
 ///
 /// A peer that never answers would otherwise keep the connection (and its
 /// file descriptor) forever; 5 s is ample for a round trip across the world
-/// and short enough that a shutting-down server is not held up.
+/// and short enough that a shutting-down server is not held up. Until the
+/// peer closes, what it still sends is read and dropped (a lingering
+/// close): closing with its bytes unread would send a reset that can
+/// destroy our last frames before the peer reads them.
 pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Default time to wait for a Pong after a keepalive Ping: 20 s.
