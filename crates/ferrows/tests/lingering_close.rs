@@ -190,3 +190,63 @@ async fn a_refused_handshake_lingers_until_the_client_closes() {
     }
     server.await.unwrap();
 }
+
+#[tokio::test]
+async fn a_failed_client_lingers_until_the_server_closes() {
+    // The roles reversed: a scripted server sends a text message and the
+    // head of a reserved-opcode frame, then, after the client's echo and
+    // Close, the rest of the frame a byte at a time.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (done_tx, done_rx) = oneshot::channel::<()>();
+    let client = tokio::spawn(async move {
+        let mut config = ferrows::ClientConfig::default();
+        config.websocket.deflate = None;
+        let mut ws = ferrows::connect_with(format!("ws://{addr}/"), &config).await.unwrap();
+        let mut result = None;
+        while let Some(message) = ws.recv().await {
+            match message {
+                Ok(message) if message.is_data() => ws.send(message).await.unwrap(),
+                Ok(_) => {}
+                Err(e) => result = Some(e),
+            }
+        }
+        drop(ws);
+        let _ = done_tx.send(());
+        result
+    });
+    let (mut tcp, _) = listener.accept().await.unwrap();
+    tcp.set_nodelay(true).unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(bounded(tcp.read_u8()).await.unwrap());
+    }
+    let head = String::from_utf8(head).unwrap();
+    let key = head.lines().find_map(|l| l.strip_prefix("sec-websocket-key: ")).expect("a key");
+    let accept = ferrows::proto::handshake::accept_key(key.trim().as_bytes());
+    let response = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+    );
+    tcp.write_all(response.as_bytes()).await.unwrap();
+    // Server frames are not masked.
+    let mut frames = b"\x81\x05hello".to_vec();
+    frames.extend_from_slice(b"\x87\x05");
+    tcp.write_all(&frames).await.unwrap();
+    let mut received = Vec::new();
+    bounded(tcp.read_to_end(&mut received)).await.unwrap();
+    // The masked echo (2 + 4 + 5 bytes), then a masked Close 1002.
+    assert_eq!(received[0], 0x81, "the echo comes first: {received:02x?}");
+    assert_eq!(received[11], 0x88, "then a Close: {received:02x?}");
+    for byte in b"world" {
+        if let Err(error) = tcp.write_all(&[*byte]).await {
+            panic!("the client reset the connection while the server was still sending: {error}");
+        }
+    }
+    tcp.shutdown().await.unwrap();
+    bounded(done_rx).await.unwrap();
+    if let Some(error) = saw_reset(&tcp).await {
+        panic!("the client reset the connection: {error}");
+    }
+    let error = client.await.unwrap();
+    assert!(matches!(error, Some(ferrows::Error::Protocol(_))), "{error:?}");
+}
