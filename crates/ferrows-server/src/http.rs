@@ -156,6 +156,10 @@ fn websocket(mut request: Request<Incoming>, state: &Arc<AppState>) -> Response<
         return error_response(StatusCode::SERVICE_UNAVAILABLE, 106, "too many connections");
     }
     let state = state.clone();
+    // Boxed: the task keeps what it captured for its whole life, and the
+    // upgrade's state (a copy of the WebSocket configuration, hyper's
+    // upgrade handle) is needed only until the connection is handed over.
+    let websocket = Box::pin(websocket);
     state.tasks.spawn({
         let state = state.clone();
         async move {

@@ -67,7 +67,9 @@ pub(crate) async fn run(mut ws: HyperWebSocket, state: Arc<AppState>) {
     state.metrics.connections.inc();
     state.metrics.connections_accepted.inc();
     let end = session.serve(&mut ws).await;
-    session.leave_all().await;
+    // Boxed, like every broker call a connection makes only now and then
+    // (see `handle`): the idle task stays small.
+    Box::pin(session.leave_all()).await;
     state.metrics.connections.dec();
     if let End::Close(code, reason) = end {
         // Bounded by the WebSocket's close timeout.
@@ -107,7 +109,10 @@ impl Session {
                     };
                     self.state.metrics.messages_in.inc();
                     self.state.metrics.bytes_in.inc_by(text.len() as u64);
-                    if let Some(end) = self.handle(text).await {
+                    // Boxed: commands are rare next to the idle wait, and
+                    // their futures (broker calls) would otherwise size every
+                    // connection's task for the largest of them.
+                    if let Some(end) = Box::pin(self.handle(text)).await {
                         // Flush what the handling queued (an error reply) first.
                         let _ = self.write_queued(ws, &mut batch).await;
                         return end;
@@ -130,7 +135,7 @@ impl Session {
                 _ = &mut connect_deadline, if self.identity.is_none() => {
                     return End::Close(close::CONNECT_TIMEOUT, "no connect command in time");
                 }
-                _ = presence_refresh.tick() => self.refresh_presence().await,
+                _ = presence_refresh.tick() => Box::pin(self.refresh_presence()).await,
                 _ = shutdown.cancelled() => {
                     let _ = self.write_queued(ws, &mut batch).await;
                     return End::Close(CloseCode::GOING_AWAY, "server shutting down");
