@@ -155,7 +155,6 @@ fn websocket(mut request: Request<Incoming>, state: &Arc<AppState>) -> Response<
     if state.metrics.connections.get() as usize >= state.config.max_connections {
         return error_response(StatusCode::SERVICE_UNAVAILABLE, 106, "too many connections");
     }
-    let state = state.clone();
     // Boxed: the task keeps what it captured for its whole life, and the
     // upgrade's state (a copy of the WebSocket configuration, hyper's
     // upgrade handle) is needed only until the connection is handed over.

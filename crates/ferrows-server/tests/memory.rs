@@ -4,43 +4,15 @@
 //! growth is the server's alone.
 #![allow(missing_docs)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Duration;
+
+use ferrows::testing::CountingAllocator;
 
 mod common;
 
 /// Counts the bytes live on the heap of this test process.
-struct CountingAllocator;
-
-static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: every method forwards to the system allocator with the caller's
-// arguments unchanged, so `System`'s guarantees hold; the counter is only
-// bookkeeping.
-#[allow(unsafe_code)]
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE_BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: forwarded as is (see above).
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE_BYTES.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: forwarded as is (see above).
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE_BYTES.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: forwarded as is (see above).
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
 static ALLOCATOR: CountingAllocator = CountingAllocator;
 
@@ -114,10 +86,10 @@ fn open_clients(addr: SocketAddr, count: usize, channel: &'static str) -> Vec<Tc
 /// sampled every 20 ms, within a bound.
 async fn settled_heap() -> isize {
     let deadline = tokio::time::Instant::now() + common::WAIT;
-    let mut last = LIVE_BYTES.load(Ordering::SeqCst);
+    let mut last = CountingAllocator::live_bytes();
     loop {
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let now = LIVE_BYTES.load(Ordering::SeqCst);
+        let now = CountingAllocator::live_bytes();
         if now == last || tokio::time::Instant::now() > deadline {
             return now;
         }
@@ -137,7 +109,7 @@ async fn an_idle_subscribed_connection_stays_within_its_heap_budget() {
     // reply; wait for the last of them, within a bound.
     let deadline = tokio::time::Instant::now() + common::WAIT;
     let per_connection = loop {
-        let per_connection = (LIVE_BYTES.load(Ordering::SeqCst) - before) / CONNECTIONS as isize;
+        let per_connection = (CountingAllocator::live_bytes() - before) / CONNECTIONS as isize;
         if per_connection <= BUDGET_PER_CONNECTION || tokio::time::Instant::now() > deadline {
             break per_connection;
         }

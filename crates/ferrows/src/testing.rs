@@ -8,7 +8,9 @@
 //! Each check returns the cases that got a different answer, so a failing
 //! test names all of them at once.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -316,4 +318,44 @@ pub async fn check_frames(addr: SocketAddr, path: &str, prelude: &[&str]) -> Vec
         }
     }
     failures
+}
+
+/// A global allocator that counts the bytes live on the heap, for tests
+/// that bound what connections cost: install it with
+/// `#[global_allocator] static A: CountingAllocator = CountingAllocator;`
+/// and read [`live_bytes`](Self::live_bytes).
+#[derive(Debug)]
+pub struct CountingAllocator;
+
+static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
+
+impl CountingAllocator {
+    /// Bytes allocated and not yet freed, in this process.
+    pub fn live_bytes() -> isize {
+        LIVE_BYTES.load(Ordering::SeqCst)
+    }
+}
+
+// SAFETY: every method forwards to the system allocator with the caller's
+// arguments unchanged, so `System`'s guarantees hold; the counter is only
+// bookkeeping.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE_BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: forwarded as is (see above).
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE_BYTES.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: forwarded as is (see above).
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE_BYTES.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: forwarded as is (see above).
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
 }

@@ -2,11 +2,11 @@
 //! and a storm of connections that open and close.
 #![allow(missing_docs)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use ferrows::testing::CountingAllocator;
 use ferrows::{ClientConfig, Message, ServerConfig, WebSocketConfig};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -16,34 +16,6 @@ async fn bounded<T>(future: impl std::future::Future<Output = T>) -> T {
 }
 
 /// Counts the bytes live on the heap of this test process.
-struct CountingAllocator;
-
-static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: every method forwards to the system allocator with the caller's
-// arguments unchanged, so `System`'s guarantees hold; the counter is only
-// bookkeeping.
-#[allow(unsafe_code)]
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE_BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: forwarded as is (see above).
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE_BYTES.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: forwarded as is (see above).
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE_BYTES.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: forwarded as is (see above).
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
 static ALLOCATOR: CountingAllocator = CountingAllocator;
 
@@ -146,7 +118,7 @@ async fn thousand_connections_leave_nothing_behind() {
     })
     .await;
     let fds_before = open_fds();
-    let heap_before = LIVE_BYTES.load(Ordering::SeqCst);
+    let heap_before = CountingAllocator::live_bytes();
     let cached_before = ferrows::cached_buffer_bytes();
     for i in 0..1000 {
         open_and_close(&url, i).await;
@@ -165,7 +137,7 @@ async fn thousand_connections_leave_nothing_behind() {
     // next connections (bounded per thread): far below one connection per
     // cycle.
     let cached = ferrows::cached_buffer_bytes() as i64 - cached_before as i64;
-    let grown = LIVE_BYTES.load(Ordering::SeqCst) as i64 - heap_before as i64 - cached;
+    let grown = CountingAllocator::live_bytes() as i64 - heap_before as i64 - cached;
     eprintln!("heap change over 1000 connections: {grown} bytes");
     assert!(grown < 64 << 10, "heap grew by {grown} bytes over 1000 connections");
 }
