@@ -303,7 +303,7 @@ impl Node {
             state.last = Some(position.clone());
         }
         if overflow {
-            self.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
+            self.stats.slow_consumers.fetch_add(u64::from(queue.overflowed()), Ordering::Relaxed);
         } else {
             state.subscribers.insert(client, Subscriber::Live(queue.clone()));
         }
@@ -312,16 +312,21 @@ impl Node {
 
     /// Puts `message` in the queue of every live subscriber, and holds it
     /// (with its stream position `hold`, if it has one) for those still
-    /// joining. Subscribers whose queue overflows are dropped as slow.
-    /// Returns how many queues took it.
+    /// joining. Subscribers whose queue overflows are dropped as slow (and
+    /// those whose queue was closed, as gone). Returns how many queues took
+    /// it.
     fn fan_out(&self, state: &mut ChannelState, message: &Arc<PreparedMessage>, hold: Option<(u64, &str)>) -> u64 {
         let mut slow = Vec::new();
+        let mut overflowed = 0;
         let mut delivered = 0;
         for (client, subscriber) in state.subscribers.iter_mut() {
             match subscriber {
                 Subscriber::Live(queue) => match queue.push(message.clone()) {
                     Ok(()) => delivered += 1,
-                    Err(_) => slow.push(*client),
+                    Err(_) => {
+                        overflowed += u64::from(queue.overflowed());
+                        slow.push(*client);
+                    }
                 },
                 Subscriber::Joining(held) => {
                     if let Some((offset, epoch)) = hold {
@@ -333,7 +338,7 @@ impl Node {
         for client in &slow {
             state.subscribers.remove(client);
         }
-        self.stats.slow_consumers.fetch_add(slow.len() as u64, Ordering::Relaxed);
+        self.stats.slow_consumers.fetch_add(overflowed, Ordering::Relaxed);
         delivered
     }
 

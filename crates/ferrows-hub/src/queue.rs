@@ -4,13 +4,18 @@
 //! drain its queue fast enough overflows it and is marked a slow consumer,
 //! so one stalled reader can never make the server hold more than its
 //! queue's bound.
+//!
+//! A queue has one consumer (its connection), which waits on it by polling
+//! ([`ClientQueue::poll_pop_all`], [`ClientQueue::poll_ended`]): the queue
+//! keeps that consumer's one waker, so an idle connection holds no waiter
+//! of its own.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 
 use ferrows_proto::PreparedMessage;
-use tokio::sync::Notify;
 
 /// Default bound of one client's queue: 1024 messages.
 pub const DEFAULT_QUEUE_MESSAGES: usize = 1024;
@@ -24,6 +29,8 @@ pub const DEFAULT_QUEUE_BYTES: usize = 4 << 20;
 struct State {
     messages: VecDeque<Arc<PreparedMessage>>,
     bytes: usize,
+    /// The consumer, waiting for a message or the end.
+    waker: Option<Waker>,
 }
 
 /// A client's queue; cloned handles share it.
@@ -35,9 +42,6 @@ pub struct ClientQueue {
 #[derive(Debug)]
 struct Inner {
     state: Mutex<State>,
-    notify: Notify,
-    /// Woken (all waiters) when the queue overflows or closes.
-    ended: Notify,
     overflowed: AtomicBool,
     closed: AtomicBool,
     max_messages: usize,
@@ -54,8 +58,6 @@ impl ClientQueue {
         Self {
             inner: Arc::new(Inner {
                 state: Mutex::new(State::default()),
-                notify: Notify::new(),
-                ended: Notify::new(),
                 overflowed: AtomicBool::new(false),
                 closed: AtomicBool::new(false),
                 max_messages,
@@ -68,6 +70,18 @@ impl ClientQueue {
         self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn wake_consumer(&self) {
+        let waker = self.state().waker.take();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Whether the queue refuses messages from now on.
+    fn is_ended(&self) -> bool {
+        self.inner.overflowed.load(Ordering::Relaxed) || self.inner.closed.load(Ordering::Relaxed)
+    }
+
     /// Queues a message. On overflow the queue is marked and refuses
     /// everything from then on: the connection must be closed.
     pub fn push(&self, message: Arc<PreparedMessage>) -> Result<(), Overflow> {
@@ -75,39 +89,67 @@ impl ClientQueue {
             return Err(Overflow);
         }
         let size = message.plain_frame().len();
-        {
+        let waker = {
             let mut state = self.state();
             if state.messages.len() >= self.inner.max_messages || state.bytes + size > self.inner.max_bytes {
-                drop(state);
                 self.inner.overflowed.store(true, Ordering::Relaxed);
-                self.inner.notify.notify_one();
-                self.inner.ended.notify_waiters();
+                state.messages.clear();
+                state.bytes = 0;
+                let waker = state.waker.take();
+                drop(state);
+                if let Some(waker) = waker {
+                    waker.wake();
+                }
                 return Err(Overflow);
             }
             state.bytes += size;
             state.messages.push_back(message);
+            state.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
         }
-        self.inner.notify.notify_one();
         Ok(())
     }
 
-    /// Takes everything queued (in order), waiting while the queue is
-    /// empty. `None` once the queue overflowed or was closed.
-    pub async fn pop_all(&self, out: &mut Vec<Arc<PreparedMessage>>) -> Option<()> {
-        loop {
-            if self.inner.overflowed.load(Ordering::Relaxed) || self.inner.closed.load(Ordering::Relaxed) {
-                return None;
-            }
-            {
-                let mut state = self.state();
-                if !state.messages.is_empty() {
-                    out.extend(state.messages.drain(..));
-                    state.bytes = 0;
-                    return Some(());
-                }
-            }
-            self.inner.notify.notified().await;
+    /// Takes everything queued (in order), or registers the consumer's
+    /// waker while the queue is empty. `Ready(None)` once the queue
+    /// overflowed, or was closed and everything queued before was taken.
+    ///
+    /// The queue's buffer goes with the messages, so an idle queue holds no
+    /// memory beyond its handle.
+    pub fn poll_take(&self, cx: &mut Context<'_>) -> Poll<Option<VecDeque<Arc<PreparedMessage>>>> {
+        if self.inner.overflowed.load(Ordering::Relaxed) {
+            return Poll::Ready(None);
         }
+        let mut state = self.state();
+        if !state.messages.is_empty() {
+            state.bytes = 0;
+            return Poll::Ready(Some(std::mem::take(&mut state.messages)));
+        }
+        if self.inner.closed.load(Ordering::Relaxed) {
+            return Poll::Ready(None);
+        }
+        register(&mut state.waker, cx);
+        Poll::Pending
+    }
+
+    /// Moves everything queued (in order) to `out`, waiting while the queue
+    /// is empty; see [`poll_take`](Self::poll_take).
+    pub async fn pop_all(&self, out: &mut Vec<Arc<PreparedMessage>>) -> Option<()> {
+        out.extend(std::future::poll_fn(|cx| self.poll_take(cx)).await?);
+        Some(())
+    }
+
+    /// Ready once the queue overflowed or was closed: a consumer blocked
+    /// writing to a peer that does not read polls this beside its write.
+    pub fn poll_ended(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut state = self.state();
+        if self.is_ended() {
+            return Poll::Ready(());
+        }
+        register(&mut state.waker, cx);
+        Poll::Pending
     }
 
     /// Whether the client fell behind.
@@ -115,23 +157,22 @@ impl ClientQueue {
         self.inner.overflowed.load(Ordering::Relaxed)
     }
 
-    /// Stops the queue (the client is gone); waiters wake up.
+    /// Stops the queue: it takes nothing more, and its consumer gets what
+    /// was queued before, then the end (a graceful shutdown).
     pub fn close(&self) {
         self.inner.closed.store(true, Ordering::Relaxed);
-        self.inner.notify.notify_one();
-        self.inner.ended.notify_waiters();
+        self.wake_consumer();
     }
 
-    /// Waits until the queue overflows or is closed: a consumer blocked
-    /// writing to a peer that does not read races its write against this.
+    /// Whether [`close`](Self::close) was called.
+    pub fn closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Relaxed)
+    }
+
+    /// Waits until the queue overflows or is closed; see
+    /// [`poll_ended`](Self::poll_ended).
     pub async fn ended(&self) {
-        loop {
-            let notified = self.inner.ended.notified();
-            if self.inner.overflowed.load(Ordering::Relaxed) || self.inner.closed.load(Ordering::Relaxed) {
-                return;
-            }
-            notified.await;
-        }
+        std::future::poll_fn(|cx| self.poll_ended(cx)).await
     }
 
     /// Messages queued now.
@@ -142,6 +183,14 @@ impl ClientQueue {
     /// Whether nothing is queued.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// Keeps `cx`'s waker in `slot` (cloned only when it changed).
+fn register(slot: &mut Option<Waker>, cx: &Context<'_>) {
+    match slot {
+        Some(waker) if waker.will_wake(cx.waker()) => {}
+        _ => *slot = Some(cx.waker().clone()),
     }
 }
 
@@ -207,5 +256,19 @@ mod tests {
         tokio::task::yield_now().await;
         queue.close();
         assert_eq!(task.await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_closed_queue_hands_over_what_it_holds_first() {
+        let queue = ClientQueue::new(10, 1000);
+        queue.push(message(1)).unwrap();
+        queue.push(message(2)).unwrap();
+        queue.close();
+        assert_eq!(queue.push(message(3)), Err(Overflow));
+        assert!(!queue.overflowed());
+        let mut got = Vec::new();
+        assert_eq!(queue.pop_all(&mut got).await, Some(()));
+        assert_eq!(got.len(), 2);
+        assert_eq!(queue.pop_all(&mut got).await, None);
     }
 }

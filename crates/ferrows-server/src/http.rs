@@ -145,7 +145,8 @@ fn websocket(mut request: Request<Incoming>, state: &Arc<AppState>) -> Response<
         return error_response(StatusCode::SERVICE_UNAVAILABLE, 100, "shutting down");
     }
     // An invalid handshake gets the answer `ferrows::accept_with` gives.
-    let (response, websocket) = match ferrows::hyper_upgrade::upgrade::<_, Body>(&mut request, &state.websocket) {
+    let (response, handover) = match ferrows::hyper_upgrade::upgrade_handover::<_, Body>(&mut request, &state.websocket)
+    {
         Ok(accepted) => accepted,
         Err(e) => return ferrows::hyper_upgrade::reject(&e),
     };
@@ -158,17 +159,32 @@ fn websocket(mut request: Request<Incoming>, state: &Arc<AppState>) -> Response<
     // Boxed: the task keeps what it captured for its whole life, and the
     // upgrade's state (a copy of the WebSocket configuration, hyper's
     // upgrade handle) is needed only until the connection is handed over.
-    let websocket = Box::pin(websocket);
+    let handover = Box::pin(handover);
     state.tasks.spawn({
         let state = state.clone();
         async move {
-            match websocket.await {
-                Ok(ws) => crate::session::run(ws, state).await,
+            match handover.await {
+                Ok(handover) => spawn_session(handover, state),
                 Err(e) => tracing::debug!("upgrade failed: {e}"),
             }
         }
     });
     response
+}
+
+/// Runs the session in a task of its own over the connection's own stream
+/// (plain TCP or TLS), not over hyper's boxed `Upgraded`: each stream type
+/// gets a task sized for it (a TLS session is far larger).
+fn spawn_session(handover: ferrows::hyper_upgrade::Handover, state: Arc<AppState>) {
+    let tasks = state.tasks.clone();
+    let handover = match handover.downcast::<TcpStream>() {
+        Ok(ws) => return drop(tasks.spawn(crate::session::run(ws, state))),
+        Err(handover) => handover,
+    };
+    match handover.downcast::<tokio_rustls::server::TlsStream<TcpStream>>() {
+        Ok(ws) => drop(tasks.spawn(crate::session::run(ws, state))),
+        Err(handover) => drop(tasks.spawn(crate::session::run(handover.into_websocket(), state))),
+    }
 }
 
 #[derive(Deserialize)]

@@ -22,7 +22,6 @@ mod stats;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 pub use config::{BrokerKind, Config, NamespaceConfig, ServeArgs};
 use ferrows_hub::broker::{Broker, MemoryBroker};
@@ -93,12 +92,37 @@ impl Server {
     pub async fn shut_down(self) {
         self.accept_task.abort();
         self.state.shutdown.cancel();
+        self.state.close_sessions();
         let deadline = self.state.config.shutdown_timeout;
         self.state.tasks.close();
         let drained = tokio::time::timeout(deadline, self.state.tasks.wait()).await.is_ok();
         if !drained {
             tracing::warn!(remaining = self.state.tasks.len(), "shutdown deadline passed with connections still open");
         }
+    }
+
+    /// The size of a plain WebSocket connection's task future, which the
+    /// task stores for the connection's whole life (for the memory tests).
+    #[doc(hidden)]
+    pub async fn session_task_size(&self) -> std::io::Result<usize> {
+        let listener = TcpListener::bind((std::net::Ipv6Addr::LOCALHOST, 0)).await.or(TcpListener::bind((
+            std::net::Ipv4Addr::LOCALHOST,
+            0,
+        ))
+        .await)?;
+        let (stream, _peer) =
+            tokio::try_join!(tokio::net::TcpStream::connect(listener.local_addr()?), listener.accept())?;
+        let ws = ferrows::WebSocket::from_raw(
+            stream,
+            ferrows::proto::Role::Server,
+            &self.state.websocket.websocket,
+            &Default::default(),
+            None,
+            Default::default(),
+        );
+        // Never polled: the session does not start.
+        let session = self.state.tasks.track_future(session::run(ws, self.state.clone()));
+        Ok(std::mem::size_of_val(&session))
     }
 
     /// Serves until SIGTERM or SIGINT, then shuts down gracefully.
@@ -127,7 +151,3 @@ async fn wait_for_signal() {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
-
-/// How often the node refreshes its clients' presence entries (they expire
-/// after a minute in a shared broker, so a crashed node's clients vanish).
-pub(crate) const PRESENCE_REFRESH: Duration = Duration::from_secs(25);

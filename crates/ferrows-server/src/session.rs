@@ -5,12 +5,13 @@
 //! that follow it, and a client that does not read is dropped (4004) when
 //! the queue overflows instead of growing the server's memory.
 
-use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use ferrows::hyper_upgrade::HyperWebSocket;
-use ferrows::{CloseCode, Message, PreparedMessage, Utf8Bytes};
+use ferrows::{CloseCode, Message, PreparedMessage, Utf8Bytes, WebSocket};
 use ferrows_hub::broker::{BrokerEvent, HistoryAnswer};
 use ferrows_hub::protocol::{
     ChannelArg, Command, Connect, ErrorCode, History, Method, ParseError, Publish, Subscribe, error_reply,
@@ -18,6 +19,8 @@ use ferrows_hub::protocol::{
 use ferrows_hub::queue::ClientQueue;
 use ferrows_hub::{Publication, StreamPosition};
 use serde_json::json;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Sleep;
 
 use crate::config::NamespaceConfig;
 use crate::state::{AppState, broker_error, subscribe_error};
@@ -42,13 +45,20 @@ struct Identity {
     info: Bytes,
 }
 
+/// A subscribed channel and whether presence is tracked in it.
+struct Subscription {
+    channel: Box<str>,
+    presence: bool,
+}
+
 struct Session {
     state: Arc<AppState>,
     client: u64,
     queue: ClientQueue,
     identity: Option<Identity>,
-    /// Subscribed channels and whether presence is tracked in them.
-    subscriptions: HashMap<String, bool>,
+    /// In subscription order; a few per connection, searched linearly
+    /// (bounded by `max_subscriptions`).
+    subscriptions: Vec<Subscription>,
 }
 
 /// How a session ended, for the Close frame.
@@ -57,139 +67,168 @@ enum End {
     Close(CloseCode, &'static str),
 }
 
+/// What the idle wait of a session ends with.
+enum Step {
+    Command(Utf8Bytes),
+    End(End),
+}
+
 type Reply = Result<serde_json::Value, (ErrorCode, String)>;
 
-pub(crate) async fn run(mut ws: HyperWebSocket, state: Arc<AppState>) {
-    let client = state.next_client_id();
-    let queue = ClientQueue::new(state.config.client_queue_messages, state.config.client_queue_bytes);
-    let mut session =
-        Session { state: state.clone(), client, queue: queue.clone(), identity: None, subscriptions: HashMap::new() };
-    state.metrics.connections.inc();
-    state.metrics.connections_accepted.inc();
-    let end = session.serve(&mut ws).await;
-    // Boxed, like every broker call a connection makes only now and then
-    // (see `handle`): the idle task stays small.
-    Box::pin(session.leave_all()).await;
-    state.metrics.connections.dec();
-    if let End::Close(code, reason) = end {
-        // Bounded by the WebSocket's close timeout.
-        let _ = ws.close(code, reason).await;
+/// Serves one WebSocket client until it leaves, the server closes it or
+/// shuts down.
+///
+/// The connection's task stores this future whole for the connection's
+/// life, so what it holds while the client is idle is kept small: the
+/// WebSocket, the session, and one wait ([`Session::poll_step`]) on the
+/// queue, the socket and the connect deadline; command handling and the
+/// goodbye run in boxed futures that exist only while they run.
+///
+/// Not an `async fn`: one would move its arguments into locals, and the
+/// future would keep room for the WebSocket twice; the block below uses
+/// the captured WebSocket where it lies (the memory test checks the size).
+#[allow(clippy::manual_async_fn)]
+pub(crate) fn run<S>(mut ws: WebSocket<S>, state: Arc<AppState>) -> impl Future<Output = ()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    async move {
+        let client = state.next_client_id();
+        let queue = ClientQueue::new(state.config.client_queue_messages, state.config.client_queue_bytes);
+        state.register_session(client, &queue);
+        let mut session = Session { state, client, queue, identity: None, subscriptions: Vec::new() };
+        session.state.metrics.connections.inc();
+        session.state.metrics.connections_accepted.inc();
+        let end = session.serve(&mut ws).await;
+        Box::pin(session.leave_all()).await;
+        session.state.unregister_session(client);
+        session.state.metrics.connections.dec();
+        if let End::Close(code, reason) = end {
+            // Bounded by the WebSocket's close timeout.
+            let _ = Box::pin(ws.close(code, reason)).await;
+        }
     }
 }
 
 impl Session {
-    async fn serve(&mut self, ws: &mut HyperWebSocket) -> End {
-        let connect_deadline = tokio::time::sleep(self.state.config.connect_timeout);
-        tokio::pin!(connect_deadline);
-        let mut presence_refresh = tokio::time::interval(crate::PRESENCE_REFRESH);
-        presence_refresh.reset();
-        let mut batch = Vec::new();
-        let shutdown = self.state.shutdown.clone();
+    async fn serve<S>(&mut self, ws: &mut WebSocket<S>) -> End
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let mut connect_deadline = Some(Box::pin(tokio::time::sleep(self.state.config.connect_timeout)));
         loop {
-            tokio::select! {
-                drained = self.queue.pop_all(&mut batch) => {
-                    if drained.is_none() {
-                        return self.queue_ended();
-                    }
-                    // A peer that does not read blocks the write: the
-                    // queue overflowing meanwhile ends the session.
-                    tokio::select! {
-                        written = self.write(ws, &mut batch) => if written.is_err() {
-                            return End::Peer;
-                        },
-                        _ = self.queue.ended() => return self.queue_ended(),
-                    }
+            let step = std::future::poll_fn(|cx| self.poll_step(cx, ws, &mut connect_deadline)).await;
+            let text = match step {
+                Step::Command(text) => text,
+                Step::End(end) => return end,
+            };
+            self.state.metrics.messages_in.inc();
+            self.state.metrics.bytes_in.inc_by(text.len() as u64);
+            // Boxed: commands are rare next to the idle wait, and their
+            // futures (broker calls) would otherwise size every
+            // connection's task for the largest of them.
+            if let Some(end) = Box::pin(self.handle(text)).await {
+                // What the handling queued (an error reply) goes out
+                // before the Close.
+                let mut noop = Context::from_waker(std::task::Waker::noop());
+                if let Poll::Ready(Some(batch)) = self.queue.poll_take(&mut noop) {
+                    self.hand_over(ws, batch);
                 }
-                message = ws.recv() => {
-                    let text = match message {
-                        Some(Ok(Message::Text(text))) => text,
-                        Some(Ok(Message::Binary(_))) => return End::Close(close::BAD_REQUEST, "binary messages are not commands"),
-                        Some(Ok(_)) => continue,
-                        Some(Err(ferrows::Error::Protocol(_))) | Some(Err(_)) | None => return End::Peer,
-                    };
-                    self.state.metrics.messages_in.inc();
-                    self.state.metrics.bytes_in.inc_by(text.len() as u64);
-                    // Boxed: commands are rare next to the idle wait, and
-                    // their futures (broker calls) would otherwise size every
-                    // connection's task for the largest of them.
-                    if let Some(end) = Box::pin(self.handle(text)).await {
-                        // Flush what the handling queued (an error reply) first.
-                        let _ = self.write_queued(ws, &mut batch).await;
-                        return end;
-                    }
-                    // The reply goes to the WebSocket before the next frame
-                    // is read, as the echo server answers each message:
-                    // a bad frame right after a command fails the
-                    // connection only after the command's answer is out.
-                    // (Queued, not flushed: the next read writes it, so a
-                    // burst of commands is answered in few writes.)
-                    if !self.queue.is_empty() {
-                        tokio::select! {
-                            fed = self.feed_queued(ws, &mut batch) => if fed.is_err() {
-                                return End::Peer;
-                            },
-                            _ = self.queue.ended() => return self.queue_ended(),
-                        }
-                    }
-                }
-                _ = &mut connect_deadline, if self.identity.is_none() => {
-                    return End::Close(close::CONNECT_TIMEOUT, "no connect command in time");
-                }
-                _ = presence_refresh.tick() => Box::pin(self.refresh_presence()).await,
-                _ = shutdown.cancelled() => {
-                    let _ = self.write_queued(ws, &mut batch).await;
-                    return End::Close(CloseCode::GOING_AWAY, "server shutting down");
-                }
+                return end;
+            }
+            if self.identity.is_some() {
+                connect_deadline = None;
             }
         }
+    }
+
+    /// The idle wait: hands queued messages to the WebSocket and writes
+    /// them, reads the client's next message, and watches the connect
+    /// deadline.
+    ///
+    /// The next message is read only once everything queued was handed to
+    /// the WebSocket, so a command's reply always goes out before a later
+    /// frame can fail the connection. A client that does not read blocks
+    /// the hand-over (the WebSocket's buffer is bounded), its queue fills,
+    /// and the overflow ends the session (4004).
+    fn poll_step<S>(
+        &mut self,
+        cx: &mut Context<'_>,
+        ws: &mut WebSocket<S>,
+        connect_deadline: &mut Option<Pin<Box<Sleep>>>,
+    ) -> Poll<Step>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        loop {
+            match ws.poll_write_ready(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(_)) => return Poll::Ready(Step::End(End::Peer)),
+                Poll::Pending => {
+                    return match self.queue.poll_ended(cx) {
+                        Poll::Ready(()) => Poll::Ready(Step::End(self.queue_ended())),
+                        Poll::Pending => Poll::Pending,
+                    };
+                }
+            }
+            match self.queue.poll_take(cx) {
+                Poll::Ready(Some(batch)) => {
+                    self.hand_over(ws, batch);
+                    continue;
+                }
+                Poll::Ready(None) => return Poll::Ready(Step::End(self.queue_ended())),
+                Poll::Pending => {}
+            }
+            if let Poll::Ready(Err(_)) = ws.poll_write_out(cx) {
+                return Poll::Ready(Step::End(End::Peer));
+            }
+            match ws.poll_recv(cx) {
+                Poll::Ready(Some(Ok(Message::Text(text)))) => return Poll::Ready(Step::Command(text)),
+                Poll::Ready(Some(Ok(Message::Binary(_)))) => {
+                    return Poll::Ready(Step::End(End::Close(close::BAD_REQUEST, "binary messages are not commands")));
+                }
+                // Control frames: the WebSocket answered them.
+                Poll::Ready(Some(Ok(_))) => continue,
+                Poll::Ready(Some(Err(_)) | None) => return Poll::Ready(Step::End(End::Peer)),
+                Poll::Pending => {}
+            }
+            if self.identity.is_none()
+                && let Some(deadline) = connect_deadline
+                && deadline.as_mut().poll(cx).is_ready()
+            {
+                return Poll::Ready(Step::End(End::Close(close::CONNECT_TIMEOUT, "no connect command in time")));
+            }
+            return Poll::Pending;
+        }
+    }
+
+    /// Queues `batch` in the WebSocket's output buffer (written by the
+    /// next [`poll_step`](Self::poll_step), or by the closing handshake).
+    fn hand_over<S>(&self, ws: &mut WebSocket<S>, batch: std::collections::VecDeque<Arc<PreparedMessage>>)
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let mut bytes = 0;
+        let count = batch.len() as u64;
+        for message in batch {
+            bytes += message.payload().len() as u64;
+            // Fails only once the connection is over, which the next
+            // read reports.
+            let _ = ws.queue_prepared(&message);
+        }
+        self.state.metrics.messages_out.inc_by(count);
+        self.state.metrics.bytes_out.inc_by(bytes);
     }
 
     fn queue_ended(&self) -> End {
         if self.queue.overflowed() {
             self.state.metrics.slow_consumers.inc();
             End::Close(close::SLOW_CONSUMER, "slow consumer")
+        } else if self.state.shutdown.is_cancelled() {
+            End::Close(CloseCode::GOING_AWAY, "server shutting down")
         } else {
             End::Close(CloseCode::GOING_AWAY, "closed by the server")
         }
-    }
-
-    async fn write(&self, ws: &mut HyperWebSocket, batch: &mut Vec<Arc<PreparedMessage>>) -> ferrows::Result<()> {
-        self.feed(ws, batch).await?;
-        ws.flush().await
-    }
-
-    /// Hands `batch` to the WebSocket's output buffer, without flushing
-    /// (waits only while that buffer is over its bound).
-    async fn feed(&self, ws: &mut HyperWebSocket, batch: &mut Vec<Arc<PreparedMessage>>) -> ferrows::Result<()> {
-        let mut bytes = 0;
-        let count = batch.len() as u64;
-        for message in batch.drain(..) {
-            bytes += message.payload().len() as u64;
-            ws.feed_prepared(&message).await?;
-        }
-        self.state.metrics.messages_out.inc_by(count);
-        self.state.metrics.bytes_out.inc_by(bytes);
-        Ok(())
-    }
-
-    /// Hands whatever is queued now to the WebSocket, without flushing.
-    async fn feed_queued(&self, ws: &mut HyperWebSocket, batch: &mut Vec<Arc<PreparedMessage>>) -> ferrows::Result<()> {
-        if self.queue.pop_all(batch).await.is_some() {
-            self.feed(ws, batch).await?;
-        }
-        Ok(())
-    }
-
-    /// Writes whatever is queued now, without waiting for more.
-    async fn write_queued(
-        &self,
-        ws: &mut HyperWebSocket,
-        batch: &mut Vec<Arc<PreparedMessage>>,
-    ) -> ferrows::Result<()> {
-        if !self.queue.is_empty() && self.queue.pop_all(batch).await.is_some() {
-            self.write(ws, batch).await?;
-        }
-        Ok(())
     }
 
     fn send(&self, text: String) {
@@ -296,7 +335,7 @@ impl Session {
             Ok(namespace) => namespace.clone(),
             Err(e) => return self.reply(id, Err(e)),
         };
-        if self.subscriptions.contains_key(&channel) {
+        if self.subscriptions.iter().any(|s| *s.channel == *channel) {
             return self.reply(id, Err((ErrorCode::ALREADY_SUBSCRIBED, "already subscribed".into())));
         }
         if self.subscriptions.len() >= self.state.config.max_subscriptions {
@@ -319,7 +358,7 @@ impl Session {
         }
         self.state.metrics.subscriptions.inc();
         let track_presence = namespace.presence;
-        self.subscriptions.insert(channel.clone(), track_presence);
+        self.subscriptions.push(Subscription { channel: channel.as_str().into(), presence: track_presence });
         if track_presence {
             let identity = self.identity();
             let broker = self.state.broker();
@@ -332,10 +371,11 @@ impl Session {
     }
 
     async fn unsubscribe(&mut self, arg: &ChannelArg) -> Reply {
-        let Some(track_presence) = self.subscriptions.remove(&arg.channel) else {
+        let Some(index) = self.subscriptions.iter().position(|s| *s.channel == *arg.channel) else {
             return Err((ErrorCode::NOT_SUBSCRIBED, format!("not subscribed to {}", arg.channel)));
         };
-        self.leave(&arg.channel, track_presence).await;
+        let subscription = self.subscriptions.remove(index);
+        self.leave(&subscription.channel, subscription.presence).await;
         Ok(json!({}))
     }
 
@@ -354,15 +394,8 @@ impl Session {
     }
 
     async fn leave_all(&mut self) {
-        for (channel, track_presence) in std::mem::take(&mut self.subscriptions) {
-            self.leave(&channel, track_presence).await;
-        }
-    }
-
-    async fn refresh_presence(&self) {
-        let Some(identity) = &self.identity else { return };
-        for (channel, _) in self.subscriptions.iter().filter(|(_, tracked)| **tracked) {
-            let _ = self.state.broker().presence_add(channel, &identity.id, identity.info.clone()).await;
+        for subscription in std::mem::take(&mut self.subscriptions) {
+            self.leave(&subscription.channel, subscription.presence).await;
         }
     }
 

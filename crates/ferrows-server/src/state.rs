@@ -1,11 +1,13 @@
 //! What every request and connection of a server shares.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use ferrows::{ServerConfig, WebSocketConfig};
 use ferrows_hub::broker::{Broker, BrokerError};
 use ferrows_hub::node::{Node, SubscribeError};
+use ferrows_hub::queue::ClientQueue;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -27,6 +29,9 @@ pub(crate) struct AppState {
     pub(crate) shutdown: CancellationToken,
     /// Connections and long polls, waited for on shutdown.
     pub(crate) tasks: TaskTracker,
+    /// The queue of every WebSocket session (by client number): a shutdown
+    /// closes them, so an idle session waits on its queue alone.
+    sessions: Mutex<HashMap<u64, ClientQueue>>,
     system_namespace: NamespaceConfig,
     next_client: AtomicU64,
 }
@@ -65,6 +70,7 @@ impl AppState {
             websocket,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            sessions: Mutex::new(HashMap::new()),
             system_namespace: NamespaceConfig {
                 anonymous: true,
                 publish: false,
@@ -87,6 +93,32 @@ impl AppState {
     /// nodes rarely meet (presence keys also carry the node's start).
     pub(crate) fn next_client_id(&self) -> u64 {
         self.next_client.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Registers a session's queue, to be closed on shutdown (at once if
+    /// the shutdown already began).
+    pub(crate) fn register_session(&self, client: u64, queue: &ClientQueue) {
+        self.lock_sessions().insert(client, queue.clone());
+        if self.shutdown.is_cancelled() {
+            queue.close();
+        }
+    }
+
+    /// Forgets a session that ended.
+    pub(crate) fn unregister_session(&self, client: u64) {
+        self.lock_sessions().remove(&client);
+    }
+
+    /// Closes every session's queue: each sends what it holds, then a
+    /// Close 1001. Called after `shutdown` is cancelled.
+    pub(crate) fn close_sessions(&self) {
+        for queue in self.lock_sessions().values() {
+            queue.close();
+        }
+    }
+
+    fn lock_sessions(&self) -> std::sync::MutexGuard<'_, HashMap<u64, ClientQueue>> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The options of `channel`'s namespace, or why there are none (an

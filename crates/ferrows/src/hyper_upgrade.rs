@@ -24,11 +24,14 @@
 use std::future::Future;
 
 use bytes::BytesMut;
+use ferrows_proto::config::Negotiated;
 use ferrows_proto::handshake::{ServerOptions, accept_response, reject_response, validate_request};
 use ferrows_proto::{HandshakeError, Role};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::config::WebSocketConfig;
 use crate::error::{Error, Result};
 use crate::server::ServerConfig;
 use crate::websocket::WebSocket;
@@ -55,24 +58,81 @@ pub fn upgrade<B, R: Default>(
     (hyper::Response<R>, impl Future<Output = Result<HyperWebSocket>> + Send + 'static),
     HandshakeError,
 > {
+    let (response, upgrade) = upgrade_handover(request, config)?;
+    Ok((response, async move { Ok(upgrade.await?.into_websocket()) }))
+}
+
+/// Like [`upgrade`], but the future resolves to the [`Handover`] itself, so
+/// that a server that knows its connections' stream type can take the
+/// WebSocket over that stream ([`Handover::downcast`]) rather than over
+/// hyper's boxed `Upgraded`: a smaller connection, one indirection less
+/// per read and write.
+pub fn upgrade_handover<B, R: Default>(
+    request: &mut hyper::Request<B>,
+    config: &ServerConfig,
+) -> std::result::Result<(hyper::Response<R>, impl Future<Output = Result<Handover>> + Send + 'static), HandshakeError>
+{
     let upgrade = validate_request(request)?;
     let options = ServerOptions { subprotocols: config.subprotocols.clone(), deflate: config.websocket.deflate };
     let outcome = accept_response(&upgrade, &options);
     let on_upgrade = hyper::upgrade::on(request);
-    let websocket_config = config.websocket.clone();
+    let config = Box::new(config.websocket.clone());
     let (negotiated, subprotocol) = (outcome.negotiated, outcome.subprotocol);
-    let websocket = async move {
+    let handover = async move {
         let upgraded = on_upgrade.await.map_err(|e| Error::Io(std::io::Error::other(e)))?;
-        Ok(WebSocket::from_raw(
-            TokioIo::new(upgraded),
-            Role::Server,
-            &websocket_config,
-            &negotiated,
-            subprotocol,
-            BytesMut::new(),
-        ))
+        Ok(Handover { upgraded, config, negotiated, subprotocol })
     };
-    Ok((outcome.response.map(|()| R::default()), websocket))
+    Ok((outcome.response.map(|()| R::default()), handover))
+}
+
+/// A connection hyper handed over after the `101` response, with what the
+/// handshake agreed: becomes a [`WebSocket`].
+pub struct Handover {
+    upgraded: Upgraded,
+    config: Box<WebSocketConfig>,
+    negotiated: Negotiated,
+    subprotocol: Option<String>,
+}
+
+impl std::fmt::Debug for Handover {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handover").field("subprotocol", &self.subprotocol).finish_non_exhaustive()
+    }
+}
+
+impl Handover {
+    /// The WebSocket over hyper's `Upgraded` (any connection type).
+    pub fn into_websocket(self) -> HyperWebSocket {
+        WebSocket::from_raw(
+            TokioIo::new(self.upgraded),
+            Role::Server,
+            &self.config,
+            &self.negotiated,
+            self.subprotocol,
+            BytesMut::new(),
+        )
+    }
+
+    /// The WebSocket over the connection's own stream, when hyper served
+    /// it as `TokioIo<T>` (bytes hyper had read past the request are kept);
+    /// the handover back otherwise.
+    pub fn downcast<T>(self) -> std::result::Result<WebSocket<T>, Self>
+    where
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Self { upgraded, config, negotiated, subprotocol } = self;
+        match upgraded.downcast::<TokioIo<T>>() {
+            Ok(parts) => Ok(WebSocket::from_raw(
+                parts.io.into_inner(),
+                Role::Server,
+                &config,
+                &negotiated,
+                subprotocol,
+                BytesMut::from(parts.read_buf),
+            )),
+            Err(upgraded) => Err(Self { upgraded, config, negotiated, subprotocol }),
+        }
+    }
 }
 
 /// The answer to a request that [`upgrade`] refused: the very response

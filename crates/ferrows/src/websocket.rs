@@ -154,8 +154,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         Ok(())
     }
 
-    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
+    /// [`recv`](Self::recv) as a poll, for drivers that wait on several
+    /// things in one hand-written future (the task then stores no
+    /// `recv` future of its own).
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message>>> {
         self.read.poll_recv(cx, &mut Whole(&mut self.write))
+    }
+
+    /// Ready once the outgoing buffer is under its bound, writing to make
+    /// room: [`queue_prepared`](Self::queue_prepared) may then be called
+    /// (the waiting part of [`feed_prepared`](Self::feed_prepared)).
+    pub fn poll_write_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.write.poll_ready(cx)
+    }
+
+    /// Queues a prepared message without waiting or writing; bound the
+    /// buffer with [`poll_write_ready`](Self::poll_write_ready) first.
+    pub fn queue_prepared(&mut self, message: &ferrows_proto::PreparedMessage) -> Result<()> {
+        self.write.queue_prepared(message)
+    }
+
+    /// [`flush`](Self::flush) as a poll: writes everything queued.
+    pub fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.write.poll_write_out(cx).map_err(Error::Io)
     }
 
     /// Shuts the transport down without a closing handshake (for drivers

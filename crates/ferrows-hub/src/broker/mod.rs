@@ -157,8 +157,9 @@ pub trait Broker: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<HistoryAnswer, BrokerError>>;
 
     /// Records `client` (with its info, a JSON object) as present in
-    /// `channel`. Entries of a node that vanished expire on their own
-    /// (the server refreshes its clients' entries periodically).
+    /// `channel` until [`presence_remove`](Self::presence_remove). A broker
+    /// shared by several nodes keeps the entry alive itself while this node
+    /// runs, and lets the entries of a node that vanished expire.
     fn presence_add<'a>(
         &'a self,
         channel: &'a str,

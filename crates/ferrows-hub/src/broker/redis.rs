@@ -226,6 +226,9 @@ pub struct RedisOptions {
     /// several services can share one Redis.
     pub prefix: String,
     /// How long a presence entry lives unless refreshed (default 60 s).
+    /// The broker refreshes the entries its node added every 5/12 of it
+    /// (25 s by default: two refreshes may fail before an entry lapses),
+    /// so the entries of a node that vanished expire within the TTL.
     pub presence_ttl: Duration,
     /// First delay before reconnecting after Redis was lost (default
     /// 100 ms); it doubles after each failed attempt.
@@ -281,6 +284,10 @@ struct Inner {
     history: Script,
     presence_add: Script,
     presence: Script,
+    /// The presence entries this node added (channel -> client -> info),
+    /// refreshed in Redis before they expire and written again after Redis
+    /// lost them.
+    own_presence: Mutex<HashMap<String, HashMap<String, Bytes>>>,
 }
 
 /// The broker for several nodes: history and presence in Redis, delivery
@@ -288,6 +295,7 @@ struct Inner {
 pub struct RedisBroker {
     inner: Arc<Inner>,
     task: AbortHandle,
+    refresher: AbortHandle,
 }
 
 impl std::fmt::Debug for RedisBroker {
@@ -302,6 +310,7 @@ impl std::fmt::Debug for RedisBroker {
 impl Drop for RedisBroker {
     fn drop(&mut self) {
         self.task.abort();
+        self.refresher.abort();
     }
 }
 
@@ -327,10 +336,12 @@ impl RedisBroker {
             history: Script::new(HISTORY_SCRIPT),
             presence_add: Script::new(PRESENCE_ADD_SCRIPT),
             presence: Script::new(PRESENCE_SCRIPT),
+            own_presence: Mutex::new(HashMap::new()),
         });
         let stream = inner.establish().await?;
         let task = tokio::spawn(supervise(inner.clone(), stream)).abort_handle();
-        Ok(Self { inner, task })
+        let refresher = tokio::spawn(refresh_presence(inner.clone())).abort_handle();
+        Ok(Self { inner, task, refresher })
     }
 
     /// The options it was created with.
@@ -502,6 +513,51 @@ async fn supervise(inner: Arc<Inner>, mut stream: PubSubStream) {
         if let Some(handler) = inner.handler() {
             handler.on_connection_change(true);
         }
+    }
+}
+
+/// Presence entries refreshed at once by the refresher.
+const PRESENCE_REFRESH_BATCH: usize = 128;
+
+/// Writes this node's presence entries again every 5/12 of their TTL, a
+/// batch of calls in flight at a time; entries removed meanwhile may be
+/// written once more and then expire.
+async fn refresh_presence(inner: Arc<Inner>) {
+    let every = (inner.options.presence_ttl * 5 / 12).max(Duration::from_millis(10));
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let entries: Vec<(String, String, Bytes)> = lock(&inner.own_presence)
+            .iter()
+            .flat_map(|(channel, clients)| {
+                clients.iter().map(move |(client, info)| (channel.clone(), client.clone(), info.clone()))
+            })
+            .collect();
+        for batch in entries.chunks(PRESENCE_REFRESH_BATCH) {
+            let writes =
+                batch.iter().map(|(channel, client, info)| inner.write_presence(channel, client, info.clone()));
+            for result in futures_util::future::join_all(writes).await {
+                if let Err(err) = result {
+                    tracing::debug!(error = %err, "presence refresh failed");
+                }
+            }
+        }
+    }
+}
+
+impl Inner {
+    /// Writes (or refreshes) one presence entry with the TTL.
+    async fn write_presence(&self, channel: &str, client: &str, info: Bytes) -> Result<(), BrokerError> {
+        let mut live = self.live()?;
+        let mut invocation = self.presence_add.key(self.key("presence", channel));
+        invocation
+            .key(self.key("presence-expiry", channel))
+            .arg(client)
+            .arg(info.as_ref())
+            .arg(ms(self.options.presence_ttl));
+        self.call("presence add", invocation.invoke_async::<Value>(&mut live.commands)).await?;
+        Ok(())
     }
 }
 
@@ -751,21 +807,21 @@ impl Broker for RedisBroker {
         client: &'a str,
         info: Bytes,
     ) -> BoxFuture<'a, Result<(), BrokerError>> {
-        Box::pin(async move {
-            let inner = &self.inner;
-            let mut live = inner.live()?;
-            let mut invocation = inner.presence_add.key(inner.key("presence", channel));
-            invocation
-                .key(inner.key("presence-expiry", channel))
-                .arg(client)
-                .arg(info.as_ref())
-                .arg(ms(inner.options.presence_ttl));
-            inner.call("presence add", invocation.invoke_async::<Value>(&mut live.commands)).await?;
-            Ok(())
-        })
+        // Kept even when Redis is down now: the refresher writes it later.
+        lock(&self.inner.own_presence).entry(channel.to_owned()).or_default().insert(client.to_owned(), info.clone());
+        Box::pin(self.inner.write_presence(channel, client, info))
     }
 
     fn presence_remove<'a>(&'a self, channel: &'a str, client: &'a str) -> BoxFuture<'a, Result<(), BrokerError>> {
+        {
+            let mut own = lock(&self.inner.own_presence);
+            if let Some(clients) = own.get_mut(channel) {
+                clients.remove(client);
+                if clients.is_empty() {
+                    own.remove(channel);
+                }
+            }
+        }
         Box::pin(async move {
             let inner = &self.inner;
             let mut live = inner.live()?;
