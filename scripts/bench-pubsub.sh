@@ -1,31 +1,48 @@
 #!/usr/bin/env bash
-# Pub/sub fan-out benchmark of `ferrows serve`: SUBSCRIBERS WebSocket
-# connections subscribe to one channel, one publisher publishes RATE
-# publications/s into it for SECONDS seconds (`ferrows bench-pubsub`), and
-# every subscriber checks it got every publication once and in order.
+# Pub/sub fan-out benchmark: `ferrows serve` beside uWebSockets' pub/sub
+# server, under the same load from the same generator (`ferrows
+# bench-pubsub`). SUBSCRIBERS WebSocket connections subscribe to one channel
+# (uWebSockets: one topic, every connection subscribed), sit idle for HOLD
+# seconds, then one publisher publishes RATE publications/s of about 40
+# bytes into it for SECONDS seconds, and every subscriber checks it got
+# every publication once and in order. ferrows is driven with its JSON
+# protocol; uWebSockets with raw messages that it relays to every
+# connection (`--protocol raw`).
 #
 #   scripts/bench-pubsub.sh
-#   SUBSCRIBERS=10000 RATE=1000 scripts/bench-pubsub.sh
+#   SUBSCRIBERS=10000 RATES="10 300" scripts/bench-pubsub.sh
 #
-# The server runs under `taskset -c $BENCH_SERVER_CPU`, the load generator
-# under `taskset -c $BENCH_CLIENT_CPU`, both with `ulimit -n` raised to 65536
-# (or the hard limit). The report (delivered messages/s, latency p50/p99/max,
-# delivery errors, CPU use of both sides) goes to stdout and, in markdown, to
-# target/bench-pubsub.md. The exit status is the load generator's: non-zero
-# when a delivery was missing, duplicated or out of order.
+# Reported for each server and rate: deliveries/s, latency p50/p99/max,
+# server CPU per delivery, server RSS per subscriber (RSS after the setup
+# minus before, over the subscribers), the server's CPU while every
+# subscriber sits idle (pings included), and missing, duplicated and
+# out-of-order deliveries. The servers run under `taskset -c
+# $BENCH_SERVER_CPU`, the load generator under `taskset -c
+# $BENCH_CLIENT_CPU`, with `ulimit -n` raised as far as allowed. The report
+# goes to stdout and, in markdown, to target/bench-pubsub.md. The exit
+# status is non-zero when ferrows lost, repeated or reordered a delivery
+# (uWebSockets drops deliveries to subscribers that fall behind by design:
+# those are reported, not failed).
 #
 # Environment:
 #   SUBSCRIBERS       subscriber connections (default 10000)
-#   RATE              publications per second (default 100)
-#   SECONDS           seconds of publishing (default 10; read from the
-#                     environment this script was started with)
-#   BENCH_PUBLISHER   "websocket" (the `publish` command, default) or "http"
-#                     (POST /api/publish)
+#   RATES             publication rates, publications/s (default "10 300";
+#                     RATE sets a single one)
+#   SECONDS           seconds of publishing per run (default 10; read from
+#                     the environment this script was started with)
+#   HOLD              idle seconds before publishing (default 5)
+#   BENCH_PUBSUB_SERVERS  servers to run (default "ferrows uWebSockets";
+#                     uWebSockets is skipped, with a line saying why, when
+#                     scripts/uws-peer.sh cannot build it)
+#   BENCH_PUBLISHER   ferrows' publisher: "websocket" (the `publish`
+#                     command, default) or "http" (POST /api/publish)
 #   BENCH_CHANNEL     channel (default bench:load)
 #   BENCH_SERVER_ARGS extra `ferrows serve` arguments, e.g.
 #                     "--config bench.toml" (default: none)
 #   BENCH_SERVER_CPU  core for the server (default 1)
 #   BENCH_CLIENT_CPU  core for the load generator (default 0)
+#   BENCH_SOURCE_ADDRS local addresses of the subscribers (default
+#                     "127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5")
 #   BENCH_NO_BUILD=1  use the binary already built
 
 # Bash counts time in SECONDS; read the value given in the environment
@@ -36,13 +53,16 @@ cd "$(dirname "$0")/.."
 root="$(pwd)"
 
 subscribers="${SUBSCRIBERS:-10000}"
-rate="${RATE:-100}"
+read -ra rates <<<"${RATE:-${RATES:-10 300}}"
 duration="${duration:-10}"
+hold="${HOLD:-5}"
+read -ra servers <<<"${BENCH_PUBSUB_SERVERS:-ferrows uWebSockets}"
 publisher="${BENCH_PUBLISHER:-websocket}"
 channel="${BENCH_CHANNEL:-bench:load}"
 read -ra server_args <<<"${BENCH_SERVER_ARGS:-}"
 server_cpu="${BENCH_SERVER_CPU:-1}"
 client_cpu="${BENCH_CLIENT_CPU:-0}"
+source_addrs="${BENCH_SOURCE_ADDRS:-127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5}"
 report="$root/target/bench-pubsub.md"
 ferrows="$root/target/release/ferrows"
 api_key=bench
@@ -54,17 +74,30 @@ command -v taskset >/dev/null || die "taskset (util-linux) is needed"
 cpus="$(nproc --all)"
 ((server_cpu < cpus && client_cpu < cpus)) || die "cores $server_cpu and $client_cpu: this machine has $cpus"
 [[ "$publisher" == websocket || "$publisher" == http ]] || die "BENCH_PUBLISHER must be websocket or http"
+for s in "${servers[@]}"; do [[ "$s" == ferrows || "$s" == uWebSockets ]] || die "unknown server '$s'"; done
 
 if [[ -z "${BENCH_NO_BUILD:-}" ]]; then
   log "building ferrows (release)"
   cargo build --release -p ferrows-cli >&2
 fi
 [[ -x "$ferrows" ]] || die "$ferrows is missing (build it, or unset BENCH_NO_BUILD)"
+skipped=""
+if [[ " ${servers[*]} " == *" uWebSockets "* ]]; then
+  if uws="$("$root/scripts/uws-peer.sh")"; then
+    :
+  else
+    skipped="uWebSockets: skipped (see the line above: its sources are needed to build it)."
+    kept=()
+    for s in "${servers[@]}"; do [[ "$s" != uWebSockets ]] && kept+=("$s"); done
+    servers=("${kept[@]}")
+  fi
+fi
+((${#servers[@]} > 0)) || die "no server to run"
 
 # One descriptor per subscriber on each side, plus some for the rest.
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 if [[ "$(ulimit -n)" != unlimited ]] && (("$(ulimit -n)" < subscribers + 100)); then
-  die "open-file limit $(ulimit -n) is below SUBSCRIBERS=$subscribers + 100"
+  die "open-file limit $(ulimit -n) (hard limit $(ulimit -Hn)) is below SUBSCRIBERS=$subscribers + 100"
 fi
 
 work="$(mktemp -d)"
@@ -79,74 +112,104 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-log "starting ferrows serve on core $server_cpu"
-taskset -c "$server_cpu" "$ferrows" serve --port 0 --api-key "$api_key" "${server_args[@]}" \
-  >"$work/server.out" 2>"$work/server.err" &
-server_pid=$!
-address=""
-for _ in $(seq 100); do # 10 s at most
-  address="$(sed -n 's|^listening on http://\([^ ]*\).*|\1|p' "$work/server.out" | head -n1)"
-  [[ -n "$address" ]] && break
-  kill -0 "$server_pid" 2>/dev/null || break
-  sleep 0.1
-done
-if [[ -z "$address" ]]; then
-  cat "$work/server.err" >&2
-  die "ferrows serve did not print its listening line within 10 s"
-fi
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
-client_args=(--url "ws://$address/ws" --subscribers "$subscribers" --rate "$rate" --duration "$duration"
-  --channel "$channel" --server-pid "$server_pid" --json)
-[[ "$publisher" == http ]] && client_args+=(--api-url "http://$address" --api-key "$api_key")
-log "ferrows bench-pubsub on core $client_cpu: $subscribers subscribers, $rate publications/s for $duration s ($publisher publisher)"
-load_before="$(uptime)"
+# start_server NAME: sets server_pid and url.
+start_server() {
+  local name="$1" port pattern
+  : >"$work/server.out"
+  if [[ "$name" == ferrows ]]; then
+    taskset -c "$server_cpu" "$ferrows" serve --port 0 --api-key "$api_key" "${server_args[@]}" \
+      >"$work/server.out" 2>"$work/server.err" &
+    pattern='s|^listening on http://\([^ ]*\).*|\1|p'
+  else
+    port="$(free_port)"
+    taskset -c "$server_cpu" "$uws/uws-pubsub" "$port" >"$work/server.out" 2>"$work/server.err" &
+    pattern='s|^uws-pubsub listening on \([^ ,]*\).*|\1|p'
+  fi
+  server_pid=$!
+  address=""
+  for _ in $(seq 100); do # 10 s at most
+    address="$(sed -n "$pattern" "$work/server.out" | head -n1)"
+    [[ -n "$address" ]] && break
+    kill -0 "$server_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if [[ -z "$address" ]]; then
+    cat "$work/server.err" >&2
+    die "$name did not print its listening line within 10 s"
+  fi
+}
+
+stop_server() {
+  kill "$server_pid" 2>/dev/null || true
+  wait "$server_pid" 2>/dev/null || true
+  server_pid=""
+}
+
+# field NAME LINE: a number from the load generator's JSON line.
+field() { grep -o "\"$1\":[-0-9.a-z]*" <<<"$2" | head -n1 | cut -d: -f2; }
+fmt_int() { awk -v v="$1" 'BEGIN { if (v == "" || v == "null") print "?"; else printf "%.0f", v }' | sed ':a;s/\B[0-9]\{3\}\>/,&/;ta'; }
+
+rows=()
+details=()
 status=0
-line="$(taskset -c "$client_cpu" "$ferrows" bench-pubsub "${client_args[@]}")" || status=$?
+load_before="$(uptime)"
+for rate in "${rates[@]}"; do
+  for name in "${servers[@]}"; do
+    start_server "$name"
+    args=(--subscribers "$subscribers" --rate "$rate" --duration "$duration" --hold "$hold"
+      --server-pid "$server_pid" --source-addrs "$source_addrs" --json)
+    if [[ "$name" == ferrows ]]; then
+      args+=(--url "ws://$address/ws" --channel "$channel")
+      [[ "$publisher" == http ]] && args+=(--api-url "http://$address" --api-key "$api_key")
+    else
+      args+=(--url "ws://$address/" --protocol raw)
+    fi
+    log "$name: $subscribers subscribers, $rate publications/s for $duration s"
+    run_status=0
+    line="$(taskset -c "$client_cpu" "$ferrows" bench-pubsub "${args[@]}")" || run_status=$?
+    kill -0 "$server_pid" 2>/dev/null || line="${line:-}"' (server exited)'
+    stop_server
+    if [[ "$name" == ferrows && $run_status != 0 ]]; then status=$run_status; fi
+    if [[ -z "$line" ]]; then
+      rows+=("| $name | $rate | failed before its report (exit status $run_status) | | | | | | |")
+    else
+      result="ok"
+      ((run_status == 0)) || result="**failed**"
+      [[ "$name" == uWebSockets && "$(field missing "$line")" != 0 ]] && result="drops by design"
+      rows+=("| $name | $rate ($(field publish_rate "$line")) | $(fmt_int "$(field delivered_per_sec "$line")") | $(field p50 "$line") / $(field p99 "$line") / $(field max "$line") | $(field server_cpu_us_per_delivery "$line") | $(fmt_int "$(field server_rss_per_subscriber_b "$line")") | $(field server_idle_cpu_pct "$line") | $(fmt_int "$(field setup_per_sec "$line")") | $(fmt_int "$(field missing "$line")") / $(field duplicated "$line") / $(field out_of_order "$line") | $result |")
+    fi
+    details+=("- $name at $rate/s: \`$line\`")
+  done
+done
 load_after="$(uptime)"
 
-server_state="running"
-if ! kill -0 "$server_pid" 2>/dev/null; then
-  server_state="EXITED (see its log below)"
-fi
-server_rss="$(awk '/^VmRSS:/ { printf "%.0f MiB", $2 / 1024 }' "/proc/$server_pid/status" 2>/dev/null || echo '?')"
-
-# field NAME: a number from the client's JSON line.
-field() { grep -o "\"$1\":[-0-9.a-z]*" <<<"$line" | head -n1 | cut -d: -f2; }
-fmt_int() { awk -v v="$1" 'BEGIN { if (v == "") print "?"; else printf "%.0f", v }' | sed ':a;s/\B[0-9]\{3\}\>/,&/;ta'; }
-
 {
-  echo "## ferrows pub/sub fan-out benchmark"
+  echo "## Pub/sub fan-out: ferrows serve and uWebSockets"
   echo
   echo "$(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- crates 2>/dev/null || echo ' (crates/ modified)'), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//') ($cpus cores)."
-  echo "\`ferrows serve --api-key ...${server_args[*]:+ ${server_args[*]}}\` (memory broker) on core $server_cpu; \`ferrows bench-pubsub\` on core $client_cpu;"
-  echo "channel \`$channel\`, $publisher publisher. Load: before \`${load_before#*load average: }\`, after \`${load_after#*load average: }\`."
+  echo "Servers on core $server_cpu: \`ferrows serve --api-key ...${server_args[*]:+ ${server_args[*]}}\` (memory broker, defaults: presence on) and"
+  echo "uWebSockets' pub/sub peer (\`../shared/peers-uws/pubsub.cpp\`$( [[ -n "${uws:-}" && -s "${uws:-}/BUILD_INFO" ]] && echo ", $(head -n1 "$uws/BUILD_INFO" | cut -c1-22)"))."
+  echo "\`ferrows bench-pubsub\` on core $client_cpu: $subscribers subscribers from $source_addrs, $hold s idle, then $duration s of publications;"
+  echo "ferrows' publisher: $publisher. Load: before \`${load_before#*load average: }\`, after \`${load_after#*load average: }\`."
+  [[ -n "$skipped" ]] && { echo; echo "$skipped"; }
   echo
-  if [[ -z "$line" ]]; then
-    echo "**The load generator failed before its report (exit status $status).**"
-  else
-    echo "| subscribers | publications/s (sent) | publications | delivered | delivered msgs/s | latency p50 / p99 / max, ms | missing / duplicated / out of order | CPU % server / client |"
-    echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
-    echo "| $(fmt_int "$(field subscribers)") | $(field rate) ($(field publish_rate)) | $(fmt_int "$(field publications)") | $(fmt_int "$(field delivered)") | $(fmt_int "$(field delivered_per_sec)") | $(field p50) / $(field p99) / $(field max) | $(field missing) / $(field duplicated) / $(field out_of_order) | $(field server_cpu_pct) / $(field client_cpu_pct) |"
-    echo
-    echo "Setup (connect + subscribe of every subscriber, then until the $(fmt_int "$(field setup_pushes)") join pushes it caused stopped): $(field setup_s) s. Subscribers lost: $(field subscribers_lost); publish errors: $(field publish_errors); result: $([[ $status == 0 ]] && echo ok || echo "**FAILED** (exit status $status)")."
-    echo
-    echo "Delivered msgs/s: first deliveries over the window from the first publication to the last delivery"
-    echo "(or the 10 s drain timeout); latency: receive time - publish time; CPU: % of one core over that window."
-  fi
+  echo "| server | publications/s (sent) | deliveries/s | latency p50 / p99 / max, ms | server CPU µs / delivery | server RSS / subscriber, B | idle server CPU, % | setup, subscribers/s | missing / duplicated / out of order | result |"
+  echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+  printf '%s\n' "${rows[@]}"
   echo
-  echo "Server after the run: $server_state, RSS $server_rss."
+  echo "Deliveries/s: first deliveries from the first publication to the last delivery (or the"
+  echo "10 s drain timeout); latency: receive time - publish time; server CPU: user + system time"
+  echo "over that window divided by the deliveries. uWebSockets relays every message to every"
+  echo "connection and drops what a subscriber more than 4 MiB behind would get; ferrows queues"
+  echo "and closes such a subscriber with 4004."
   echo
   echo "<details><summary>load generator output</summary>"
   echo
-  echo '```'
-  echo "$line"
-  echo '```'
+  printf '%s\n' "${details[@]}"
   echo
   echo "</details>"
 } | tee "$report"
-if [[ -s "$work/server.err" ]]; then
-  log "server log (last 20 lines):"
-  tail -n 20 "$work/server.err" >&2
-fi
 log "report written to ${report#"$root"/}"
 exit "$status"

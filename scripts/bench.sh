@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# End-to-end echo benchmark: ferrows against tokio-tungstenite and
-# fastwebsockets (bench/peers), same client (`ferrows bench`), same scenarios,
-# every server on one core of a tokio current_thread runtime.
+# End-to-end echo benchmark: ferrows against uWebSockets (C++, built by
+# scripts/uws-peer.sh from ../shared/peers-uws when its sources are on the
+# machine, skipped with a line saying so when not), tokio-tungstenite and
+# fastwebsockets (bench/peers): same client (`ferrows bench`), same
+# scenarios, every server on one core (the Rust ones on a tokio
+# current_thread runtime, uWebSockets on its own event loop).
 #
 #   scripts/bench.sh
 #
 # For each server: messages/s echoed for
 #   (a) 100 connections x 20 B, one message in flight per connection
-#   (b) 10 connections x 1 KiB, 50 in flight per connection (pipelined)
-#   (c) 1 connection x 64 KiB, 4 in flight
+#   (b) 10 connections x 1 KiB, 16 in flight per connection (pipelined)
+#   (c) 10 connections x 1 KiB, 50 in flight per connection
+#   (d) 1 connection x 64 KiB, 4 in flight
 # (binary messages, no compression), then the user-space memory of an idle
 # connection: VmRSS growth of a fresh server over BENCH_IDLE connections
 # opened by bench/idle_clients.py, divided by BENCH_IDLE.
@@ -27,7 +31,7 @@
 #                     0 skips the row)
 #   BENCH_SERVER_CPU  core for the servers (default 1)
 #   BENCH_CLIENT_CPU  core for the clients (default 0)
-#   BENCH_SERVERS     subset to run, e.g. "ferrows fastwebsockets"
+#   BENCH_SERVERS     subset to run, e.g. "ferrows uWebSockets"
 #   BENCH_NO_BUILD=1  use the binaries already built
 #   BENCH_NO_PUBSUB=1 skip the pub/sub load test (scripts/bench-pubsub.sh)
 set -euo pipefail
@@ -39,7 +43,7 @@ runs="${BENCH_RUNS:-3}"
 idle="${BENCH_IDLE:-10000}"
 server_cpu="${BENCH_SERVER_CPU:-1}"
 client_cpu="${BENCH_CLIENT_CPU:-0}"
-read -ra servers <<<"${BENCH_SERVERS:-ferrows tokio-tungstenite fastwebsockets}"
+read -ra servers <<<"${BENCH_SERVERS:-ferrows uWebSockets tokio-tungstenite fastwebsockets}"
 report="$root/target/bench-report.md"
 
 ferrows="$root/target/release/ferrows"
@@ -48,10 +52,12 @@ declare -A server_cmd=(
   [ferrows]="$ferrows echo --port 0 --threads 1 --no-compression"
   [tokio-tungstenite]="$peers/tungstenite-echo --port 0"
   [fastwebsockets]="$peers/fastwebsockets-echo --port 0"
+  [uWebSockets]="uws-echo" # started by start_server on a free port
 )
 # name | ferrows bench arguments
 scenarios=(
   "100 conn x 20 B|-c 100 -s 20 -p 1"
+  "10 conn x 1 KiB, pipeline 16|-c 10 -s 1024 -p 16"
   "10 conn x 1 KiB, pipeline 50|-c 10 -s 1024 -p 50"
   "1 conn x 64 KiB, pipeline 4|-c 1 -s 65536 -p 4"
 )
@@ -70,6 +76,15 @@ if [[ -z "${BENCH_NO_BUILD:-}" ]]; then
   cargo build --release -p ferrows-cli >&2
   log "building bench/peers (release)"
   (cd bench/peers && cargo build --release --locked >&2)
+fi
+skipped=""
+if [[ " ${servers[*]} " == *" uWebSockets "* ]]; then
+  if ! uws="$("$root/scripts/uws-peer.sh")"; then
+    skipped="uWebSockets: skipped (scripts/uws-peer.sh could not build it here: its sources are needed)."
+    kept=()
+    for s in "${servers[@]}"; do [[ "$s" != uWebSockets ]] && kept+=("$s"); done
+    servers=("${kept[@]}")
+  fi
 fi
 
 # 10 000 sockets on each side, plus some for the rest.
@@ -93,13 +108,23 @@ trap 'exit 130' INT TERM
 
 # start_server NAME: sets server_pid and server_url.
 start_server() {
-  local name="$1" out="$work/$1.out"
+  local name="$1" out="$work/$1.out" port=""
   : >"$out"
-  taskset -c "$server_cpu" ${server_cmd[$name]} >"$out" 2>"$work/$name.err" &
+  if [[ "$name" == uWebSockets ]]; then
+    port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+    taskset -c "$server_cpu" "$uws/uws-echo" "$port" >"$out" 2>"$work/$name.err" &
+  else
+    # shellcheck disable=SC2086
+    taskset -c "$server_cpu" ${server_cmd[$name]} >"$out" 2>"$work/$name.err" &
+  fi
   server_pid=$!
   server_url=""
   for _ in $(seq 100); do
-    server_url="$(grep -o 'ws://[^ ]*' "$out" | head -n1 || true)"
+    if [[ -n "$port" ]]; then
+      grep -q "listening on 127.0.0.1:$port" "$out" && server_url="ws://127.0.0.1:$port/"
+    else
+      server_url="$(grep -o 'ws://[^ ]*' "$out" | head -n1 || true)"
+    fi
     [[ -n "$server_url" ]] && return 0
     kill -0 "$server_pid" 2>/dev/null || break
     sleep 0.1
@@ -260,9 +285,10 @@ table_row() {
   echo "## ferrows echo benchmark"
   echo
   echo "$(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- crates 2>/dev/null || echo ' (crates/ modified)'), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//') ($cpus cores)."
-  echo "Servers on core $server_cpu (tokio current_thread), client \`ferrows bench --binary\` on core $client_cpu;"
+  echo "Servers on core $server_cpu (tokio current_thread; uWebSockets' own loop$( [[ -n "${uws:-}" && -s "${uws:-}/BUILD_INFO" ]] && echo ", $(head -n1 "$uws/BUILD_INFO" | cut -c1-22)")), client \`ferrows bench --binary\` on core $client_cpu;"
   echo "${seconds} s per run after 1 s warm-up; median of $runs interleaved runs; no compression."
   echo "Load: before \`${load_before#*load average: }\`, after \`${load_after#*load average: }\` (1/5/15 min; $((SECONDS - started)) s)."
+  [[ -n "$skipped" ]] && { echo; echo "$skipped"; }
   echo
   table_header "scenario"
   for i in "${!scenarios[@]}"; do table_row "${scenarios[$i]%%|*}, msgs/s" "$i" int; done

@@ -281,6 +281,12 @@ pub(crate) async fn run(args: BenchPubSubArgs) -> anyhow::Result<()> {
         (Some(b), Some(a)) => format!("{:.0}", a.saturating_sub(b) as f64 / CLOCK_TICKS / cpu_secs * 100.0),
         _ => "null".to_owned(),
     };
+    let server_us_per_delivery = match (cpu_before.1, cpu_after.1) {
+        (Some(b), Some(a)) if totals.delivered > 0 => {
+            format!("{:.2}", a.saturating_sub(b) as f64 / CLOCK_TICKS * 1e6 / totals.delivered as f64)
+        }
+        _ => "null".to_owned(),
+    };
     let client_cpu = cpu_percent(cpu_before.0, cpu_after.0);
     let server_cpu = cpu_percent(cpu_before.1, cpu_after.1);
     let publisher_kind = match (&args.api_url, args.protocol) {
@@ -308,7 +314,8 @@ pub(crate) async fn run(args: BenchPubSubArgs) -> anyhow::Result<()> {
              \"subscribers_lost\":{lost},\"publish_errors\":{publish_errors},\"setup_s\":{setup_secs:.1},\
              \"setup_per_sec\":{setup_rate:.0},\"setup_pushes\":{setup_pushes},\
              \"server_rss_per_subscriber_b\":{rss_per_subscriber},\"hold_s\":{},\"server_idle_cpu_pct\":{idle_cpu},\
-             \"client_cpu_pct\":{client_cpu},\"server_cpu_pct\":{server_cpu},\"ok\":{ok}}}",
+             \"client_cpu_pct\":{client_cpu},\"server_cpu_pct\":{server_cpu},\
+             \"server_cpu_us_per_delivery\":{server_us_per_delivery},\"ok\":{ok}}}",
             args.subscribers,
             args.rate,
             args.duration,
@@ -324,7 +331,8 @@ pub(crate) async fn run(args: BenchPubSubArgs) -> anyhow::Result<()> {
              {} delivered in {window_secs:.2} s = {delivered_rate:.0} msgs/s; \
              latency p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms; \
              missing {missing}, duplicated {}, out of order {}, unexpected {}, subscribers lost {lost}, \
-             publish errors {publish_errors}; CPU % of a core: client {client_cpu}, server {server_cpu}; \
+             publish errors {publish_errors}; CPU % of a core: client {client_cpu}, server {server_cpu} \
+             ({server_us_per_delivery} µs per delivery); \
              setup {setup_rate:.0} subscribers/s; server RSS per subscriber {rss_per_subscriber} B, \
              idle CPU {idle_cpu} % over {} s",
             args.subscribers,
