@@ -310,7 +310,10 @@ impl Session {
             id,
             Ok(json!({"client": client_id, "user": user, "ping": self.state.config.ping_interval.as_secs()})),
         );
-        self.identity = Some(Identity { id: client_id, user, channels, info: Bytes::from(info) });
+        // Sized to fit: every idle connection keeps these.
+        let (user, channels) = (shrunk(user), shrunk_vec(channels));
+        let info = Bytes::copy_from_slice(info.as_bytes());
+        self.identity = Some(Identity { id: client_id, user, channels, info });
         None
     }
 
@@ -358,6 +361,8 @@ impl Session {
         }
         self.state.metrics.subscriptions.inc();
         let track_presence = namespace.presence;
+        // Grown one at a time: most connections hold one or two.
+        self.subscriptions.reserve_exact(1);
         self.subscriptions.push(Subscription { channel: channel.as_str().into(), presence: track_presence });
         if track_presence {
             let identity = self.identity();
@@ -439,6 +444,15 @@ impl Session {
         let result = position_result(&answer, false, true);
         Ok(serde_json::from_str(&result).expect("position_result writes JSON"))
     }
+}
+
+fn shrunk(mut text: String) -> String {
+    text.shrink_to_fit();
+    text
+}
+
+fn shrunk_vec(texts: Vec<String>) -> Vec<String> {
+    texts.into_iter().map(shrunk).collect::<Vec<_>>().into_boxed_slice().into_vec()
 }
 
 /// `{"position":..}`, then `"recovered"` and `"publications":[..]` when

@@ -329,10 +329,36 @@ pub struct CountingAllocator;
 
 static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
 
+/// Allocations counted by size class: sizes rounded up to 8 bytes, up to
+/// 4 KiB; the last class holds every larger one.
+const SIZE_CLASSES: usize = 513;
+static LIVE_BY_SIZE: [AtomicIsize; SIZE_CLASSES] = [const { AtomicIsize::new(0) }; SIZE_CLASSES];
+
+fn size_class(size: usize) -> usize {
+    size.div_ceil(8).min(SIZE_CLASSES - 1)
+}
+
 impl CountingAllocator {
     /// Bytes allocated and not yet freed, in this process.
     pub fn live_bytes() -> isize {
         LIVE_BYTES.load(Ordering::SeqCst)
+    }
+
+    /// Live allocations by size: `(size rounded up to 8 bytes, count)` for
+    /// each size with any (the last size, 4104, stands for every larger
+    /// one). Subtract two snapshots to see what a change allocated.
+    pub fn live_by_size() -> Vec<(usize, isize)> {
+        LIVE_BY_SIZE
+            .iter()
+            .enumerate()
+            .map(|(class, count)| (class * 8, count.load(Ordering::SeqCst)))
+            .filter(|(_, count)| *count != 0)
+            .collect()
+    }
+
+    fn count(size: usize, delta: isize) {
+        LIVE_BYTES.fetch_add(size as isize * delta, Ordering::Relaxed);
+        LIVE_BY_SIZE[size_class(size)].fetch_add(delta, Ordering::Relaxed);
     }
 }
 
@@ -342,19 +368,20 @@ impl CountingAllocator {
 #[allow(unsafe_code)]
 unsafe impl GlobalAlloc for CountingAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE_BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        Self::count(layout.size(), 1);
         // SAFETY: forwarded as is (see above).
         unsafe { System.alloc(layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE_BYTES.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        Self::count(layout.size(), -1);
         // SAFETY: forwarded as is (see above).
         unsafe { System.dealloc(ptr, layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE_BYTES.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+        Self::count(layout.size(), -1);
+        Self::count(new_size, 1);
         // SAFETY: forwarded as is (see above).
         unsafe { System.realloc(ptr, layout, new_size) }
     }
