@@ -6,7 +6,7 @@ use std::task::{Poll, ready};
 
 use clap::Args;
 use ferrows::tokio_rustls::TlsAcceptor;
-use ferrows::{Message, ServerConfig, WebSocket};
+use ferrows::{Message, ParkingWebSocket, ServerConfig, WebSocket};
 use futures_util::{Sink, Stream};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -70,8 +70,9 @@ async fn serve(tcp: TcpStream, tls: Option<TlsAcceptor>, config: std::sync::Arc<
 
 async fn serve_plain(tcp: TcpStream, config: &ServerConfig) -> ferrows::Result<()> {
     tcp.set_nodelay(true)?;
-    let mut ws = ferrows::accept_with(tcp, ferrows::AcceptAll, config).await?;
-    echo_messages(&mut ws).await
+    // Boxed: the handshake's future would otherwise size the task.
+    let ws = Box::pin(ferrows::accept_with(tcp, ferrows::AcceptAll, config)).await?;
+    echo_parking(Box::new(ws), &config.websocket).await
 }
 
 async fn serve_tls(tcp: TcpStream, acceptor: TlsAcceptor, config: &ServerConfig) -> ferrows::Result<()> {
@@ -81,8 +82,40 @@ async fn serve_tls(tcp: TcpStream, acceptor: TlsAcceptor, config: &ServerConfig)
         .await
         .map_err(|_| ferrows::Error::Timeout("TLS handshake"))?
         .map_err(ferrows::Error::Tls)?;
-    let mut ws = ferrows::accept_with(stream, ferrows::AcceptAll, config).await?;
-    echo_messages(&mut ws).await
+    let ws = ferrows::accept_with(stream, ferrows::AcceptAll, config).await?;
+    echo_parking(Box::new(ws), &config.websocket).await
+}
+
+/// Echoes data messages until the connection closes, like
+/// [`echo_messages`], and parks the connection whenever it waits with
+/// nothing in progress: an idle connection's task holds the parked form
+/// (a fraction of the `WebSocket`'s size), the `WebSocket` is made again
+/// when something arrives. (The WebSocket comes boxed: an `async fn` keeps
+/// room for its arguments for its whole life.)
+pub(crate) async fn echo_parking<S>(ws: Box<WebSocket<S>>, config: &ferrows::WebSocketConfig) -> ferrows::Result<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut conn = ParkingWebSocket::new(ws);
+    let mut echo: Option<Message> = None;
+    std::future::poll_fn(|cx| {
+        loop {
+            ready!(conn.poll_activity(cx));
+            let mut ws = Pin::new(conn.active(config));
+            if echo.is_some() {
+                ready!(ws.as_mut().poll_ready(cx))?;
+                ws.as_mut().start_send(echo.take().expect("checked"))?;
+            }
+            match ws.as_mut().poll_next(cx) {
+                Poll::Ready(Some(message)) => echo = Some(message?).filter(Message::is_data),
+                Poll::Ready(None) => return Poll::Ready(Ok(())),
+                // Waiting with nothing in progress: park, and wait parked.
+                Poll::Pending if echo.is_none() && conn.park_if_idle() => continue,
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    })
+    .await
 }
 
 /// Echoes data messages until the connection closes. Messages are queued

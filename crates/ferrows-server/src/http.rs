@@ -178,12 +178,12 @@ fn websocket(mut request: Request<Incoming>, state: &Arc<AppState>) -> Response<
 fn spawn_session(handover: ferrows::hyper_upgrade::Handover, state: Arc<AppState>) {
     let tasks = state.tasks.clone();
     let handover = match handover.downcast::<TcpStream>() {
-        Ok(ws) => return drop(tasks.spawn(crate::session::run(ws, state))),
+        Ok(ws) => return drop(tasks.spawn(crate::session::run(Box::new(ws), state))),
         Err(handover) => handover,
     };
     match handover.downcast::<tokio_rustls::server::TlsStream<TcpStream>>() {
-        Ok(ws) => drop(tasks.spawn(crate::session::run(ws, state))),
-        Err(handover) => drop(tasks.spawn(crate::session::run(handover.into_websocket(), state))),
+        Ok(ws) => drop(tasks.spawn(crate::session::run(Box::new(ws), state))),
+        Err(handover) => drop(tasks.spawn(crate::session::run(Box::new(handover.into_websocket()), state))),
     }
 }
 

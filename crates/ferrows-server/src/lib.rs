@@ -121,7 +121,7 @@ impl Server {
             Default::default(),
         );
         // Never polled: the session does not start.
-        let session = self.state.tasks.track_future(session::run(ws, self.state.clone()));
+        let session = self.state.tasks.track_future(session::run(Box::new(ws), self.state.clone()));
         Ok(std::mem::size_of_val(&session))
     }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use ferrows::{CloseCode, Message, PreparedMessage, Utf8Bytes, WebSocket};
+use ferrows::{CloseCode, Message, ParkingWebSocket, PreparedMessage, Utf8Bytes, WebSocket};
 use ferrows_hub::broker::{BrokerEvent, HistoryAnswer};
 use ferrows_hub::protocol::{
     ChannelArg, Command, Connect, ErrorCode, History, Method, ParseError, Publish, Subscribe, error_reply,
@@ -80,44 +80,42 @@ type Reply = Result<serde_json::Value, (ErrorCode, String)>;
 ///
 /// The connection's task stores this future whole for the connection's
 /// life, so what it holds while the client is idle is kept small: the
-/// WebSocket, the session, and one wait ([`Session::poll_step`]) on the
-/// queue, the socket and the connect deadline; command handling and the
-/// goodbye run in boxed futures that exist only while they run.
-///
-/// Not an `async fn`: one would move its arguments into locals, and the
-/// future would keep room for the WebSocket twice; the block below uses
-/// the captured WebSocket where it lies (the memory test checks the size).
-#[allow(clippy::manual_async_fn)]
-pub(crate) fn run<S>(mut ws: WebSocket<S>, state: Arc<AppState>) -> impl Future<Output = ()>
+/// session, the connection parked while it waits with nothing in progress
+/// (a [`ParkingWebSocket`]: the `WebSocket` is made again when something
+/// arrives or is sent), and one wait ([`Session::poll_step`]) on the queue,
+/// the socket and the connect deadline. Command handling and the goodbye
+/// run in boxed futures that exist only while they run. The WebSocket comes
+/// boxed: an `async fn` keeps room for its arguments for its whole life.
+pub(crate) async fn run<S>(ws: Box<WebSocket<S>>, state: Arc<AppState>)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    async move {
-        let client = state.next_client_id();
-        let queue = ClientQueue::new(state.config.client_queue_messages, state.config.client_queue_bytes);
-        state.register_session(client, &queue);
-        let mut session = Session { state, client, queue, identity: None, subscriptions: Vec::new() };
-        session.state.metrics.connections.inc();
-        session.state.metrics.connections_accepted.inc();
-        let end = session.serve(&mut ws).await;
-        Box::pin(session.leave_all()).await;
-        session.state.unregister_session(client);
-        session.state.metrics.connections.dec();
-        if let End::Close(code, reason) = end {
-            // Bounded by the WebSocket's close timeout.
-            let _ = Box::pin(ws.close(code, reason)).await;
-        }
+    let client = state.next_client_id();
+    let queue = ClientQueue::new(state.config.client_queue_messages, state.config.client_queue_bytes);
+    state.register_session(client, &queue);
+    let mut session = Session { state, client, queue, identity: None, subscriptions: Vec::new() };
+    session.state.metrics.connections.inc();
+    session.state.metrics.connections_accepted.inc();
+    let mut conn = ParkingWebSocket::new(ws);
+    let end = session.serve(&mut conn).await;
+    Box::pin(session.leave_all()).await;
+    session.state.unregister_session(client);
+    session.state.metrics.connections.dec();
+    if let End::Close(code, reason) = end {
+        let mut ws = conn.into_websocket(&session.state.websocket.websocket);
+        // Bounded by the WebSocket's close timeout.
+        let _ = Box::pin(ws.close(code, reason)).await;
     }
 }
 
 impl Session {
-    async fn serve<S>(&mut self, ws: &mut WebSocket<S>) -> End
+    async fn serve<S>(&mut self, conn: &mut ParkingWebSocket<S>) -> End
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
         let mut connect_deadline = Some(Box::pin(tokio::time::sleep(self.state.config.connect_timeout)));
         loop {
-            let step = std::future::poll_fn(|cx| self.poll_step(cx, ws, &mut connect_deadline)).await;
+            let step = std::future::poll_fn(|cx| self.poll_step(cx, conn, &mut connect_deadline)).await;
             let text = match step {
                 Step::Command(text) => text,
                 Step::End(end) => return end,
@@ -132,6 +130,7 @@ impl Session {
                 // before the Close.
                 let mut noop = Context::from_waker(std::task::Waker::noop());
                 if let Poll::Ready(Some(batch)) = self.queue.poll_take(&mut noop) {
+                    let ws = conn.active(&self.state.websocket.websocket);
                     self.hand_over(ws, batch);
                 }
                 return end;
@@ -144,7 +143,8 @@ impl Session {
 
     /// The idle wait: hands queued messages to the WebSocket and writes
     /// them, reads the client's next message, and watches the connect
-    /// deadline.
+    /// deadline; parks the connection whenever it waits with nothing in
+    /// progress.
     ///
     /// The next message is read only once everything queued was handed to
     /// the WebSocket, so a command's reply always goes out before a later
@@ -154,13 +154,26 @@ impl Session {
     fn poll_step<S>(
         &mut self,
         cx: &mut Context<'_>,
-        ws: &mut WebSocket<S>,
+        conn: &mut ParkingWebSocket<S>,
         connect_deadline: &mut Option<Pin<Box<Sleep>>>,
     ) -> Poll<Step>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
+        let config = &self.state.websocket.websocket;
         loop {
+            if conn.is_parked() {
+                match self.queue.poll_take(cx) {
+                    Poll::Ready(Some(batch)) => self.hand_over(conn.active(config), batch),
+                    Poll::Ready(None) => return Poll::Ready(Step::End(self.queue_ended())),
+                    Poll::Pending => {
+                        if conn.poll_activity(cx).is_pending() {
+                            return self.poll_connect_deadline(cx, connect_deadline);
+                        }
+                    }
+                }
+            }
+            let ws = conn.active(config);
             match ws.poll_write_ready(cx) {
                 Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(_)) => return Poll::Ready(Step::End(End::Peer)),
@@ -192,14 +205,28 @@ impl Session {
                 Poll::Ready(Some(Err(_)) | None) => return Poll::Ready(Step::End(End::Peer)),
                 Poll::Pending => {}
             }
-            if self.identity.is_none()
-                && let Some(deadline) = connect_deadline
-                && deadline.as_mut().poll(cx).is_ready()
-            {
-                return Poll::Ready(Step::End(End::Close(close::CONNECT_TIMEOUT, "no connect command in time")));
+            // Waiting with nothing in progress: park, and wait parked.
+            if conn.park_if_idle() {
+                continue;
             }
-            return Poll::Pending;
+            return self.poll_connect_deadline(cx, connect_deadline);
         }
+    }
+
+    /// Ready with the end of the session once the connect deadline passed
+    /// without a connect; `Pending` otherwise.
+    fn poll_connect_deadline(
+        &self,
+        cx: &mut Context<'_>,
+        connect_deadline: &mut Option<Pin<Box<Sleep>>>,
+    ) -> Poll<Step> {
+        if self.identity.is_none()
+            && let Some(deadline) = connect_deadline
+            && deadline.as_mut().poll(cx).is_ready()
+        {
+            return Poll::Ready(Step::End(End::Close(close::CONNECT_TIMEOUT, "no connect command in time")));
+        }
+        Poll::Pending
     }
 
     /// Queues `batch` in the WebSocket's output buffer (written by the

@@ -59,6 +59,7 @@ mod handshake_io;
 #[cfg(feature = "hyper")]
 pub mod hyper_upgrade;
 mod message;
+mod parked;
 mod proxy;
 mod read_side;
 mod server;
@@ -81,6 +82,7 @@ pub use error::{Error, Result};
 pub use ferrows_proto::{self as proto, CloseCode, CloseFrame, PreparedMessage, Utf8Bytes};
 pub use http;
 pub use message::Message;
+pub use parked::{ParkedWebSocket, ParkingWebSocket};
 pub use proxy::{Proxy, ProxySetting};
 pub use server::{AcceptAll, Callback, Rejection, ServerConfig, accept, accept_with};
 pub use split::{SplitIo, WsReader, WsWriter};

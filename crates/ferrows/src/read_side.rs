@@ -46,6 +46,18 @@ pub(crate) struct ReadSide {
 
 impl ReadSide {
     pub(crate) fn new(rx: Receiver, role: Role, config: &WebSocketConfig, leftover: BytesMut) -> Self {
+        Self::resume(rx, role, config, leftover, Timers::new(config))
+    }
+
+    /// A reading side with these timers: new ones, or those it kept while
+    /// parked ([`into_parked`](Self::into_parked)).
+    pub(crate) fn resume(
+        rx: Receiver,
+        role: Role,
+        config: &WebSocketConfig,
+        leftover: BytesMut,
+        timers: Timers,
+    ) -> Self {
         Self {
             rx,
             role,
@@ -57,8 +69,25 @@ impl ReadSide {
             pending_error: None,
             eof: false,
             done: false,
-            timers: Timers::new(config),
+            timers,
         }
+    }
+
+    /// Whether nothing is in progress or buffered (see [`WebSocket::park`](crate::WebSocket::park)).
+    pub(crate) fn is_idle(&self) -> bool {
+        self.read_buf.is_empty()
+            && !self.parse_more
+            && self.pending_error.is_none()
+            && !self.eof
+            && !self.done
+            && self.rx.is_idle()
+    }
+
+    /// What an idle reading side keeps while parked: the receiver and the
+    /// timers (the read buffer goes back to the thread's cache).
+    pub(crate) fn into_parked(self) -> (Receiver, Role, Timers) {
+        buffer_pool::give(self.read_buf);
+        (self.rx, self.role, self.timers)
     }
 
     /// Moves what the receiver owes the peer (Pongs, Close) to the writer.

@@ -32,7 +32,7 @@ use crate::write_side::WriteSide;
 pub struct WebSocket<S> {
     pub(crate) read: ReadSide,
     pub(crate) write: WriteSide<S>,
-    subprotocol: Option<String>,
+    pub(crate) subprotocol: Option<Box<str>>,
 }
 
 /// The whole stream: reads and writes go to the same `S`.
@@ -62,6 +62,7 @@ impl<S> WebSocket<S> {
         leftover: BytesMut,
     ) -> Self {
         let (rx, tx) = Connection::new(role, config.protocol.clone(), negotiated).split();
+        let subprotocol = subprotocol.map(String::into_boxed_str);
         Self { read: ReadSide::new(rx, role, config, leftover), write: WriteSide::new(io, tx, config), subprotocol }
     }
 

@@ -40,6 +40,13 @@ impl<W> WriteSide<W> {
     }
 }
 
+impl<W> WriteSide<W> {
+    /// Whether nothing waits to be written and the connection goes on.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.tx.is_idle() && !self.finished && !self.transport_closed
+    }
+}
+
 impl<W: AsyncWrite + Unpin> WriteSide<W> {
     pub(crate) fn queue(&mut self, message: Message) -> Result<()> {
         if self.finished {

@@ -47,6 +47,20 @@ impl Receiver {
         self.error.as_ref()
     }
 
+    /// Whether nothing is in progress or waiting: no partial frame or
+    /// message, no event or reply not taken, no Close or error. An idle
+    /// receiver without compression is the same as a new one, so a driver
+    /// may drop it and make a new one later (see `ferrows`' parked
+    /// WebSockets).
+    pub fn is_idle(&self) -> bool {
+        self.frame.is_none()
+            && self.message.is_none()
+            && self.events.is_empty()
+            && self.replies.is_empty()
+            && !self.close_received
+            && self.error.is_none()
+    }
+
     /// Frees the event queue's memory while it is empty.
     pub fn release_buffers(&mut self) {
         if self.events.is_empty() {

@@ -47,6 +47,13 @@ impl Sender {
         self.deflater.is_some()
     }
 
+    /// Whether nothing is waiting or in progress: no output, no fragmented
+    /// message half sent, no Close sent. An idle sender without
+    /// compression is the same as a new one.
+    pub fn is_idle(&self) -> bool {
+        self.output.len() == 0 && self.sending_fragmented.is_none() && !self.close_sent
+    }
+
     /// Whether we have sent a Close frame.
     pub fn close_sent(&self) -> bool {
         self.close_sent
