@@ -153,6 +153,8 @@ fmt_int() { awk -v v="$1" 'BEGIN { if (v == "" || v == "null") print "?"; else p
 
 rows=()
 details=()
+# server|rate -> "deliveries_per_sec us_per_delivery rss_per_subscriber p50"
+declare -A figures=()
 status=0
 load_before="$(uptime)"
 for rate in "${rates[@]}"; do
@@ -181,6 +183,7 @@ for rate in "${rates[@]}"; do
       rows+=("| $name | $rate ($(field publish_rate "$line")) | $(fmt_int "$(field delivered_per_sec "$line")") | $(field p50 "$line") / $(field p99 "$line") / $(field max "$line") | $(field server_cpu_us_per_delivery "$line") | $(fmt_int "$(field server_rss_per_subscriber_b "$line")") | $(field server_idle_cpu_pct "$line") | $(fmt_int "$(field setup_per_sec "$line")") | $(fmt_int "$(field missing "$line")") / $(field duplicated "$line") / $(field out_of_order "$line") | $result |")
     fi
     details+=("- $name at $rate/s: \`$line\`")
+    figures["$name|$rate"]="$(field delivered_per_sec "$line") $(field server_cpu_us_per_delivery "$line") $(field server_rss_per_subscriber_b "$line") $(field p50 "$line")"
   done
 done
 load_after="$(uptime)"
@@ -212,4 +215,23 @@ load_after="$(uptime)"
   echo "</details>"
 } | tee "$report"
 log "report written to ${report#"$root"/}"
+
+# Charts (SVG, for the README): column N of the figures of each run.
+chart() {
+  local column="$1" rate name
+  shift
+  for rate in "${rates[@]}"; do
+    for name in "${servers[@]}"; do
+      printf '%s publications/s\t%s\t%s\n' "$rate" "$name" "$(cut -d' ' -f"$column" <<<"${figures["$name|$rate"]:-err err err err}")"
+    done
+  done | python3 scripts/chart.py "$@"
+}
+chart 1 target/bench-pubsub-deliveries.svg "Fan-out to $subscribers subscribers: deliveries/s" "deliveries per second" --relative
+chart 2 target/bench-pubsub-cpu.svg "Fan-out to $subscribers subscribers: server CPU per delivery" "µs per delivery" --relative --lower-is-better
+chart 4 target/bench-pubsub-p50.svg "Fan-out to $subscribers subscribers: latency p50" "ms from publication to receipt" --relative --lower-is-better
+for name in "${servers[@]}"; do
+  printf 'subscribed idle connection\t%s\t%s\n' "$name" "$(cut -d' ' -f3 <<<"${figures["$name|${rates[0]}"]:-err err err err}")"
+done | python3 scripts/chart.py target/bench-pubsub-memory.svg \
+  "Server memory per subscriber ($subscribers subscribers)" "bytes of RSS" --lower-is-better
+log "charts written to target/bench-pubsub-*.svg"
 exit "$status"

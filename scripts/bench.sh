@@ -315,6 +315,29 @@ table_row() {
 } | tee "$report"
 log "report written to ${report#"$root"/}"
 
+# Charts of the same medians (SVG, for the README).
+for i in "${!scenarios[@]}"; do
+  for s in "${servers[@]}"; do
+    printf '%s\t%s\t%s\n' "${scenarios[$i]%%|*}" "$s" "$(median "${results["$s|$i"]:-}")"
+  done
+done | python3 scripts/chart.py target/bench-echo.svg \
+  "Echo throughput, one server core (median of $runs interleaved runs)" "messages/s" --relative
+for i in "${!scenarios[@]}"; do
+  for s in "${servers[@]}"; do
+    printf '%s\t%s\t%s\n' "${scenarios[$i]%%|*}" "$s" \
+      "$(awk -v v="$(median "${results["$s|cpu$i"]:-}")" 'BEGIN { if (v == "err") print "err"; else print v / 1000 }')"
+  done
+done | python3 scripts/chart.py target/bench-echo-cpu.svg \
+  "Echo: server CPU time per message (median of $runs interleaved runs)" "µs per message" --relative --lower-is-better
+if ((idle > 0)); then
+  for s in "${servers[@]}"; do
+    printf 'idle connection\t%s\t%s\n' "$s" \
+      "$(awk -v v="$(median "${results["$s|mem"]:-}")" 'BEGIN { if (v == "err") print "err"; else print v }')"
+  done | python3 scripts/chart.py target/bench-idle.svg \
+    "Server memory per idle echo connection ($idle connections)" "bytes of RSS" --lower-is-better
+fi
+log "charts written to target/bench-echo.svg, target/bench-echo-cpu.svg$( ((idle > 0)) && echo ", target/bench-idle.svg")"
+
 # The pub/sub load test: 10 000 subscribers of `ferrows serve` (see
 # scripts/bench-pubsub.sh; SUBSCRIBERS, RATE and SECONDS tune it).
 if [[ -z "${BENCH_NO_PUBSUB:-}" ]]; then

@@ -28,6 +28,9 @@
 #   HOLD              idle seconds (default 40)
 #   SETUP_TIMEOUT     seconds allowed for the setup (default 300)
 #   SOURCE_ADDRS      client addresses (default 127.0.0.2 to 127.0.0.5)
+#   TLS=1             over wss:// (a self-signed certificate made by openssl)
+#   DEFLATE=1         clients offer permessage-deflate, as browsers do (their
+#                     connect and subscribe commands arrive compressed)
 #   BENCH_SERVER_CPU  core for the server (default 1)
 #   BENCH_CLIENT_CPU  core for the load generator (default 0)
 #   BENCH_SERVER_ARGS extra `ferrows serve` arguments
@@ -43,6 +46,8 @@ source_addrs="${SOURCE_ADDRS:-127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5}"
 server_cpu="${BENCH_SERVER_CPU:-1}"
 client_cpu="${BENCH_CLIENT_CPU:-0}"
 read -ra server_args <<<"${BENCH_SERVER_ARGS:-}"
+tls="${TLS:-}"
+deflate="${DEFLATE:-}"
 ferrows="$root/target/release/ferrows"
 report="$root/target/idle-connections.md"
 
@@ -75,12 +80,24 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+client_args=()
+scheme=ws
+if [[ -n "$tls" ]]; then
+  command -v openssl >/dev/null || die "openssl is needed for TLS=1"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
+    -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+  server_args+=(--tls-cert "$work/cert.pem" --tls-key "$work/key.pem")
+  client_args+=(--ca-file "$work/cert.pem")
+  scheme=wss
+fi
+[[ -n "$deflate" ]] && client_args+=(--deflate)
 taskset -c "$server_cpu" "$ferrows" serve --port 0 --max-connections "$((connections + 100))" "${server_args[@]}" \
   >"$work/server.out" 2>"$work/server.err" &
 server_pid=$!
 address=""
 for _ in $(seq 100); do # 10 s at most
-  address="$(sed -n 's|^listening on http://\([^ ]*\).*|\1|p' "$work/server.out" | head -n1)"
+  address="$(sed -n 's|^listening on https\{0,1\}://\([^ ]*\).*|\1|p' "$work/server.out" | head -n1)"
   [[ -n "$address" ]] && break
   kill -0 "$server_pid" 2>/dev/null || break
   sleep 0.1
@@ -90,14 +107,14 @@ rss_idle_server="$(awk '/^VmRSS:/ { print $2 }' "/proc/$server_pid/status")"
 
 log "$connections connections from $source_addrs, $hold s idle, then one publication"
 status=0
-line="$(taskset -c "$client_cpu" "$ferrows" bench-pubsub --url "ws://$address/ws" --subscribers "$connections" \
+line="$(taskset -c "$client_cpu" "$ferrows" bench-pubsub --url "$scheme://$address/ws" --subscribers "$connections" "${client_args[@]}" \
   --rate 1 --duration 1 --hold "$hold" --setup-timeout "$setup_timeout" --drain-timeout 30 \
   --setup-concurrency 500 --source-addrs "$source_addrs" --server-pid "$server_pid" --json)" || status=$?
 rss_after="$(awk '/^VmRSS:/ { print $2 }' "/proc/$server_pid/status" 2>/dev/null || echo '?')"
 
 field() { grep -o "\"$1\":[-0-9.a-z]*" <<<"$line" | head -n1 | cut -d: -f2; }
 {
-  echo "## $connections idle connections on ferrows serve"
+  echo "## $connections idle connections on ferrows serve ($scheme://$([[ -n "$deflate" ]] && echo ', permessage-deflate'))"
   echo
   echo "$(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- crates 2>/dev/null || echo ' (crates/ modified)'), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//') ($(nproc --all) cores)."
   echo "\`ferrows serve --max-connections $((connections + 100))${server_args[*]:+ ${server_args[*]}}\` on core $server_cpu (RSS $((rss_idle_server / 1024)) MiB before, $((${rss_after/\?/0} / 1024)) MiB after);"

@@ -94,13 +94,21 @@ pub(crate) struct BenchPubSubArgs {
     protocol: Protocol,
     /// Local addresses the subscribers connect from, in turn (e.g.
     /// `127.0.0.2,127.0.0.3`): each gives about 28 000 ephemeral ports, so
-    /// 100 000 connections to one server need four. `ws://` only.
+    /// 100 000 connections to one server need four.
     #[arg(long, value_delimiter = ',')]
     source_addrs: Vec<std::net::IpAddr>,
     /// Seconds every subscriber sits idle between the setup and the first
     /// publication (the server's idle CPU is measured over it).
     #[arg(long, default_value_t = 0.0)]
     hold: f64,
+    /// Offer permessage-deflate (as browsers do): the subscribers' commands
+    /// then arrive compressed, and the server keeps what it negotiated.
+    #[arg(long)]
+    deflate: bool,
+    /// PEM certificates to trust for a `wss://` URL (a self-signed
+    /// server's), instead of the system's roots.
+    #[arg(long)]
+    ca_file: Option<std::path::PathBuf>,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -114,9 +122,16 @@ pub(crate) async fn run(args: BenchPubSubArgs) -> anyhow::Result<()> {
     let server_pid = args.server_pid.map(|pid| pid.to_string());
     let server_rss_before = server_pid.as_deref().and_then(rss_kib);
     let mut config = ClientConfig::default();
-    // Thousands of connections: no compression contexts, small read buffers.
-    config.websocket.deflate = None;
+    // Thousands of connections: no compression contexts unless asked,
+    // small read buffers.
+    if !args.deflate {
+        config.websocket.deflate = None;
+    }
     config.websocket.read_chunk = 4096;
+    if let Some(path) = &args.ca_file {
+        let pem = std::fs::read(path).with_context(|| format!("--ca-file {}", path.display()))?;
+        config.tls = Some(ferrows::tls::client_config_with_roots(&pem)?);
+    }
     let config = Arc::new(config);
 
     // Subscribers: every task reports the end of its setup, then reads
@@ -381,9 +396,6 @@ fn validate(args: &BenchPubSubArgs) -> anyhow::Result<()> {
     if !(args.hold >= 0.0 && args.hold.is_finite()) {
         bail!("--hold must be zero or positive");
     }
-    if !args.source_addrs.is_empty() && !args.url.starts_with("ws://") {
-        bail!("--source-addrs needs a ws:// URL");
-    }
     if args.protocol == Protocol::Raw && args.api_url.is_some() {
         bail!("--protocol raw has no server API to publish through");
     }
@@ -607,7 +619,7 @@ async fn open(setup: &Setup) -> anyhow::Result<ferrows::WebSocket<MaybeTlsStream
     };
     let uri: ferrows::http::Uri = setup.url.parse().context("--url")?;
     let authority = uri.authority().context("--url has no host")?;
-    let port = authority.port_u16().unwrap_or(80);
+    let port = authority.port_u16().unwrap_or(if uri.scheme_str() == Some("wss") { 443 } else { 80 });
     let target = tokio::net::lookup_host((authority.host(), port))
         .await?
         .find(|a| a.is_ipv4() == source.is_ipv4())
@@ -616,7 +628,18 @@ async fn open(setup: &Setup) -> anyhow::Result<ferrows::WebSocket<MaybeTlsStream
     socket.bind(std::net::SocketAddr::new(source, 0)).with_context(|| format!("bind {source}"))?;
     let tcp = socket.connect(target).await.with_context(|| format!("connect from {source}"))?;
     tcp.set_nodelay(true)?;
-    Ok(ferrows::client_handshake(MaybeTlsStream::Plain(tcp), &uri, &setup.config).await?)
+    let stream = if uri.scheme_str() == Some("wss") {
+        let tls = match &setup.config.tls {
+            Some(tls) => tls.clone(),
+            None => ferrows::tls::default_client_config()?,
+        };
+        let name = ferrows::tokio_rustls::rustls::pki_types::ServerName::try_from(authority.host().to_owned())?;
+        let connector = ferrows::tokio_rustls::TlsConnector::from(tls);
+        MaybeTlsStream::Tls(Box::new(connector.connect(name, tcp).await.context("TLS handshake")?))
+    } else {
+        MaybeTlsStream::Plain(tcp)
+    };
+    Ok(ferrows::client_handshake(stream, &uri, &setup.config).await?)
 }
 
 async fn connect_and_subscribe(setup: &Setup, shared: &Shared) -> anyhow::Result<ferrows::WebSocket<MaybeTlsStream>> {

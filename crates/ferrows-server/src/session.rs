@@ -38,7 +38,6 @@ pub(crate) mod close {
 const MAX_NAME_CHARS: usize = 64;
 
 struct Identity {
-    id: String,
     user: String,
     channels: Vec<String>,
     /// `{"client","user","name"}`, raw JSON for presence and `info`.
@@ -331,7 +330,7 @@ impl Session {
         };
         let (user, channels, token_name) = (claims.sub, claims.channels, claims.name);
         let name: String = token_name.or(connect.name).unwrap_or_default().chars().take(MAX_NAME_CHARS).collect();
-        let client_id = format!("{:016x}", self.client ^ (u64::from(self.state.config.listen.port()) << 48));
+        let client_id = self.client_id();
         let info = json!({"client": client_id, "user": user, "name": name}).to_string();
         self.reply(
             id,
@@ -340,8 +339,14 @@ impl Session {
         // Sized to fit: every idle connection keeps these.
         let (user, channels) = (shrunk(user), shrunk_vec(channels));
         let info = Bytes::copy_from_slice(info.as_bytes());
-        self.identity = Some(Identity { id: client_id, user, channels, info });
+        self.identity = Some(Identity { user, channels, info });
         None
+    }
+
+    /// The client's id in presence and `info`: made from its number when
+    /// needed rather than kept by every connection.
+    fn client_id(&self) -> String {
+        format!("{:016x}", self.client ^ (u64::from(self.state.config.listen.port()) << 48))
     }
 
     fn identity(&self) -> &Identity {
@@ -394,7 +399,7 @@ impl Session {
         if track_presence {
             let identity = self.identity();
             let broker = self.state.broker();
-            let _ = broker.presence_add(&channel, &identity.id, identity.info.clone()).await;
+            let _ = broker.presence_add(&channel, &self.client_id(), identity.info.clone()).await;
             if namespace.join_leave {
                 let event = BrokerEvent::Join { channel, info: identity.info.clone() };
                 let _ = broker.publish_event(event).await;
@@ -417,7 +422,7 @@ impl Session {
         if track_presence {
             let identity = self.identity();
             let broker = self.state.broker();
-            let _ = broker.presence_remove(channel, &identity.id).await;
+            let _ = broker.presence_remove(channel, &self.client_id()).await;
             if self.state.namespace_for(channel).is_some_and(|n| n.join_leave) {
                 let event = BrokerEvent::Leave { channel: channel.to_owned(), info: identity.info.clone() };
                 let _ = broker.publish_event(event).await;
