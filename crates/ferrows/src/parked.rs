@@ -14,24 +14,19 @@
 //! [`poll_activity`]: ParkedWebSocket::poll_activity
 //! [`unpark`]: ParkedWebSocket::unpark
 
-use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::BytesMut;
 use ferrows_proto::config::Negotiated;
 use ferrows_proto::{Connection, Receiver, Role, Sender};
-use tokio::io::{AsyncRead, ReadBuf};
+use tokio::io::AsyncRead;
 
+use crate::buffer_pool;
 use crate::config::WebSocketConfig;
 use crate::read_side::ReadSide;
 use crate::timers::Timers;
 use crate::websocket::WebSocket;
 use crate::write_side::WriteSide;
-
-/// Bytes read at most by [`ParkedWebSocket::poll_activity`] (on the stack;
-/// the WebSocket reads the rest once unparked). Small, as what wakes an
-/// idle connection usually is: a command, a Pong.
-const PROBE: usize = 512;
 
 /// An idle WebSocket that keeps only what it needs to resume: see the
 /// [module documentation](self).
@@ -39,6 +34,8 @@ const PROBE: usize = 512;
 pub struct ParkedWebSocket<S> {
     io: S,
     role: Role,
+    /// The read size of the WebSocket (`read_chunk`), for the first read.
+    read_chunk: u32,
     timers: Timers,
     last_data_sent: Option<tokio::time::Instant>,
     subprotocol: Option<Box<str>>,
@@ -79,11 +76,12 @@ impl<S> WebSocket<S> {
         }
         let WebSocket { read, write, subprotocol } = self;
         let compressed = write.tx.is_compressed();
-        let (rx, role, timers) = read.into_parked();
+        let (rx, role, timers, read_chunk) = read.into_parked();
         let WriteSide { io, tx, last_data_sent, .. } = write;
         Ok(ParkedWebSocket {
             io,
             role,
+            read_chunk: read_chunk.min(u32::MAX as usize) as u32,
             timers,
             last_data_sent,
             subprotocol,
@@ -123,21 +121,25 @@ impl<S: AsyncRead + Unpin> ParkedWebSocket<S> {
         if self.ended || !self.arrived.is_empty() {
             return Poll::Ready(());
         }
-        let mut probe = [0u8; PROBE];
-        let mut buf = ReadBuf::new(&mut probe);
-        match Pin::new(&mut self.io).poll_read(cx, &mut buf) {
-            Poll::Ready(Ok(())) if !buf.filled().is_empty() => {
+        // The WebSocket's first read, into a buffer from the thread's
+        // cache: what arrives becomes its read buffer, and while nothing
+        // does the buffer goes straight back (a stream that knows it is not
+        // readable, such as tokio's TCP, does not even touch it).
+        let mut buf = buffer_pool::take(self.read_chunk as usize);
+        match tokio_util::io::poll_read_buf(std::pin::Pin::new(&mut self.io), cx, &mut buf) {
+            Poll::Ready(Ok(n)) if n > 0 => {
                 // The peer is alive (as a read of the WebSocket would note).
                 self.timers.on_receive();
-                self.arrived.extend_from_slice(buf.filled());
+                self.arrived = buf;
                 return Poll::Ready(());
             }
             // The end of file or an error: the WebSocket reads it again.
             Poll::Ready(_) => {
+                buffer_pool::give(buf);
                 self.ended = true;
                 return Poll::Ready(());
             }
-            Poll::Pending => {}
+            Poll::Pending => buffer_pool::give(buf),
         }
         // A deadline stays due until the WebSocket acts on it.
         self.timers.poll(cx).map(|_| ())

@@ -85,9 +85,9 @@ impl ReadSide {
 
     /// What an idle reading side keeps while parked: the receiver and the
     /// timers (the read buffer goes back to the thread's cache).
-    pub(crate) fn into_parked(self) -> (Receiver, Role, Timers) {
+    pub(crate) fn into_parked(self) -> (Receiver, Role, Timers, usize) {
         buffer_pool::give(self.read_buf);
-        (self.rx, self.role, self.timers)
+        (self.rx, self.role, self.timers, self.read_chunk)
     }
 
     /// Moves what the receiver owes the peer (Pongs, Close) to the writer.
