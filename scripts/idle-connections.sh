@@ -85,7 +85,7 @@ scheme=ws
 if [[ -n "$tls" ]]; then
   command -v openssl >/dev/null || die "openssl is needed for TLS=1"
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-    -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
+    -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 -addext basicConstraints=critical,CA:FALSE \
     -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
   server_args+=(--tls-cert "$work/cert.pem" --tls-key "$work/key.pem")
   client_args+=(--ca-file "$work/cert.pem")

@@ -635,7 +635,9 @@ async fn open(setup: &Setup) -> anyhow::Result<ferrows::WebSocket<MaybeTlsStream
         };
         let name = ferrows::tokio_rustls::rustls::pki_types::ServerName::try_from(authority.host().to_owned())?;
         let connector = ferrows::tokio_rustls::TlsConnector::from(tls);
-        MaybeTlsStream::Tls(Box::new(connector.connect(name, tcp).await.context("TLS handshake")?))
+        MaybeTlsStream::Tls(Box::new(
+            connector.connect(name, tcp).await.map_err(|e| anyhow::anyhow!("TLS handshake: {e}"))?,
+        ))
     } else {
         MaybeTlsStream::Plain(tcp)
     };

@@ -58,9 +58,15 @@ impl AppState {
         websocket.websocket.protocol.max_message_size = config.max_message_size;
         websocket.websocket.protocol.max_frame_size = config.max_message_size;
         // Pushes are written once per node and shared by every subscriber:
-        // compress each message on its own so that stays possible.
+        // compress each message on its own so that stays possible. And ask
+        // clients to do the same (browsers always offer compression): a
+        // decompression context kept between messages holds about 65 KiB
+        // per connection for its whole life, 35 times what an idle
+        // connection costs otherwise. Commands are small; their ratio
+        // barely changes.
         if let Some(deflate) = &mut websocket.websocket.deflate {
             deflate.server_no_context_takeover = true;
+            deflate.client_no_context_takeover = true;
         }
         Ok(Arc::new(Self {
             config,

@@ -1,11 +1,12 @@
 //! One direction of permessage-deflate: a compressor or a decompressor,
-//! created on first use and dropped between messages when the context is
-//! not taken over (so idle connections hold no zlib state).
+//! taken on first use and given back between messages when the context is
+//! not taken over (so idle connections hold no zlib state; the thread keeps
+//! a few streams for the next messages, see [`super::cache`]).
 
 use bytes::BytesMut;
-use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+use flate2::{Compress, Decompress, FlushCompress, FlushDecompress, Status};
 
-use super::MIN_ZLIB_WINDOW_BITS;
+use super::{MIN_ZLIB_WINDOW_BITS, cache};
 use crate::error::ProtocolError;
 
 const SYNC_TAIL: [u8; 4] = [0x00, 0x00, 0xFF, 0xFF];
@@ -35,7 +36,9 @@ impl Deflater {
 
     /// Drops the compression context: the next message starts afresh.
     pub fn reset(&mut self) {
-        self.state = None;
+        if let Some(state) = self.state.take() {
+            cache::recycle_compressor(self.level, self.window_bits, state);
+        }
     }
 
     /// The window size (base-2 log) this direction compresses with.
@@ -54,9 +57,7 @@ impl Deflater {
     pub fn compress(&mut self, input: &[u8], out: &mut BytesMut, last: bool) {
         let bits = self.window_bits;
         let level = self.level;
-        let state = self
-            .state
-            .get_or_insert_with(|| Box::new(Compress::new_with_window_bits(Compression::new(level), false, bits)));
+        let state = self.state.get_or_insert_with(|| cache::compressor(level, bits));
         let start = out.len();
         out.reserve(input.len() / 2 + 64);
         let mut consumed = 0;
@@ -90,9 +91,15 @@ impl Deflater {
                 out.extend_from_slice(&[0x00]);
             }
             if self.no_context_takeover {
-                self.state = None;
+                self.reset();
             }
         }
+    }
+}
+
+impl Drop for Deflater {
+    fn drop(&mut self) {
+        self.reset();
     }
 }
 
@@ -112,6 +119,13 @@ impl Inflater {
         Self { state: None, window_bits: window_bits.max(MIN_ZLIB_WINDOW_BITS), no_context_takeover }
     }
 
+    /// Drops the decompression context (given back to the thread's cache).
+    fn reset(&mut self) {
+        if let Some(state) = self.state.take() {
+            cache::recycle_decompressor(self.window_bits, state);
+        }
+    }
+
     /// Inflates the next piece of a compressed message into `out`; `last`
     /// marks the end of the message (the sync tail is added). Fails with
     /// [`ProtocolError::MessageTooLarge`] as soon as `out` would exceed
@@ -121,7 +135,7 @@ impl Inflater {
         if last {
             self.feed(&SYNC_TAIL, out, limit)?;
             if self.no_context_takeover {
-                self.state = None;
+                self.reset();
             }
         }
         Ok(())
@@ -131,7 +145,7 @@ impl Inflater {
         let bits = self.window_bits;
         let mut consumed = 0;
         loop {
-            let state = self.state.get_or_insert_with(|| Box::new(Decompress::new_with_window_bits(false, bits)));
+            let state = self.state.get_or_insert_with(|| cache::decompressor(bits));
             if out.len() > limit {
                 return Err(ProtocolError::MessageTooLarge { limit });
             }
@@ -157,7 +171,7 @@ impl Inflater {
                     // The peer ended the DEFLATE stream (a BFINAL block):
                     // later data starts a new stream. The stream may end
                     // exactly as the output reaches limit + 1.
-                    self.state = None;
+                    self.reset();
                     if consumed == input.len() && out.len() <= limit {
                         return Ok(());
                     }
@@ -175,6 +189,12 @@ impl Inflater {
                 return Err(ProtocolError::MessageTooLarge { limit });
             }
         }
+    }
+}
+
+impl Drop for Inflater {
+    fn drop(&mut self) {
+        self.reset();
     }
 }
 

@@ -5,6 +5,7 @@
 //! appended again before inflating (section 7.2). Only the first frame of a
 //! compressed message has RSV1 set.
 
+mod cache;
 mod codec;
 mod negotiate;
 
