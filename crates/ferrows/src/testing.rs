@@ -235,8 +235,9 @@ pub fn hostile_frames() -> Vec<FrameCase> {
     ]
 }
 
-/// Opens a WebSocket by hand on `addr` (no extensions).
-async fn raw_websocket(addr: SocketAddr, path: &str) -> std::io::Result<TcpStream> {
+/// Opens a WebSocket by hand on `addr` (no extensions): the stream after
+/// the server's `101`, for a test that writes frames itself.
+pub async fn raw_websocket(addr: SocketAddr, path: &str) -> std::io::Result<TcpStream> {
     let mut tcp = TcpStream::connect(addr).await?;
     tcp.write_all(&good_request(path, ("", ""))).await?;
     let mut head = Vec::new();

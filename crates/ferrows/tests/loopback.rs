@@ -152,21 +152,8 @@ async fn client_refuses_non_websocket_server() {
 
 /// A raw client: completes the handshake by hand, then sends `frames`.
 async fn raw_client(url: &str) -> TcpStream {
-    let addr = url.trim_start_matches("ws://");
-    let mut tcp = TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(
-        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-    )
-    .await
-    .unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut byte = [0u8; 1];
-        bounded(tcp.read_exact(&mut byte)).await.unwrap();
-        head.push(byte[0]);
-    }
-    assert!(head.starts_with(b"HTTP/1.1 101"));
-    tcp
+    let addr = url.trim_start_matches("ws://").parse().unwrap();
+    bounded(ferrows::testing::raw_websocket(addr, "/")).await.unwrap()
 }
 
 async fn read_close_code(tcp: &mut TcpStream) -> u16 {
