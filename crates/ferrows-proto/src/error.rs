@@ -180,6 +180,9 @@ pub enum UsageError {
     /// A fragment was sent out of order (continuation without a start, or a
     /// new message while one is unfinished).
     FragmentOrder,
+    /// A client was asked for a shared, unmasked frame: it masks each
+    /// frame with a key of its own.
+    MaskedRole,
 }
 
 impl fmt::Display for UsageError {
@@ -189,6 +192,7 @@ impl fmt::Display for UsageError {
             Self::ControlPayloadTooLarge => f.write_str("control frame payload over 125 bytes"),
             Self::InvalidCloseCode(code) => write!(f, "close code {code} may not be sent"),
             Self::FragmentOrder => f.write_str("fragment sent out of order"),
+            Self::MaskedRole => f.write_str("a client has no shared frame: it masks each frame"),
         }
     }
 }

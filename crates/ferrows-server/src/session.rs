@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use ferrows::{CloseCode, Message, ParkingWebSocket, PreparedMessage, Utf8Bytes, WebSocket};
+use ferrows::lot::{Lot, LotStream, Tenant};
+use ferrows::{CloseCode, Message, ParkedWebSocket, ParkingWebSocket, PreparedMessage, Utf8Bytes, WebSocket};
 use ferrows_hub::broker::{BrokerEvent, HistoryAnswer};
 use ferrows_hub::protocol::{
     ChannelArg, Command, Connect, ErrorCode, History, Method, ParseError, Publish, Subscribe, error_reply,
@@ -20,7 +21,9 @@ use ferrows_hub::queue::ClientQueue;
 use ferrows_hub::{Publication, StreamPosition};
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
 use tokio::time::Sleep;
+use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use crate::config::NamespaceConfig;
 use crate::state::{AppState, broker_error, subscribe_error};
@@ -50,7 +53,7 @@ struct Subscription {
     presence: bool,
 }
 
-struct Session {
+pub(crate) struct Session {
     state: Arc<AppState>,
     client: u64,
     queue: ClientQueue,
@@ -70,54 +73,169 @@ enum End {
 enum Step {
     Command(Utf8Bytes),
     End(End),
+    /// Connected, parked and waiting: the session may leave its task for
+    /// the lot.
+    Idle,
+}
+
+/// What [`Session::serve`] ends with.
+enum Served {
+    End(End),
+    Idle,
 }
 
 type Reply = Result<serde_json::Value, (ErrorCode, String)>;
 
+/// A stream sessions run over, and whether its idle sessions leave their
+/// task for the server's [`Lot`] (plain TCP only: the lot holds standard
+/// sockets).
+pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin + Send + Sized + 'static {
+    /// Whether [`leave`](Self::leave) hands sessions to the lot.
+    const LEAVES: bool = false;
+
+    /// Takes an idle, connected session with its parked connection out of
+    /// its task (the task ends). Where it cannot, it goes on in a new task.
+    fn leave(session: Session, conn: ParkingWebSocket<Self>) {
+        let tasks = session.state.tasks.clone();
+        drop(tasks.spawn(drive(session, conn)));
+    }
+}
+
+impl Transport for TcpStream {
+    const LEAVES: bool = true;
+
+    fn leave(session: Session, conn: ParkingWebSocket<Self>) {
+        match conn.into_parked() {
+            Ok(parked) => {
+                let lot = session.state.lot.clone();
+                let task = session.state.tasks.token();
+                lot.park(ParkedSession { session, _task: task }, parked);
+            }
+            Err(conn) => {
+                let tasks = session.state.tasks.clone();
+                drop(tasks.spawn(drive(session, conn)));
+            }
+        }
+    }
+}
+
+impl Transport for tokio_rustls::server::TlsStream<TcpStream> {}
+impl Transport for hyper_util::rt::TokioIo<hyper::upgrade::Upgraded> {}
+
+/// A session in the server's lot, between two tasks: it sends what its
+/// queue receives straight to the socket, and leaves for a new task when
+/// the connection needs its WebSocket (a command, a deadline, a queue that
+/// ended, a peer that does not take what is sent).
+pub(crate) struct ParkedSession {
+    session: Session,
+    /// Keeps a graceful shutdown waiting for it, as its task would.
+    _task: TaskTrackerToken,
+}
+
+/// The lot of a server's idle plain-TCP sessions.
+pub(crate) type SessionLot = Lot<ParkedSession>;
+
+impl Tenant for ParkedSession {
+    fn poll_parked(&mut self, ws: &mut ParkedWebSocket<LotStream>, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            match self.session.queue.poll_take(cx) {
+                Poll::Ready(Some(batch)) => {
+                    let sent = ws.send_prepared(batch.iter().map(|message| &**message));
+                    self.session.count_out(&batch);
+                    if sent.is_err() || ws.needs_websocket() {
+                        return Poll::Ready(());
+                    }
+                }
+                // The session's task closes the connection.
+                Poll::Ready(None) => return Poll::Ready(()),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    fn resume(self, ws: std::io::Result<ParkedWebSocket<TcpStream>>) {
+        let tasks = self.session.state.tasks.clone();
+        match ws {
+            Ok(parked) => {
+                // Active from the start: what brought it back (bytes, a
+                // deadline, unsent output) needs the WebSocket, and a
+                // parked one would only leave again.
+                let ws = parked.unpark(&self.session.state.websocket.websocket);
+                drop(tasks.spawn(drive(self.session, ParkingWebSocket::new(Box::new(ws)))));
+            }
+            Err(e) => {
+                tracing::debug!("a parked session lost its socket: {e}");
+                drop(tasks.spawn(self.session.finish::<TcpStream>(End::Peer, None)));
+            }
+        }
+    }
+}
+
 /// Serves one WebSocket client until it leaves, the server closes it or
 /// shuts down.
 ///
-/// The connection's task stores this future whole for the connection's
-/// life, so what it holds while the client is idle is kept small: the
-/// session, the connection parked while it waits with nothing in progress
-/// (a [`ParkingWebSocket`]: the `WebSocket` is made again when something
+/// The connection's task stores its future whole while it runs, so what it
+/// holds while the client is idle is kept small: the session, the
+/// connection parked while it waits with nothing in progress (a
+/// [`ParkingWebSocket`]: the `WebSocket` is made again when something
 /// arrives or is sent), and one wait ([`Session::poll_step`]) on the queue,
 /// the socket and the connect deadline. Command handling and the goodbye
 /// run in boxed futures that exist only while they run. The WebSocket comes
 /// boxed: an `async fn` keeps room for its arguments for its whole life.
-pub(crate) async fn run<S>(ws: Box<WebSocket<S>>, state: Arc<AppState>)
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+///
+/// Over plain TCP a connected session that waits leaves its task for the
+/// server's lot ([`ParkedSession`]), and comes back in a new one.
+pub(crate) fn run<S: Transport>(ws: Box<WebSocket<S>>, state: Arc<AppState>) -> impl Future<Output = ()> {
     let client = state.next_client_id();
     let queue = ClientQueue::new(state.config.client_queue_messages, state.config.client_queue_bytes);
     state.register_session(client, &queue);
-    let mut session = Session { state, client, queue, identity: None, subscriptions: Vec::new() };
+    let session = Session { state, client, queue, identity: None, subscriptions: Vec::new() };
     session.state.metrics.connections.inc();
     session.state.metrics.connections_accepted.inc();
-    let mut conn = ParkingWebSocket::new(ws);
-    let end = session.serve(&mut conn).await;
-    Box::pin(session.leave_all()).await;
-    session.state.unregister_session(client);
-    session.state.metrics.connections.dec();
-    if let End::Close(code, reason) = end {
-        let mut ws = conn.into_websocket(&session.state.websocket.websocket);
-        // Bounded by the WebSocket's close timeout.
-        let _ = Box::pin(ws.close(code, reason)).await;
+    // The task's future is the drive alone: nothing above lives on.
+    drive(session, ParkingWebSocket::new(ws))
+}
+
+/// Serves the session until it ends, or until it leaves for the lot.
+///
+/// This is the future a task holds, so its parts are boxed: the serving
+/// and the goodbye futures, and the session with its connection (an
+/// `async fn` stores its arguments apart from the locals they move into,
+/// so it would hold them twice).
+fn drive<S: Transport>(session: Session, conn: ParkingWebSocket<S>) -> impl Future<Output = ()> {
+    let parts = Box::new((session, conn));
+    async move {
+        let (mut session, mut conn) = *parts;
+        match Box::pin(session.serve(&mut conn)).await {
+            Served::End(end) => Box::pin(session.finish(end, Some(conn))).await,
+            Served::Idle => S::leave(session, conn),
+        }
     }
 }
 
 impl Session {
-    async fn serve<S>(&mut self, conn: &mut ParkingWebSocket<S>) -> End
-    where
-        S: AsyncRead + AsyncWrite + Unpin,
-    {
-        let mut connect_deadline = Some(Box::pin(tokio::time::sleep(self.state.config.connect_timeout)));
+    /// Leaves every channel, forgets the session and closes the
+    /// connection (if it still has one) with the code of `end`.
+    async fn finish<S: Transport>(mut self, end: End, conn: Option<ParkingWebSocket<S>>) {
+        Box::pin(self.leave_all()).await;
+        self.state.unregister_session(self.client);
+        self.state.metrics.connections.dec();
+        if let (End::Close(code, reason), Some(conn)) = (end, conn) {
+            let mut ws = conn.into_websocket(&self.state.websocket.websocket);
+            // Bounded by the WebSocket's close timeout.
+            let _ = Box::pin(ws.close(code, reason)).await;
+        }
+    }
+
+    async fn serve<S: Transport>(&mut self, conn: &mut ParkingWebSocket<S>) -> Served {
+        let mut connect_deadline =
+            self.identity.is_none().then(|| Box::pin(tokio::time::sleep(self.state.config.connect_timeout)));
         loop {
             let step = std::future::poll_fn(|cx| self.poll_step(cx, conn, &mut connect_deadline)).await;
             let text = match step {
                 Step::Command(text) => text,
-                Step::End(end) => return end,
+                Step::End(end) => return Served::End(end),
+                Step::Idle => return Served::Idle,
             };
             self.state.metrics.messages_in.inc();
             self.state.metrics.bytes_in.inc_by(text.len() as u64);
@@ -132,7 +250,7 @@ impl Session {
                     let ws = conn.active(&self.state.websocket.websocket);
                     self.hand_over(ws, batch);
                 }
-                return end;
+                return Served::End(end);
             }
             if self.identity.is_some() {
                 connect_deadline = None;
@@ -150,21 +268,24 @@ impl Session {
     /// frame can fail the connection. A client that does not read blocks
     /// the hand-over (the WebSocket's buffer is bounded), its queue fills,
     /// and the overflow ends the session (4004).
-    fn poll_step<S>(
+    fn poll_step<S: Transport>(
         &mut self,
         cx: &mut Context<'_>,
         conn: &mut ParkingWebSocket<S>,
         connect_deadline: &mut Option<Pin<Box<Sleep>>>,
-    ) -> Poll<Step>
-    where
-        S: AsyncRead + AsyncWrite + Unpin,
-    {
+    ) -> Poll<Step> {
         let config = &self.state.websocket.websocket;
         loop {
             if conn.is_parked() {
                 match self.queue.poll_take(cx) {
                     Poll::Ready(Some(batch)) => self.hand_over(conn.active(config), batch),
                     Poll::Ready(None) => return Poll::Ready(Step::End(self.queue_ended())),
+                    // The lot watches the socket and the deadlines from
+                    // here (and sends back at once what needs the
+                    // WebSocket). Parked here means the WebSocket found
+                    // nothing to do: sessions start active, and park only
+                    // once a read found nothing.
+                    Poll::Pending if S::LEAVES && self.identity.is_some() => return Poll::Ready(Step::Idle),
                     Poll::Pending => {
                         if conn.poll_activity(cx).is_pending() {
                             return self.poll_connect_deadline(cx, connect_deadline);
@@ -234,16 +355,19 @@ impl Session {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let mut bytes = 0;
-        let count = batch.len() as u64;
+        self.count_out(&batch);
         for message in batch {
-            bytes += message.payload().len() as u64;
             // Fails only once the connection is over, which the next
             // read reports.
             let _ = ws.queue_prepared(&message);
         }
-        self.state.metrics.messages_out.inc_by(count);
-        self.state.metrics.bytes_out.inc_by(bytes);
+    }
+
+    /// Counts messages sent to the client.
+    fn count_out(&self, batch: &std::collections::VecDeque<Arc<PreparedMessage>>) {
+        let bytes: usize = batch.iter().map(|message| message.payload().len()).sum();
+        self.state.metrics.messages_out.inc_by(batch.len() as u64);
+        self.state.metrics.bytes_out.inc_by(bytes as u64);
     }
 
     fn queue_ended(&self) -> End {

@@ -29,6 +29,8 @@ pub(crate) struct AppState {
     pub(crate) shutdown: CancellationToken,
     /// Connections and long polls, waited for on shutdown.
     pub(crate) tasks: TaskTracker,
+    /// Idle plain-TCP sessions, held without a task each.
+    pub(crate) lot: crate::session::SessionLot,
     /// The queue of every WebSocket session (by client number): a shutdown
     /// closes them, so an idle session waits on its queue alone.
     sessions: Mutex<HashMap<u64, ClientQueue>>,
@@ -76,6 +78,7 @@ impl AppState {
             websocket,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            lot: crate::session::SessionLot::new().map_err(|e| format!("the connection lot: {e}"))?,
             sessions: Mutex::new(HashMap::new()),
             system_namespace: NamespaceConfig {
                 anonymous: true,

@@ -58,6 +58,8 @@ mod error;
 mod handshake_io;
 #[cfg(feature = "hyper")]
 pub mod hyper_upgrade;
+#[cfg(unix)]
+pub mod lot;
 mod message;
 mod parked;
 mod proxy;

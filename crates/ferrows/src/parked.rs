@@ -14,15 +14,17 @@
 //! [`poll_activity`]: ParkedWebSocket::poll_activity
 //! [`unpark`]: ParkedWebSocket::unpark
 
+use std::io::{self, IoSlice};
 use std::task::{Context, Poll};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use ferrows_proto::config::Negotiated;
-use ferrows_proto::{Connection, Receiver, Role, Sender};
+use ferrows_proto::{Connection, PreparedMessage, Receiver, Role, Sender, UsageError};
 use tokio::io::AsyncRead;
 
 use crate::buffer_pool;
 use crate::config::WebSocketConfig;
+use crate::error::Error;
 use crate::read_side::ReadSide;
 use crate::timers::Timers;
 use crate::websocket::WebSocket;
@@ -42,11 +44,35 @@ pub struct ParkedWebSocket<S> {
     /// The halves of the core, kept only when they hold compression
     /// contexts (an idle uncompressed half is the same as a new one).
     halves: Option<Box<(Receiver, Sender)>>,
+    /// What came or waits while parked; nothing, mostly (boxed: a parked
+    /// connection with any of it soon leaves its parked form).
+    pending: Option<Box<Pending>>,
+}
+
+/// What a parked connection read or could not write.
+#[derive(Debug, Default)]
+struct Pending {
     /// Bytes read while parked, parsed first once unparked.
     arrived: BytesMut,
-    /// The peer's end of file or a read error was seen.
-    ended: bool,
+    /// Frame bytes sent while parked that the stream did not take, written
+    /// first once unparked.
+    unsent: BytesMut,
+    /// The peer's end of file or a read error, read while parked.
+    ended: Option<PeerEnd>,
 }
+
+/// How the peer's direction ended while a connection was parked.
+#[derive(Debug)]
+pub(crate) enum PeerEnd {
+    /// Its end of file.
+    Eof,
+    /// A read error.
+    Failed(io::Error),
+}
+
+/// Most frames handed to one vectored write by
+/// [`ParkedWebSocket::send_prepared`].
+const MAX_IOVECS: usize = 64;
 
 impl<S> WebSocket<S> {
     /// Whether [`park`](Self::park) would park it now.
@@ -86,8 +112,7 @@ impl<S> WebSocket<S> {
             last_data_sent,
             subprotocol,
             halves: compressed.then(|| Box::new((rx, tx))),
-            arrived: BytesMut::new(),
-            ended: false,
+            pending: None,
         })
     }
 }
@@ -100,15 +125,191 @@ impl<S> ParkedWebSocket<S> {
             Some(halves) => *halves,
             None => Connection::new(self.role, config.protocol.clone(), &Negotiated::default()).split(),
         };
+        let mut tx = tx;
+        let Pending { arrived, unsent, ended } = self.pending.map(|pending| *pending).unwrap_or_default();
+        if !unsent.is_empty() {
+            tx.queue_unwritten(unsent.freeze());
+        }
         let mut write = WriteSide::new(self.io, tx, config);
         write.last_data_sent = self.last_data_sent;
-        let read = ReadSide::resume(rx, self.role, config, self.arrived, self.timers);
+        let read = ReadSide::resume(rx, self.role, config, arrived, self.timers, ended);
         WebSocket { read, write, subprotocol: self.subprotocol }
     }
 
     /// The underlying stream.
     pub fn get_ref(&self) -> &S {
         &self.io
+    }
+
+    /// The same parked connection over the stream `f` makes of this one
+    /// (tokio's `TcpStream` into the standard one and back, say, for a
+    /// holder that waits on the socket by its own means). An error of `f`
+    /// loses the connection.
+    pub fn try_map_io<T, E>(self, f: impl FnOnce(S) -> Result<T, E>) -> Result<ParkedWebSocket<T>, E> {
+        Ok(ParkedWebSocket {
+            io: f(self.io)?,
+            role: self.role,
+            read_chunk: self.read_chunk,
+            timers: self.timers,
+            last_data_sent: self.last_data_sent,
+            subprotocol: self.subprotocol,
+            halves: self.halves,
+            pending: self.pending,
+        })
+    }
+
+    /// When a keepalive, idle or close deadline next passes, for a holder
+    /// that watches the deadline itself instead of calling
+    /// [`poll_activity`](Self::poll_activity): frees the timer that call
+    /// arms. The deadline moves only when the connection is used.
+    pub fn deadline(&mut self) -> Option<tokio::time::Instant> {
+        self.timers.disarm();
+        self.timers.deadline()
+    }
+
+    /// Whether the connection needs its WebSocket before anything else
+    /// happens: bytes arrived or wait to be written, or the peer's end of
+    /// file or a read error was seen.
+    pub fn needs_websocket(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// Whether [`send_prepared`](Self::send_prepared) works here: a
+    /// server's connection (a client masks each frame of its own).
+    pub fn can_send_prepared(&self) -> bool {
+        self.role == Role::Server
+    }
+
+    /// The frame the WebSocket would send for `message`
+    /// ([`Sender::prepared_frame`]: a connection parked without its halves
+    /// is uncompressed, so it sends the plain frame).
+    fn prepared_frame<'m>(&self, message: &'m PreparedMessage) -> Result<&'m Bytes, UsageError> {
+        match &self.halves {
+            Some(halves) => halves.1.prepared_frame(message),
+            None if self.role == Role::Server => Ok(message.plain_frame()),
+            None => Err(UsageError::MaskedRole),
+        }
+    }
+}
+
+impl<S> ParkedWebSocket<S> {
+    /// Keeps what a read while parked gave: bytes (in `buf`, which becomes
+    /// the WebSocket's read buffer), the end of file or an error.
+    fn arrived(&mut self, buf: BytesMut, read: io::Result<usize>) {
+        match read {
+            Ok(n) if n > 0 => {
+                // The peer is alive (as a read of the WebSocket would note).
+                self.timers.on_receive();
+                self.pending.get_or_insert_default().arrived = buf;
+                return;
+            }
+            Ok(_) => self.pending.get_or_insert_default().ended = Some(PeerEnd::Eof),
+            Err(e) => self.pending.get_or_insert_default().ended = Some(PeerEnd::Failed(e)),
+        }
+        buffer_pool::give(buf);
+    }
+}
+
+impl<S: io::Read> ParkedWebSocket<S> {
+    /// Reads what the peer sent while parked, for a holder that learns by
+    /// its own means that the socket is readable: one non-blocking read,
+    /// into a buffer that becomes the WebSocket's. Whether anything came
+    /// (bytes, the end of file or an error, which the WebSocket reports
+    /// once unparked): [`needs_websocket`](Self::needs_websocket) then.
+    pub fn read_arrived(&mut self) -> bool {
+        if self.needs_websocket() {
+            return true;
+        }
+        let mut buf = buffer_pool::take(self.read_chunk as usize);
+        // Zeroed: `Read` takes initialized memory (a few kilobytes, once
+        // per wake-up of a parked connection).
+        buf.resize(buf.capacity(), 0);
+        let read = loop {
+            match self.io.read(&mut buf) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        match read {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                buffer_pool::give(buf);
+                false
+            }
+            read => {
+                buf.truncate(*read.as_ref().unwrap_or(&0));
+                self.arrived(buf, read);
+                true
+            }
+        }
+    }
+}
+
+impl<S: io::Write> ParkedWebSocket<S> {
+    /// Sends prepared messages without making the WebSocket again, by
+    /// non-blocking vectored writes of the frames it would send (a fan-out
+    /// to idle subscribers costs one `writev` each). What the stream does
+    /// not take now is kept, with everything sent after it, and written
+    /// first once unparked: [`needs_websocket`](Self::needs_websocket)
+    /// says so, and the caller should unpark it then.
+    ///
+    /// Fails without sending anything on a client's connection (see
+    /// [`can_send_prepared`](Self::can_send_prepared)). A write error is
+    /// returned, and the unparked WebSocket meets it again.
+    pub fn send_prepared<'m>(&mut self, messages: impl IntoIterator<Item = &'m PreparedMessage>) -> Result<(), Error> {
+        if !self.can_send_prepared() {
+            return Err(Error::Usage(UsageError::MaskedRole));
+        }
+        let mut result = Ok(());
+        let mut messages = messages.into_iter().peekable();
+        let mut sent_any = false;
+        while messages.peek().is_some() {
+            let mut frames: [&[u8]; MAX_IOVECS] = [&[]; MAX_IOVECS];
+            let mut count = 0;
+            for message in messages.by_ref().take(MAX_IOVECS) {
+                frames[count] = self.prepared_frame(message)?;
+                count += 1;
+            }
+            sent_any = true;
+            let frames = &frames[..count];
+            if let Some(pending) = &mut self.pending {
+                frames.iter().for_each(|frame| pending.unsent.extend_from_slice(frame));
+                continue;
+            }
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            for (slice, frame) in slices.iter_mut().zip(frames) {
+                *slice = IoSlice::new(frame);
+            }
+            let written = match self.io.write_vectored(&slices[..count]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
+                Err(e) => {
+                    result = Err(Error::Io(e));
+                    0
+                }
+            };
+            self.keep_unsent(frames, written);
+        }
+        if sent_any {
+            self.timers.on_data();
+            if self.last_data_sent.is_some() {
+                self.last_data_sent = Some(tokio::time::Instant::now());
+            }
+        }
+        result
+    }
+
+    /// Keeps what follows the first `written` bytes of `frames`.
+    fn keep_unsent(&mut self, frames: &[&[u8]], mut written: usize) {
+        for frame in frames {
+            if written >= frame.len() {
+                written -= frame.len();
+                continue;
+            }
+            let pending = self.pending.get_or_insert_default();
+            pending.unsent.extend_from_slice(&frame[written..]);
+            written = 0;
+        }
     }
 }
 
@@ -118,7 +319,7 @@ impl<S: AsyncRead + Unpin> ParkedWebSocket<S> {
     /// idle or close deadline passed. Registers `cx` for all of them
     /// otherwise. Stays ready until [`unpark`](Self::unpark)ed.
     pub fn poll_activity(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.ended || !self.arrived.is_empty() {
+        if self.needs_websocket() {
             return Poll::Ready(());
         }
         // The WebSocket's first read, into a buffer from the thread's
@@ -126,21 +327,12 @@ impl<S: AsyncRead + Unpin> ParkedWebSocket<S> {
         // does the buffer goes straight back (a stream that knows it is not
         // readable, such as tokio's TCP, does not even touch it).
         let mut buf = buffer_pool::take(self.read_chunk as usize);
-        match tokio_util::io::poll_read_buf(std::pin::Pin::new(&mut self.io), cx, &mut buf) {
-            Poll::Ready(Ok(n)) if n > 0 => {
-                // The peer is alive (as a read of the WebSocket would note).
-                self.timers.on_receive();
-                self.arrived = buf;
-                return Poll::Ready(());
-            }
-            // The end of file or an error: the WebSocket reads it again.
-            Poll::Ready(_) => {
-                buffer_pool::give(buf);
-                self.ended = true;
-                return Poll::Ready(());
-            }
-            Poll::Pending => buffer_pool::give(buf),
+        let read = tokio_util::io::poll_read_buf(std::pin::Pin::new(&mut self.io), cx, &mut buf);
+        if let Poll::Ready(read) = read {
+            self.arrived(buf, read);
+            return Poll::Ready(());
         }
+        buffer_pool::give(buf);
         // A deadline stays due until the WebSocket acts on it.
         self.timers.poll(cx).map(|_| ())
     }
@@ -230,6 +422,16 @@ impl<S> ParkingWebSocket<S> {
         }
     }
 
+    /// The parked WebSocket, if it is parked now (to hold it elsewhere,
+    /// such as in a [`Lot`](crate::lot::Lot)); itself otherwise.
+    #[allow(clippy::result_large_err)] // itself, given back
+    pub fn into_parked(self) -> Result<ParkedWebSocket<S>, Self> {
+        match self.state {
+            Parking::Parked(parked) => Ok(parked),
+            state => Err(Self { state }),
+        }
+    }
+
     /// The WebSocket back, unparked.
     pub fn into_websocket(mut self, config: &WebSocketConfig) -> Box<WebSocket<S>> {
         self.active(config);
@@ -237,6 +439,13 @@ impl<S> ParkingWebSocket<S> {
             Parking::Active(ws) => ws,
             _ => unreachable!("made active above"),
         }
+    }
+}
+
+impl<S> From<ParkedWebSocket<S>> for ParkingWebSocket<S> {
+    /// Starts parked.
+    fn from(parked: ParkedWebSocket<S>) -> Self {
+        Self { state: Parking::Parked(parked) }
     }
 }
 

@@ -46,7 +46,7 @@ pub(crate) struct ReadSide {
 
 impl ReadSide {
     pub(crate) fn new(rx: Receiver, role: Role, config: &WebSocketConfig, leftover: BytesMut) -> Self {
-        Self::resume(rx, role, config, leftover, Timers::new(config))
+        Self::resume(rx, role, config, leftover, Timers::new(config), None)
     }
 
     /// A reading side with these timers: new ones, or those it kept while
@@ -57,8 +57,9 @@ impl ReadSide {
         config: &WebSocketConfig,
         leftover: BytesMut,
         timers: Timers,
+        ended: Option<crate::parked::PeerEnd>,
     ) -> Self {
-        Self {
+        let mut read = Self {
             rx,
             role,
             parse_more: !leftover.is_empty(),
@@ -70,7 +71,20 @@ impl ReadSide {
             eof: false,
             done: false,
             timers,
+        };
+        // The peer's end, read while parked: as if read now, after the
+        // bytes that came before it.
+        match ended {
+            Some(crate::parked::PeerEnd::Eof) => {
+                read.eof = true;
+                if let Err(e) = read.rx.receive_eof() {
+                    read.pending_error = Some(Error::Protocol(e));
+                }
+            }
+            Some(crate::parked::PeerEnd::Failed(e)) => read.pending_error = Some(Error::Io(e)),
+            None => {}
         }
+        read
     }
 
     /// Whether nothing is in progress or buffered (see [`WebSocket::park`](crate::WebSocket::park)).

@@ -124,6 +124,20 @@ impl Timers {
         self.idle_timeout.is_some()
     }
 
+    /// When the next deadline passes, if any.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.next_deadline().map(|(at, _)| at)
+    }
+
+    /// Frees the armed `Sleep`, for a holder that watches
+    /// [`deadline`](Self::deadline) itself; the next [`poll`](Self::poll)
+    /// arms one again.
+    pub(crate) fn disarm(&mut self) {
+        if let Some(clock) = &mut self.clock {
+            clock.sleep = None;
+        }
+    }
+
     fn next_deadline(&self) -> Option<(Instant, Due)> {
         let clock = self.clock.as_deref()?;
         if let Some(started) = clock.close_started {

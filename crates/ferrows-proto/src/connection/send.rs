@@ -195,6 +195,24 @@ impl Sender {
     /// message reaches the threshold), the plain one otherwise. A client
     /// must mask, so it frames the payload itself.
     pub fn send_prepared(&mut self, message: &super::PreparedMessage) -> Result<(), UsageError> {
+        if self.role == Role::Client && !self.close_sent && self.sending_fragmented.is_none() {
+            return self.send_message(message.kind(), message.payload().clone());
+        }
+        let frame = self.prepared_frame(message)?;
+        if frame.len() >= ZERO_COPY_MIN {
+            self.output.push(frame.clone());
+        } else {
+            self.output.extend(frame);
+        }
+        Ok(())
+    }
+
+    /// The shared frame [`send_prepared`](Self::send_prepared) sends for
+    /// `message` (compressed when this sender compresses without context
+    /// takeover and the message is over the threshold, plain otherwise),
+    /// for a caller that writes it itself. A client masks every frame of
+    /// its own, so it has none to share: `MaskedRole`.
+    pub fn prepared_frame<'m>(&self, message: &'m super::PreparedMessage) -> Result<&'m Bytes, UsageError> {
         if self.close_sent {
             return Err(UsageError::AlreadyClosing);
         }
@@ -202,21 +220,26 @@ impl Sender {
             return Err(UsageError::FragmentOrder);
         }
         if self.role == Role::Client {
-            return self.send_message(message.kind(), message.payload().clone());
+            return Err(UsageError::MaskedRole);
         }
         let threshold = self.config.deflate_threshold;
-        let frame = match &self.deflater {
+        Ok(match &self.deflater {
             Some(d) if d.can_compress() && d.is_context_free() && message.payload().len() >= threshold => {
                 message.compressed_frame(d.window_bits())
             }
             _ => message.plain_frame(),
-        };
-        if frame.len() >= ZERO_COPY_MIN {
-            self.output.push(frame.clone());
+        })
+    }
+
+    /// Queues bytes of frames that this sender made (through
+    /// [`prepared_frame`](Self::prepared_frame)) and its caller could not
+    /// finish writing, ahead of anything queued later.
+    pub fn queue_unwritten(&mut self, bytes: Bytes) {
+        if bytes.len() >= ZERO_COPY_MIN {
+            self.output.push(bytes);
         } else {
-            self.output.extend(frame);
+            self.output.extend(&bytes);
         }
-        Ok(())
     }
 
     /// Queues a Ping with up to 125 bytes of payload.

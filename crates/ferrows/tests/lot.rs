@@ -1,0 +1,243 @@
+//! The lot: parked connections held without a task each receive what their
+//! tenant sends without leaving it, and leave it (resumed, nothing lost)
+//! when bytes, the end of file or a deadline arrive, or when the peer does
+//! not take what is sent.
+#![cfg(unix)]
+#![allow(missing_docs)]
+
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use bytes::Bytes;
+use ferrows::lot::{Lot, LotStream, Tenant};
+use ferrows::{ClientConfig, MaybeTlsStream, Message, ParkedWebSocket, PreparedMessage, ServerConfig, WebSocket};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn bounded<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(WAIT, future).await.expect("test step timed out")
+}
+
+/// What a test sends through a parked connection, and whether it asks the
+/// connection to leave the lot.
+#[derive(Default)]
+struct Outbox {
+    messages: Vec<PreparedMessage>,
+    waker: Option<Waker>,
+}
+
+type Resumed = io::Result<ParkedWebSocket<TcpStream>>;
+
+struct TestTenant {
+    outbox: Arc<Mutex<Outbox>>,
+    resumed: mpsc::UnboundedSender<Resumed>,
+}
+
+impl Tenant for TestTenant {
+    fn poll_parked(&mut self, ws: &mut ParkedWebSocket<LotStream>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut outbox = self.outbox.lock().unwrap();
+        let messages = std::mem::take(&mut outbox.messages);
+        if !messages.is_empty() {
+            // A failed write is met again by the WebSocket once resumed.
+            let _ = ws.send_prepared(messages.iter());
+        }
+        outbox.waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    fn resume(self, ws: Resumed) {
+        let _ = self.resumed.send(ws);
+    }
+}
+
+fn send(outbox: &Mutex<Outbox>, message: PreparedMessage) {
+    let waker = {
+        let mut outbox = outbox.lock().unwrap();
+        outbox.messages.push(message);
+        outbox.waker.take()
+    };
+    if let Some(waker) = waker {
+        waker.wake();
+    }
+}
+
+struct Parked {
+    lot: Lot<TestTenant>,
+    outbox: Arc<Mutex<Outbox>>,
+    resumed: mpsc::UnboundedReceiver<Resumed>,
+    client: WebSocket<MaybeTlsStream>,
+    config: ServerConfig,
+}
+
+/// A server connection parked in a new lot, and its client.
+async fn parked(config: ServerConfig, client_config: ClientConfig) -> Parked {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}", listener.local_addr().unwrap());
+    let server_config = config.clone();
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        ferrows::accept_with(tcp, ferrows::AcceptAll, &server_config).await.unwrap()
+    });
+    let client = bounded(ferrows::connect_with(url.as_str(), &client_config)).await.unwrap();
+    let server = bounded(server).await.unwrap();
+    let lot = Lot::new().unwrap();
+    let outbox = Arc::new(Mutex::new(Outbox::default()));
+    let (tx, resumed) = mpsc::unbounded_channel();
+    let ws = server.park().map_err(|_| "a new connection is idle").unwrap();
+    lot.park(TestTenant { outbox: outbox.clone(), resumed: tx }, ws);
+    Parked { lot, outbox, resumed, client, config }
+}
+
+fn plain() -> (ServerConfig, ClientConfig) {
+    let mut server = ServerConfig::default();
+    server.websocket.deflate = None;
+    let mut client = ClientConfig::default();
+    client.websocket.deflate = None;
+    (server, client)
+}
+
+async fn next_data(client: &mut WebSocket<MaybeTlsStream>) -> Message {
+    loop {
+        match bounded(client.recv()).await {
+            Some(Ok(message)) if message.is_data() => return message,
+            Some(Ok(_)) => continue,
+            other => panic!("expected a message, got {other:?}"),
+        }
+    }
+}
+
+async fn wait_until(mut condition: impl FnMut() -> bool) {
+    bounded(async {
+        while !condition() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_parked_connection_receives_without_leaving_the_lot() {
+    let (server, client) = plain();
+    let mut p = parked(server, client).await;
+    wait_until(|| p.lot.len() == 1).await;
+    for i in 0..3 {
+        send(&p.outbox, PreparedMessage::text(format!("message {i}").into()));
+    }
+    for i in 0..3 {
+        assert_eq!(next_data(&mut p.client).await, Message::Text(format!("message {i}").into()));
+    }
+    assert_eq!(p.lot.len(), 1, "it stays parked");
+    assert!(p.resumed.try_recv().is_err(), "and was not resumed");
+}
+
+#[tokio::test]
+async fn compressed_connections_receive_their_compressed_frames() {
+    // Both sides offer and accept permessage-deflate by default.
+    let mut p = parked(ServerConfig::default(), ClientConfig::default()).await;
+    let text = "compressible ".repeat(100);
+    send(&p.outbox, PreparedMessage::text(text.clone().into()));
+    send(&p.outbox, PreparedMessage::binary(Bytes::from_static(b"short")));
+    assert_eq!(next_data(&mut p.client).await, Message::Text(text.into()));
+    assert_eq!(next_data(&mut p.client).await, Message::Binary(Bytes::from_static(b"short")));
+    // The contexts survive: the resumed WebSocket still speaks deflate.
+    p.client.send(Message::Text("back".into())).await.unwrap();
+    let ws = bounded(p.resumed.recv()).await.unwrap().unwrap();
+    let mut ws = ws.unpark(&p.config.websocket);
+    assert_eq!(bounded(ws.recv()).await.unwrap().unwrap(), Message::Text("back".into()));
+    ws.send(Message::Text("again ".repeat(50).into())).await.unwrap();
+    assert_eq!(next_data(&mut p.client).await, Message::Text("again ".repeat(50).into()));
+}
+
+#[tokio::test]
+async fn bytes_from_the_peer_resume_it_with_nothing_lost() {
+    let (server, client) = plain();
+    let mut p = parked(server, client).await;
+    p.client.send(Message::Text("hello".into())).await.unwrap();
+    let ws = bounded(p.resumed.recv()).await.unwrap().unwrap();
+    assert_eq!(p.lot.len(), 0);
+    let mut ws = ws.unpark(&p.config.websocket);
+    assert_eq!(bounded(ws.recv()).await.unwrap().unwrap(), Message::Text("hello".into()));
+    ws.send(Message::Text("answer".into())).await.unwrap();
+    assert_eq!(next_data(&mut p.client).await, Message::Text("answer".into()));
+}
+
+#[tokio::test]
+async fn a_keepalive_deadline_resumes_it() {
+    let (mut server, client) = plain();
+    server.websocket.ping_interval = Some(Duration::from_millis(200));
+    let mut p = parked(server, client).await;
+    let ws = bounded(p.resumed.recv()).await.unwrap().unwrap();
+    let mut ws = ws.unpark(&p.config.websocket);
+    // The WebSocket sends the Ping that fell due while parked.
+    let serve = tokio::spawn(async move { while let Some(Ok(_)) = ws.recv().await {} });
+    loop {
+        match bounded(p.client.recv()).await {
+            Some(Ok(Message::Ping(_))) => break,
+            Some(Ok(_)) => continue,
+            other => panic!("expected a Ping, got {other:?}"),
+        }
+    }
+    serve.abort();
+}
+
+#[tokio::test]
+async fn a_peer_that_does_not_read_gets_everything_once_resumed() {
+    let (server, client) = plain();
+    let mut p = parked(server, client).await;
+    // Far more than the sockets buffer: the lot's writes fall short, and the
+    // connection leaves with what is left.
+    let count = 200;
+    let payload = |i: usize| Bytes::from(vec![(i % 251) as u8; 64 * 1024]);
+    for i in 0..count {
+        send(&p.outbox, PreparedMessage::binary(payload(i)));
+    }
+    let ws = bounded(p.resumed.recv()).await.unwrap().unwrap();
+    assert!(ws.needs_websocket(), "unsent bytes wait for the WebSocket");
+    let mut ws = ws.unpark(&p.config.websocket);
+    let flush = tokio::spawn(async move {
+        ws.flush().await.unwrap();
+        ws
+    });
+    for i in 0..count {
+        assert_eq!(next_data(&mut p.client).await, Message::Binary(payload(i)), "message {i}");
+    }
+    bounded(flush).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_end_of_file_resumes_it() {
+    let (server, client) = plain();
+    let mut p = parked(server, client).await;
+    drop(p.client);
+    let ws = bounded(p.resumed.recv()).await.unwrap().unwrap();
+    let mut ws = ws.unpark(&p.config.websocket);
+    assert!(!matches!(bounded(ws.recv()).await, Some(Ok(_))));
+}
+
+#[tokio::test]
+async fn dropping_the_lot_closes_what_is_parked() {
+    let (server, client) = plain();
+    let mut p = parked(server, client).await;
+    wait_until(|| p.lot.len() == 1).await;
+    drop(p.lot);
+    assert!(!matches!(bounded(p.client.recv()).await, Some(Ok(_))));
+}
+
+#[tokio::test]
+async fn many_connections_each_get_their_own_messages() {
+    let (server, client) = plain();
+    let mut all = Vec::new();
+    for _ in 0..20 {
+        all.push(parked(server.clone(), client.clone()).await);
+    }
+    for (i, p) in all.iter().enumerate() {
+        send(&p.outbox, PreparedMessage::text(format!("for {i}").into()));
+    }
+    for (i, p) in all.iter_mut().enumerate() {
+        assert_eq!(next_data(&mut p.client).await, Message::Text(format!("for {i}").into()));
+    }
+}
