@@ -30,7 +30,8 @@
 #                     RATE sets a single one)
 #   SECONDS           seconds of publishing per run (default 10; read from
 #                     the environment this script was started with)
-#   HOLD              idle seconds before publishing (default 5)
+#   HOLD              idle seconds before publishing (default 15: long enough
+#                     for the allocator to return the setup's freed pages)
 #   BENCH_PUBSUB_SERVERS  servers to run (default "ferrows uWebSockets";
 #                     uWebSockets is skipped, with a line saying why, when
 #                     scripts/uws-peer.sh cannot build it)
@@ -55,7 +56,7 @@ root="$(pwd)"
 subscribers="${SUBSCRIBERS:-10000}"
 read -ra rates <<<"${RATE:-${RATES:-10 300}}"
 duration="${duration:-10}"
-hold="${HOLD:-5}"
+hold="${HOLD:-15}"
 read -ra servers <<<"${BENCH_PUBSUB_SERVERS:-ferrows uWebSockets}"
 publisher="${BENCH_PUBLISHER:-websocket}"
 channel="${BENCH_CHANNEL:-bench:load}"
@@ -180,10 +181,10 @@ for rate in "${rates[@]}"; do
       result="ok"
       ((run_status == 0)) || result="**failed**"
       [[ "$name" == uWebSockets && "$(field missing "$line")" != 0 ]] && result="drops by design"
-      rows+=("| $name | $rate ($(field publish_rate "$line")) | $(fmt_int "$(field delivered_per_sec "$line")") | $(field p50 "$line") / $(field p99 "$line") / $(field max "$line") | $(field server_cpu_us_per_delivery "$line") | $(fmt_int "$(field server_rss_per_subscriber_b "$line")") | $(field server_idle_cpu_pct "$line") | $(fmt_int "$(field setup_per_sec "$line")") | $(fmt_int "$(field missing "$line")") / $(field duplicated "$line") / $(field out_of_order "$line") | $result |")
+      rows+=("| $name | $rate ($(field publish_rate "$line")) | $(fmt_int "$(field delivered_per_sec "$line")") | $(field p50 "$line") / $(field p99 "$line") / $(field max "$line") | $(field server_cpu_us_per_delivery "$line") | $(fmt_int "$(field server_rss_per_subscriber_b "$line")") / $(fmt_int "$(field server_rss_idle_per_subscriber_b "$line")") | $(field server_idle_cpu_pct "$line") | $(fmt_int "$(field setup_per_sec "$line")") | $(fmt_int "$(field missing "$line")") / $(field duplicated "$line") / $(field out_of_order "$line") | $result |")
     fi
     details+=("- $name at $rate/s: \`$line\`")
-    figures["$name|$rate"]="$(field delivered_per_sec "$line") $(field server_cpu_us_per_delivery "$line") $(field server_rss_per_subscriber_b "$line") $(field p50 "$line")"
+    figures["$name|$rate"]="$(field delivered_per_sec "$line") $(field server_cpu_us_per_delivery "$line") $(field server_rss_idle_per_subscriber_b "$line") $(field p50 "$line")"
   done
 done
 load_after="$(uptime)"
@@ -198,7 +199,7 @@ load_after="$(uptime)"
   echo "ferrows' publisher: $publisher. Load: before \`${load_before#*load average: }\`, after \`${load_after#*load average: }\`."
   [[ -n "$skipped" ]] && { echo; echo "$skipped"; }
   echo
-  echo "| server | publications/s (sent) | deliveries/s | latency p50 / p99 / max, ms | server CPU µs / delivery | server RSS / subscriber, B | idle server CPU, % | setup, subscribers/s | missing / duplicated / out of order | result |"
+  echo "| server | publications/s (sent) | deliveries/s | latency p50 / p99 / max, ms | server CPU µs / delivery | server RSS / subscriber after the setup / after the idle hold, B | idle server CPU, % | setup, subscribers/s | missing / duplicated / out of order | result |"
   echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
   printf '%s\n' "${rows[@]}"
   echo

@@ -124,9 +124,9 @@ field() { grep -o "\"$1\":[-0-9.a-z]*" <<<"$line" | head -n1 | cut -d: -f2; }
   if [[ -z "$line" ]]; then
     echo "**The load generator failed before its report (exit status $status).**"
   else
-    echo "| connections | server RSS / connection, B | setup, connections/s | idle server CPU, % of a core | one publication to the last subscriber, ms | result |"
-    echo "| ---: | ---: | ---: | ---: | ---: | --- |"
-    echo "| $connections | $(field server_rss_per_subscriber_b) | $(field setup_per_sec) | $(field server_idle_cpu_pct) | $(field max) | $([[ $status == 0 ]] && echo ok || echo "**failed** (exit status $status)") |"
+    echo "| connections | server RSS / connection after the setup, B | after the idle hold, B | setup, connections/s | idle server CPU, % of a core | one publication to the last subscriber, ms | result |"
+    echo "| ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+    echo "| $connections | $(field server_rss_per_subscriber_b) | $(field server_rss_idle_per_subscriber_b) | $(field setup_per_sec) | $(field server_idle_cpu_pct) | $(field max) | $([[ $status == 0 ]] && echo ok || echo "**failed** (exit status $status)") |"
     echo
     echo '```'
     echo "$line"

@@ -184,18 +184,22 @@ pub(crate) async fn run(args: BenchPubSubArgs) -> anyhow::Result<()> {
     let setup_pushes = shared.other_pushes.load(Ordering::Relaxed);
     let setup_secs = setup_started.elapsed().as_secs_f64();
     let server_rss_after = server_pid.as_deref().and_then(rss_kib);
-    let rss_per_subscriber = match (server_rss_before, server_rss_after) {
+    let per_subscriber = |after: Option<u64>| match (server_rss_before, after) {
         (Some(before), Some(after)) => {
             format!("{:.0}", after.saturating_sub(before) as f64 * 1024.0 / args.subscribers as f64)
         }
         _ => "null".to_owned(),
     };
+    let rss_per_subscriber = per_subscriber(server_rss_after);
     eprintln!(
         "bench-pubsub: {} subscribed in {setup_secs:.1} s (server RSS per subscriber: {rss_per_subscriber} B)",
         args.subscribers
     );
     // The idle hold: every subscriber connected, nothing published.
     let mut idle_cpu = "null".to_owned();
+    // And the RSS once the setup's garbage had time to go back (an
+    // allocator returns freed pages after a delay).
+    let mut rss_idle_per_subscriber = "null".to_owned();
     if args.hold > 0.0 {
         eprintln!("bench-pubsub: holding every subscriber idle for {} s", args.hold);
         let before = (Instant::now(), server_pid.as_deref().and_then(cpu_ticks));
@@ -204,6 +208,8 @@ pub(crate) async fn run(args: BenchPubSubArgs) -> anyhow::Result<()> {
             let secs = before.0.elapsed().as_secs_f64();
             idle_cpu = format!("{:.2}", a.saturating_sub(b) as f64 / CLOCK_TICKS / secs * 100.0);
         }
+        rss_idle_per_subscriber = per_subscriber(server_pid.as_deref().and_then(rss_kib));
+        eprintln!("bench-pubsub: server RSS per subscriber after the hold: {rss_idle_per_subscriber} B");
     }
     eprintln!("bench-pubsub: publishing {planned} at {}/s", args.rate);
 
@@ -329,6 +335,7 @@ pub(crate) async fn run(args: BenchPubSubArgs) -> anyhow::Result<()> {
              \"subscribers_lost\":{lost},\"publish_errors\":{publish_errors},\"setup_s\":{setup_secs:.1},\
              \"setup_per_sec\":{setup_rate:.0},\"setup_pushes\":{setup_pushes},\
              \"server_rss_per_subscriber_b\":{rss_per_subscriber},\"hold_s\":{},\"server_idle_cpu_pct\":{idle_cpu},\
+             \"server_rss_idle_per_subscriber_b\":{rss_idle_per_subscriber},\
              \"client_cpu_pct\":{client_cpu},\"server_cpu_pct\":{server_cpu},\
              \"server_cpu_us_per_delivery\":{server_us_per_delivery},\"ok\":{ok}}}",
             args.subscribers,
@@ -348,8 +355,8 @@ pub(crate) async fn run(args: BenchPubSubArgs) -> anyhow::Result<()> {
              missing {missing}, duplicated {}, out of order {}, unexpected {}, subscribers lost {lost}, \
              publish errors {publish_errors}; CPU % of a core: client {client_cpu}, server {server_cpu} \
              ({server_us_per_delivery} µs per delivery); \
-             setup {setup_rate:.0} subscribers/s; server RSS per subscriber {rss_per_subscriber} B, \
-             idle CPU {idle_cpu} % over {} s",
+             setup {setup_rate:.0} subscribers/s; server RSS per subscriber {rss_per_subscriber} B \
+             ({rss_idle_per_subscriber} B after the hold), idle CPU {idle_cpu} % over {} s",
             args.subscribers,
             args.rate,
             totals.delivered,
