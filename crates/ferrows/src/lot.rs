@@ -272,7 +272,7 @@ impl<T: Tenant> Future for Driver<T> {
                 done += 1;
             }
             progressed |= this.poll_events(cx, &mut done);
-            progressed |= this.poll_deadlines(cx);
+            progressed |= this.poll_deadlines(cx, &mut done);
             if done >= TURN {
                 // Let the runtime run other tasks, and come back.
                 cx.waker().wake_by_ref();
@@ -372,7 +372,7 @@ impl<T: Tenant> Driver<T> {
 
     /// Resumes the connections whose deadline passed and arms the timer
     /// for the next one; whether any passed.
-    fn poll_deadlines(&mut self, cx: &mut Context<'_>) -> bool {
+    fn poll_deadlines(&mut self, cx: &mut Context<'_>, done: &mut usize) -> bool {
         let mut progressed = false;
         loop {
             let now = Instant::now();
@@ -380,10 +380,15 @@ impl<T: Tenant> Driver<T> {
                 if at > now {
                     break;
                 }
+                if *done >= TURN {
+                    // The rest in the next turn (the task comes back).
+                    return progressed;
+                }
                 self.deadlines.pop();
                 if self.slots.get(key).is_some_and(|slot| slot.scheduled == Some(at)) {
                     self.resume(key);
                     progressed = true;
+                    *done += 1;
                 }
             }
             let Some(&Reverse((next, _))) = self.deadlines.peek() else {
