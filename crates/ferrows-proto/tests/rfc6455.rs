@@ -925,3 +925,37 @@ mod section_10_limits {
         assert!(pair.client.conn.is_closed() && !pair.client.conn.should_close_transport());
     }
 }
+
+/// Idle halves that keep nothing between messages can be dropped and made
+/// again from the agreed extensions (what a parked connection keeps).
+#[test]
+fn idle_halves_without_context_takeover_can_be_made_again() {
+    use ferrows_proto::Connection;
+    use ferrows_proto::config::Negotiated;
+    use ferrows_proto::deflate::DeflateConfig;
+
+    let agreed = DeflateConfig {
+        server_no_context_takeover: true,
+        client_no_context_takeover: true,
+        server_max_window_bits: 12,
+        client_max_window_bits: 10,
+    };
+    for role in [Role::Server, Role::Client] {
+        let (rx, tx) = Connection::new(role, Config::default(), &Negotiated { deflate: Some(agreed) }).split();
+        assert_eq!(Connection::renewal(&rx, &tx).map(|n| n.deflate), Some(Some(agreed)), "{role:?}");
+        let (rx, tx) = Connection::new(role, Config::default(), &Negotiated::default()).split();
+        assert_eq!(Connection::renewal(&rx, &tx).map(|n| n.deflate), Some(None), "{role:?}");
+        // Either direction taking its context over: the halves are kept.
+        for takeover in [
+            DeflateConfig { server_no_context_takeover: false, ..agreed },
+            DeflateConfig { client_no_context_takeover: false, ..agreed },
+        ] {
+            let (rx, tx) = Connection::new(role, Config::default(), &Negotiated { deflate: Some(takeover) }).split();
+            assert!(Connection::renewal(&rx, &tx).is_none(), "{role:?} {takeover:?}");
+        }
+        // Output waiting: not idle.
+        let (rx, mut tx) = Connection::new(role, Config::default(), &Negotiated { deflate: Some(agreed) }).split();
+        tx.send_text("waiting".into()).unwrap();
+        assert!(Connection::renewal(&rx, &tx).is_none(), "{role:?}");
+    }
+}

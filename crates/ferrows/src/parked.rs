@@ -19,6 +19,7 @@ use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use ferrows_proto::config::Negotiated;
+use ferrows_proto::deflate::Deflater;
 use ferrows_proto::{Connection, PreparedMessage, Receiver, Role, Sender, UsageError};
 use tokio::io::AsyncRead;
 
@@ -41,12 +42,26 @@ pub struct ParkedWebSocket<S> {
     timers: Timers,
     last_data_sent: Option<tokio::time::Instant>,
     subprotocol: Option<Box<str>>,
-    /// The halves of the core, kept only when they hold compression
+    /// The halves of the core: made again when unparked from what they
+    /// were made of, unless they keep compression contexts.
     /// contexts (an idle uncompressed half is the same as a new one).
-    halves: Option<Box<(Receiver, Sender)>>,
+    halves: Halves,
     /// What came or waits while parked; nothing, mostly (boxed: a parked
     /// connection with any of it soon leaves its parked form).
     pending: Option<Box<Pending>>,
+}
+
+/// The halves of the core of a parked connection.
+#[derive(Debug)]
+enum Halves {
+    /// Idle halves that keep nothing between messages (no compression, or
+    /// compression without context takeover either way) are the same as
+    /// new ones: made again from the agreed extensions. `threshold` is the
+    /// sender's `deflate_threshold`, for the prepared frames sent while
+    /// parked.
+    Renew { negotiated: Negotiated, threshold: u32 },
+    /// Halves that keep compression contexts between messages.
+    Kept(Box<(Receiver, Sender)>),
 }
 
 /// What a parked connection read or could not write.
@@ -101,9 +116,15 @@ impl<S> WebSocket<S> {
             return Err(self);
         }
         let WebSocket { read, write, subprotocol } = self;
-        let compressed = write.tx.is_compressed();
         let (rx, role, timers, read_chunk) = read.into_parked();
         let WriteSide { io, tx, last_data_sent, .. } = write;
+        let halves = match Connection::renewal(&rx, &tx) {
+            Some(negotiated) => {
+                let threshold = tx.config().deflate_threshold.min(u32::MAX as usize) as u32;
+                Halves::Renew { negotiated, threshold }
+            }
+            None => Halves::Kept(Box::new((rx, tx))),
+        };
         Ok(ParkedWebSocket {
             io,
             role,
@@ -111,7 +132,7 @@ impl<S> WebSocket<S> {
             timers,
             last_data_sent,
             subprotocol,
-            halves: compressed.then(|| Box::new((rx, tx))),
+            halves,
             pending: None,
         })
     }
@@ -122,8 +143,10 @@ impl<S> ParkedWebSocket<S> {
     /// was made with.
     pub fn unpark(self, config: &WebSocketConfig) -> WebSocket<S> {
         let (rx, tx) = match self.halves {
-            Some(halves) => *halves,
-            None => Connection::new(self.role, config.protocol.clone(), &Negotiated::default()).split(),
+            Halves::Kept(halves) => *halves,
+            Halves::Renew { negotiated, .. } => {
+                Connection::new(self.role, config.protocol.clone(), &negotiated).split()
+            }
         };
         let mut tx = tx;
         let Pending { arrived, unsent, ended } = self.pending.map(|pending| *pending).unwrap_or_default();
@@ -181,13 +204,23 @@ impl<S> ParkedWebSocket<S> {
     }
 
     /// The frame the WebSocket would send for `message`
-    /// ([`Sender::prepared_frame`]: a connection parked without its halves
-    /// is uncompressed, so it sends the plain frame).
+    /// ([`Sender::prepared_frame`]; halves made again would compress it as
+    /// a new [`Deflater`] with the agreed window does).
     fn prepared_frame<'m>(&self, message: &'m PreparedMessage) -> Result<&'m Bytes, UsageError> {
         match &self.halves {
-            Some(halves) => halves.1.prepared_frame(message),
-            None if self.role == Role::Server => Ok(message.plain_frame()),
-            None => Err(UsageError::MaskedRole),
+            Halves::Kept(halves) => halves.1.prepared_frame(message),
+            Halves::Renew { .. } if self.role == Role::Client => Err(UsageError::MaskedRole),
+            Halves::Renew { negotiated, threshold } => {
+                let window = negotiated.deflate.and_then(|d| {
+                    // The level does not change the choice of frame.
+                    Deflater::new(d.server_max_window_bits, d.server_no_context_takeover, 0)
+                        .prepared_window(message.payload().len(), *threshold as usize)
+                });
+                Ok(match window {
+                    Some(bits) => message.compressed_frame(bits),
+                    None => message.plain_frame(),
+                })
+            }
         }
     }
 }

@@ -153,6 +153,26 @@ async fn compressed_connections_receive_their_compressed_frames() {
 }
 
 #[tokio::test]
+async fn without_context_takeover_the_halves_are_made_again_and_still_compress() {
+    // What `serve` asks for: each message compressed on its own both ways,
+    // so the parked connection keeps no halves, only what they were made of.
+    let mut server = ServerConfig::default();
+    let deflate = server.websocket.deflate.as_mut().unwrap();
+    deflate.server_no_context_takeover = true;
+    deflate.client_no_context_takeover = true;
+    let mut p = parked(server, ClientConfig::default()).await;
+    let text = "compressible ".repeat(100);
+    send(&p.outbox, PreparedMessage::text(text.clone().into()));
+    assert_eq!(next_data(&mut p.client).await, Message::Text(text.clone().into()));
+    p.client.send(Message::Text(text.clone().into())).await.unwrap();
+    let ws = bounded(p.resumed.recv()).await.unwrap().unwrap();
+    let mut ws = ws.unpark(&p.config.websocket);
+    assert_eq!(bounded(ws.recv()).await.unwrap().unwrap(), Message::Text(text.clone().into()));
+    ws.send(Message::Text(text.clone().into())).await.unwrap();
+    assert_eq!(next_data(&mut p.client).await, Message::Text(text.into()));
+}
+
+#[tokio::test]
 async fn bytes_from_the_peer_resume_it_with_nothing_lost() {
     let (server, client) = plain();
     let mut p = parked(server, client).await;

@@ -159,6 +159,40 @@ impl Connection {
         Self { rx: Receiver::new(role, config.clone(), inflater), tx: Sender::new(role, config, deflater) }
     }
 
+    /// What a pair of idle halves in `role` can be made again from with
+    /// [`Connection::new`]: the agreed extensions, when neither half keeps
+    /// anything between messages that a new pair would not have (no
+    /// compression context taken over in either direction). `None` when
+    /// one does, or a half is not idle: keep the halves then.
+    pub fn renewal(rx: &Receiver, tx: &Sender) -> Option<Negotiated> {
+        if !rx.is_idle() || !tx.is_idle() || rx.role != tx.role {
+            return None;
+        }
+        let deflate = match (&rx.inflater, &tx.deflater) {
+            (None, None) => None,
+            (Some(inflater), Some(deflater))
+                if inflater.is_context_free()
+                    && deflater.is_context_free()
+                    && !inflater.holds_context()
+                    && !deflater.holds_context() =>
+            {
+                let (send_bits, receive_bits) = (deflater.window_bits(), inflater.window_bits());
+                let (server_max_window_bits, client_max_window_bits) = match rx.role {
+                    Role::Server => (send_bits, receive_bits),
+                    Role::Client => (receive_bits, send_bits),
+                };
+                Some(crate::deflate::DeflateConfig {
+                    server_no_context_takeover: true,
+                    client_no_context_takeover: true,
+                    server_max_window_bits,
+                    client_max_window_bits,
+                })
+            }
+            _ => return None,
+        };
+        Some(Negotiated { deflate })
+    }
+
     /// Splits into the receiving and the sending half, for drivers that
     /// read and write from different tasks.
     pub fn split(self) -> (Receiver, Sender) {

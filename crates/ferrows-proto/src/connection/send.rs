@@ -29,6 +29,11 @@ impl Sender {
         Self { role, config, deflater, output: Output::default(), sending_fragmented: None, close_sent: false }
     }
 
+    /// The limits and settings it was made with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     /// Sends what the receiving half owes the peer: a Pong for a Ping, the
     /// echo of a Close, or the Close that reports a protocol error. Nothing
     /// is sent once our Close is out.
@@ -223,11 +228,10 @@ impl Sender {
             return Err(UsageError::MaskedRole);
         }
         let threshold = self.config.deflate_threshold;
-        Ok(match &self.deflater {
-            Some(d) if d.can_compress() && d.is_context_free() && message.payload().len() >= threshold => {
-                message.compressed_frame(d.window_bits())
-            }
-            _ => message.plain_frame(),
+        let window = self.deflater.as_ref().and_then(|d| d.prepared_window(message.payload().len(), threshold));
+        Ok(match window {
+            Some(bits) => message.compressed_frame(bits),
+            None => message.plain_frame(),
         })
     }
 

@@ -51,6 +51,21 @@ impl Deflater {
         self.no_context_takeover
     }
 
+    /// Whether it holds a compression context now (between messages only
+    /// with context takeover).
+    pub fn holds_context(&self) -> bool {
+        self.state.is_some()
+    }
+
+    /// The window a prepared message with a payload of `len` bytes is sent
+    /// compressed with in this direction: only where each message is
+    /// compressed on its own (so the compressed frame is the same for every
+    /// connection) and the payload reaches `threshold`. `None`: its plain
+    /// frame is sent.
+    pub fn prepared_window(&self, len: usize, threshold: usize) -> Option<u8> {
+        (self.can_compress() && self.is_context_free() && len >= threshold).then_some(self.window_bits)
+    }
+
     /// Compresses `input` and appends the result to `out`. With `last`
     /// (the final piece of a message) the trailing `00 00 ff ff` is removed
     /// and, without context takeover, the context is dropped.
@@ -117,6 +132,21 @@ impl Inflater {
     /// than the peer's is always safe, so 8 is inflated with 9.
     pub fn new(window_bits: u8, no_context_takeover: bool) -> Self {
         Self { state: None, window_bits: window_bits.max(MIN_ZLIB_WINDOW_BITS), no_context_takeover }
+    }
+
+    /// The peer's window size (base-2 log) this direction inflates with.
+    pub fn window_bits(&self) -> u8 {
+        self.window_bits
+    }
+
+    /// Whether each message is inflated independently of the others.
+    pub fn is_context_free(&self) -> bool {
+        self.no_context_takeover
+    }
+
+    /// Whether it holds a decompression context now.
+    pub fn holds_context(&self) -> bool {
+        self.state.is_some()
     }
 
     /// Drops the decompression context (given back to the thread's cache).
