@@ -107,7 +107,7 @@ impl Transport for TcpStream {
     fn leave(session: Session, conn: ParkingWebSocket<Self>) {
         match conn.into_parked() {
             Ok(parked) => {
-                let lot = session.state.lot.clone();
+                let lot = session.state.lot(session.client).clone();
                 let task = session.state.tasks.token();
                 lot.park(ParkedSession { session, _task: task }, parked);
             }

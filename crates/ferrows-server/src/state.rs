@@ -29,8 +29,10 @@ pub(crate) struct AppState {
     pub(crate) shutdown: CancellationToken,
     /// Connections and long polls, waited for on shutdown.
     pub(crate) tasks: TaskTracker,
-    /// Idle plain-TCP sessions, held without a task each.
-    pub(crate) lot: crate::session::SessionLot,
+    /// Idle plain-TCP sessions, held without a task each: one lot per
+    /// worker thread (each lot is one task, which writes the deliveries
+    /// to its sessions), sessions spread over them by client number.
+    lots: Box<[crate::session::SessionLot]>,
     /// The queue of every WebSocket session (by client number): a shutdown
     /// closes them, so an idle session waits on its queue alone.
     sessions: Mutex<HashMap<u64, ClientQueue>>,
@@ -78,7 +80,9 @@ impl AppState {
             websocket,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
-            lot: crate::session::SessionLot::new().map_err(|e| format!("the connection lot: {e}"))?,
+            lots: (0..std::thread::available_parallelism().map_or(1, |n| n.get()))
+                .map(|_| crate::session::SessionLot::new().map_err(|e| format!("the connection lot: {e}")))
+                .collect::<Result<_, _>>()?,
             sessions: Mutex::new(HashMap::new()),
             system_namespace: NamespaceConfig {
                 anonymous: true,
@@ -111,6 +115,11 @@ impl AppState {
         if self.shutdown.is_cancelled() {
             queue.close();
         }
+    }
+
+    /// The lot that holds `client` while it is idle.
+    pub(crate) fn lot(&self, client: u64) -> &crate::session::SessionLot {
+        &self.lots[(client % self.lots.len() as u64) as usize]
     }
 
     /// Forgets a session that ended.
