@@ -2,13 +2,15 @@
 //!
 //! A [`WebSocket`] carries its whole driver inline (the receiving and
 //! sending halves of the core with their queues, the read and write state),
-//! about 640 bytes over a `TcpStream`, though an idle connection uses none
+//! about 580 bytes over a `TcpStream`, though an idle connection uses none
 //! of it. A server holding many idle connections can [`park`] each one: the
-//! [`ParkedWebSocket`] keeps only the stream, the timers and, when
-//! permessage-deflate is in force, the compression contexts (whose state
-//! must survive). [`poll_activity`] waits for what needs the WebSocket again
+//! [`ParkedWebSocket`] keeps only the stream, the timers and what the
+//! halves were made of, or the halves themselves when a direction of
+//! permessage-deflate takes its compression context over (that state must
+//! survive). [`poll_activity`] waits for what needs the WebSocket again
 //! (bytes from the peer, its end of file, a keepalive or timeout deadline),
-//! and [`unpark`] makes the WebSocket again, with the bytes that arrived.
+//! and [`unpark`] makes the WebSocket again, with the bytes that arrived. A
+//! [`Lot`](crate::lot::Lot) holds parked connections without a task each.
 //!
 //! [`park`]: WebSocket::park
 //! [`poll_activity`]: ParkedWebSocket::poll_activity

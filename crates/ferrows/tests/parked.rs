@@ -217,6 +217,7 @@ fn a_parked_websocket_is_small() {
     // What an idle server connection holds instead of the WebSocket.
     let parked = std::mem::size_of::<ParkedWebSocket<TcpStream>>();
     let whole = std::mem::size_of::<WebSocket<TcpStream>>();
-    assert!(parked <= 160, "ParkedWebSocket<TcpStream> grew to {parked} bytes");
+    eprintln!("ParkedWebSocket<TcpStream>: {parked} bytes, WebSocket<TcpStream>: {whole}");
+    assert!(parked <= 128, "ParkedWebSocket<TcpStream> grew to {parked} bytes");
     assert!(parked * 3 < whole, "parked {parked} bytes, whole {whole}");
 }
