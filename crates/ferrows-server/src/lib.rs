@@ -99,6 +99,7 @@ impl Server {
         if !drained {
             tracing::warn!(remaining = self.state.tasks.len(), "shutdown deadline passed with connections still open");
         }
+        self.state.close_lots();
     }
 
     /// The size of a plain WebSocket connection's task future, which the

@@ -11,8 +11,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+#[cfg(unix)]
+use ferrows::ParkedWebSocket;
+#[cfg(unix)]
 use ferrows::lot::{Lot, LotStream, Tenant};
-use ferrows::{CloseCode, Message, ParkedWebSocket, ParkingWebSocket, PreparedMessage, Utf8Bytes, WebSocket};
+use ferrows::{CloseCode, Message, ParkingWebSocket, PreparedMessage, Utf8Bytes, WebSocket};
 use ferrows_hub::broker::{BrokerEvent, HistoryAnswer};
 use ferrows_hub::protocol::{
     ChannelArg, Command, Connect, ErrorCode, History, Method, ParseError, Publish, Subscribe, error_reply,
@@ -23,6 +26,7 @@ use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
+#[cfg(unix)]
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use crate::config::NamespaceConfig;
@@ -101,6 +105,11 @@ pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin + Send + Sized + 'sta
     }
 }
 
+/// The lot is Unix's (epoll, kqueue): elsewhere sessions keep their task.
+#[cfg(not(unix))]
+impl Transport for TcpStream {}
+
+#[cfg(unix)]
 impl Transport for TcpStream {
     const LEAVES: bool = true;
 
@@ -126,6 +135,7 @@ impl Transport for hyper_util::rt::TokioIo<hyper::upgrade::Upgraded> {}
 /// queue receives straight to the socket, and leaves for a new task when
 /// the connection needs its WebSocket (a command, a deadline, a queue that
 /// ended, a peer that does not take what is sent).
+#[cfg(unix)]
 pub(crate) struct ParkedSession {
     session: Session,
     /// Keeps a graceful shutdown waiting for it, as its task would.
@@ -133,8 +143,10 @@ pub(crate) struct ParkedSession {
 }
 
 /// The lot of a server's idle plain-TCP sessions.
+#[cfg(unix)]
 pub(crate) type SessionLot = Lot<ParkedSession>;
 
+#[cfg(unix)]
 impl Tenant for ParkedSession {
     fn poll_parked(&mut self, ws: &mut ParkedWebSocket<LotStream>, cx: &mut Context<'_>) -> Poll<()> {
         loop {
@@ -285,7 +297,12 @@ impl Session {
                     // WebSocket). Parked here means the WebSocket found
                     // nothing to do: sessions start active, and park only
                     // once a read found nothing.
-                    Poll::Pending if S::LEAVES && self.identity.is_some() => return Poll::Ready(Step::Idle),
+                    // A deadline that passed stays here: the WebSocket's
+                    // timer fires on the timer wheel's next tick, and the
+                    // lot would only send the session back at once.
+                    Poll::Pending if S::LEAVES && self.identity.is_some() && !conn.is_due() => {
+                        return Poll::Ready(Step::Idle);
+                    }
                     Poll::Pending => {
                         if conn.poll_activity(cx).is_pending() {
                             return self.poll_connect_deadline(cx, connect_deadline);

@@ -80,6 +80,7 @@ impl AppState {
             websocket,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            #[cfg(unix)]
             lots: (0..std::thread::available_parallelism().map_or(1, |n| n.get()))
                 .map(|_| crate::session::SessionLot::new().map_err(|e| format!("the connection lot: {e}")))
                 .collect::<Result<_, _>>()?,
@@ -118,6 +119,7 @@ impl AppState {
     }
 
     /// The lot that holds `client` while it is idle.
+    #[cfg(unix)]
     pub(crate) fn lot(&self, client: u64) -> &crate::session::SessionLot {
         &self.lots[(client % self.lots.len() as u64) as usize]
     }
@@ -132,6 +134,16 @@ impl AppState {
     pub(crate) fn close_sessions(&self) {
         for queue in self.lock_sessions().values() {
             queue.close();
+        }
+    }
+
+    /// Stops the lots: their tasks end, and sessions still parked there
+    /// (after the shutdown deadline) are dropped with their connections.
+    /// Parked sessions hold the state, so the lots would not stop alone.
+    pub(crate) fn close_lots(&self) {
+        #[cfg(unix)]
+        for lot in &self.lots {
+            lot.close();
         }
     }
 

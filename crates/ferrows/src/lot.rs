@@ -23,6 +23,7 @@ use std::collections::{BinaryHeap, VecDeque};
 use std::future::Future;
 use std::io;
 use std::os::fd::AsRawFd;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -49,6 +50,10 @@ const EVENTS: usize = 256;
 /// writes, which would otherwise hold a worker thread for tens of
 /// milliseconds.
 const TURN: usize = 1024;
+
+/// Stale entries the deadline heap may hold beyond twice the parked
+/// connections before it is rebuilt.
+const STALE_DEADLINES: usize = 1024;
 
 /// What the owner of a parked connection keeps in the lot with it, and how
 /// the connection leaves.
@@ -98,14 +103,7 @@ struct Handle<T: Tenant> {
 
 impl<T: Tenant> Drop for Handle<T> {
     fn drop(&mut self) {
-        let waker = {
-            let mut inbox = self.shared.inbox();
-            inbox.closed = true;
-            inbox.driver.take()
-        };
-        if let Some(waker) = waker {
-            waker.wake();
-        }
+        self.shared.post(|inbox| inbox.closed = true);
     }
 }
 
@@ -194,11 +192,30 @@ impl<T: Tenant> Lot<T> {
     pub fn park(&self, tenant: T, ws: ParkedWebSocket<tokio::net::TcpStream>) {
         match ws.try_map_io(tokio::net::TcpStream::into_std) {
             Ok(ws) => {
-                self.handle.shared.parked.fetch_add(1, Ordering::Relaxed);
-                self.handle.shared.post(|inbox| inbox.arrivals.push((tenant, ws)));
+                let shared = &self.handle.shared;
+                let mut refused = None;
+                shared.post(|inbox| {
+                    if inbox.closed {
+                        refused = Some((tenant, ws));
+                    } else {
+                        shared.parked.fetch_add(1, Ordering::Relaxed);
+                        inbox.arrivals.push((tenant, ws));
+                    }
+                });
+                // Dropped outside the inbox's lock (a tenant's drop may
+                // drop a handle of this lot).
+                drop(refused);
             }
             Err(e) => tenant.resume(Err(e)),
         }
+    }
+
+    /// Stops the lot now, as dropping its last handle does: the
+    /// connections still in it are closed with their tenants dropped, and
+    /// later [`park`](Self::park)s drop theirs. (A tenant that holds a
+    /// handle of its lot keeps it from stopping by itself.)
+    pub fn close(&self) {
+        self.handle.shared.post(|inbox| inbox.closed = true);
     }
 
     /// Connections parked here now (those on their way in included).
@@ -294,7 +311,7 @@ impl<T: Tenant> Driver<T> {
         if let Err(e) = self.shared.registry.register(&mut SourceFd(&fd), Token(key), Interest::READABLE) {
             tracing::debug!("lot: cannot watch a socket: {e}");
             self.shared.parked.fetch_sub(1, Ordering::Relaxed);
-            return tenant.resume(ws.try_map_io(tokio::net::TcpStream::from_std));
+            return resume(tenant, ws.try_map_io(tokio::net::TcpStream::from_std));
         }
         let waker = Waker::from(Arc::new(SlotWaker { shared: Arc::clone(&self.shared), key }));
         entry.insert(Slot { tenant, ws, waker, scheduled: None });
@@ -306,10 +323,17 @@ impl<T: Tenant> Driver<T> {
     fn poll_tenant(&mut self, key: usize) {
         let Some(slot) = self.slots.get_mut(key) else { return };
         let mut cx = Context::from_waker(&slot.waker);
-        if slot.ws.needs_websocket()
-            || slot.tenant.poll_parked(&mut slot.ws, &mut cx).is_ready()
-            || slot.ws.needs_websocket()
-        {
+        let needed = slot.ws.needs_websocket()
+            || catch_unwind(AssertUnwindSafe(|| slot.tenant.poll_parked(&mut slot.ws, &mut cx)))
+                .unwrap_or_else(|_| {
+                    // One tenant's bug must not take the others down: it
+                    // leaves, and its own code meets the bug again there.
+                    tracing::error!("lot: a tenant panicked while parked; it is resumed");
+                    Poll::Ready(())
+                })
+                .is_ready()
+            || slot.ws.needs_websocket();
+        if needed {
             return self.resume(key);
         }
         let deadline = slot.ws.deadline();
@@ -317,7 +341,18 @@ impl<T: Tenant> Driver<T> {
             slot.scheduled = deadline;
             if let Some(at) = deadline {
                 self.deadlines.push(Reverse((at, key)));
+                self.compact_deadlines();
             }
+        }
+    }
+
+    /// Drops the heap's stale entries (deadlines of slots that left or
+    /// moved on) once they outnumber the live ones: a chatty connection
+    /// leaves and comes back many times per keepalive interval.
+    fn compact_deadlines(&mut self) {
+        if self.deadlines.len() > 2 * self.slots.len() + STALE_DEADLINES {
+            self.deadlines =
+                self.slots.iter().filter_map(|(key, slot)| slot.scheduled.map(|at| Reverse((at, key)))).collect();
         }
     }
 
@@ -328,7 +363,7 @@ impl<T: Tenant> Driver<T> {
         // Fails only if it was not registered, which cannot be.
         let _ = self.shared.registry.deregister(&mut SourceFd(&fd));
         self.shared.parked.fetch_sub(1, Ordering::Relaxed);
-        tenant.resume(ws.try_map_io(tokio::net::TcpStream::from_std));
+        resume(tenant, ws.try_map_io(tokio::net::TcpStream::from_std));
     }
 
     /// Resumes the connections whose sockets became readable (or hung up,
@@ -348,7 +383,9 @@ impl<T: Tenant> Driver<T> {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
+                    // Waits for tokio to see the set readable again.
                     tracing::warn!("lot: epoll_wait failed: {e}");
+                    guard.clear_ready();
                     return progressed;
                 }
             }
@@ -416,8 +453,19 @@ impl<T: Tenant> Driver<T> {
             let fd = slot.ws.get_ref().as_raw_fd();
             let _ = self.shared.registry.deregister(&mut SourceFd(&fd));
         }
-        self.shared.inbox().arrivals.clear();
+        // Dropped outside the inbox's lock (a tenant's drop may drop a
+        // handle of this lot).
+        let arrivals = std::mem::take(&mut self.shared.inbox().arrivals);
+        drop(arrivals);
         self.shared.parked.store(0, Ordering::Relaxed);
+    }
+}
+
+/// Hands a connection back to its tenant; a panic there is the tenant's
+/// alone (the lot goes on).
+fn resume<T: Tenant>(tenant: T, ws: io::Result<ParkedWebSocket<tokio::net::TcpStream>>) {
+    if catch_unwind(AssertUnwindSafe(|| tenant.resume(ws))).is_err() {
+        tracing::error!("lot: a tenant panicked while resumed");
     }
 }
 

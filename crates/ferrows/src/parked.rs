@@ -192,6 +192,12 @@ impl<S> ParkedWebSocket<S> {
         self.timers.deadline()
     }
 
+    /// Whether a keepalive, idle or close deadline has passed (the
+    /// WebSocket acts on it once unparked).
+    pub fn is_due(&self) -> bool {
+        self.timers.deadline().is_some_and(|at| at <= tokio::time::Instant::now())
+    }
+
     /// Whether the connection needs its WebSocket before anything else
     /// happens: bytes arrived or wait to be written, or the peer's end of
     /// file or a read error was seen.
@@ -301,7 +307,12 @@ impl<S: io::Write> ParkedWebSocket<S> {
             let mut frames: [&[u8]; MAX_IOVECS] = [&[]; MAX_IOVECS];
             let mut count = 0;
             for message in messages.by_ref().take(MAX_IOVECS) {
-                frames[count] = self.prepared_frame(message)?;
+                // Fails only on a client (refused above) or a sender that is
+                // closing or amid a fragmented message, which a parked
+                // connection never is: nothing is half sent.
+                let frame = self.prepared_frame(message);
+                debug_assert!(frame.is_ok() || count == 0, "a parked sender cannot fail mid-batch");
+                frames[count] = frame?;
                 count += 1;
             }
             sent_any = true;
@@ -417,6 +428,12 @@ impl<S> ParkingWebSocket<S> {
     /// Whether it is parked now.
     pub fn is_parked(&self) -> bool {
         matches!(self.state, Parking::Parked(_))
+    }
+
+    /// Whether it is parked with a deadline passed (see
+    /// [`ParkedWebSocket::is_due`]).
+    pub fn is_due(&self) -> bool {
+        matches!(&self.state, Parking::Parked(parked) if parked.is_due())
     }
 
     /// The WebSocket, unparked first if it was parked; `config` must be the

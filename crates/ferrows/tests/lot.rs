@@ -28,6 +28,8 @@ async fn bounded<T>(future: impl std::future::Future<Output = T>) -> T {
 struct Outbox {
     messages: Vec<PreparedMessage>,
     waker: Option<Waker>,
+    /// The tenant panics at its next poll (a bug in the lot's owner).
+    panic: bool,
 }
 
 type Resumed = io::Result<ParkedWebSocket<TcpStream>>;
@@ -40,6 +42,10 @@ struct TestTenant {
 impl Tenant for TestTenant {
     fn poll_parked(&mut self, ws: &mut ParkedWebSocket<LotStream>, cx: &mut Context<'_>) -> Poll<()> {
         let mut outbox = self.outbox.lock().unwrap();
+        if std::mem::take(&mut outbox.panic) {
+            drop(outbox);
+            panic!("a tenant's bug");
+        }
         let messages = std::mem::take(&mut outbox.messages);
         if !messages.is_empty() {
             // A failed write is met again by the WebSocket once resumed.
@@ -108,6 +114,14 @@ async fn next_data(client: &mut WebSocket<MaybeTlsStream>) -> Message {
             other => panic!("expected a message, got {other:?}"),
         }
     }
+}
+
+/// Parks a WebSocket that just read a message: one more read finds
+/// nothing and lets its buffers go, which leaves it idle.
+fn park_now(mut ws: WebSocket<TcpStream>) -> ParkedWebSocket<TcpStream> {
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(ws.poll_recv(&mut cx).is_pending(), "nothing more to read");
+    ws.park().map_err(|_| "idle now").unwrap()
 }
 
 async fn wait_until(mut condition: impl FnMut() -> bool) {
@@ -260,4 +274,50 @@ async fn many_connections_each_get_their_own_messages() {
     for (i, p) in all.iter_mut().enumerate() {
         assert_eq!(next_data(&mut p.client).await, Message::Text(format!("for {i}").into()));
     }
+}
+
+#[tokio::test]
+async fn a_panicking_tenant_is_resumed_and_the_others_go_on() {
+    let (server, client) = plain();
+    let mut buggy = parked(server.clone(), client.clone()).await;
+    let mut fine = parked(server, client).await;
+    // Both in one lot: move the second connection into the first's.
+    fine.client.send(Message::Text("wake".into())).await.unwrap();
+    let ws = bounded(fine.resumed.recv()).await.unwrap().unwrap();
+    let mut ws = ws.unpark(&fine.config.websocket);
+    assert_eq!(bounded(ws.recv()).await.unwrap().unwrap(), Message::Text("wake".into()));
+    let (tx, mut resumed) = mpsc::unbounded_channel();
+    buggy.lot.park(TestTenant { outbox: fine.outbox.clone(), resumed: tx }, park_now(ws));
+    wait_until(|| buggy.lot.len() == 2).await;
+
+    buggy.outbox.lock().unwrap().panic = true;
+    send(&buggy.outbox, PreparedMessage::text("never".into()));
+    let back = bounded(buggy.resumed.recv()).await.unwrap().unwrap();
+    assert_eq!(buggy.lot.len(), 1, "only the buggy tenant left");
+    drop(back);
+    send(&fine.outbox, PreparedMessage::text("still served".into()));
+    assert_eq!(next_data(&mut fine.client).await, Message::Text("still served".into()));
+    assert!(resumed.try_recv().is_err());
+}
+
+#[tokio::test]
+async fn a_closed_lot_closes_its_connections_and_takes_no_more() {
+    let (server, client) = plain();
+    let mut p = parked(server.clone(), client.clone()).await;
+    wait_until(|| p.lot.len() == 1).await;
+    p.lot.close();
+    assert!(!matches!(bounded(p.client.recv()).await, Some(Ok(_))));
+    // Parked after the close: dropped, and the connection with it.
+    let mut late = parked(server, client).await;
+    let ws = {
+        late.client.send(Message::Text("x".into())).await.unwrap();
+        bounded(late.resumed.recv()).await.unwrap().unwrap().unpark(&late.config.websocket)
+    };
+    let (tx, mut resumed) = mpsc::unbounded_channel();
+    let mut ws = ws;
+    assert_eq!(bounded(ws.recv()).await.unwrap().unwrap(), Message::Text("x".into()));
+    p.lot.park(TestTenant { outbox: late.outbox.clone(), resumed: tx }, park_now(ws));
+    assert!(bounded(resumed.recv()).await.is_none(), "the tenant was dropped");
+    assert_eq!(p.lot.len(), 0);
+    assert!(!matches!(bounded(late.client.recv()).await, Some(Ok(_))));
 }
