@@ -325,7 +325,13 @@ impl<S: io::Write> ParkedWebSocket<S> {
             for (slice, frame) in slices.iter_mut().zip(frames) {
                 *slice = IoSlice::new(frame);
             }
-            let written = match self.io.write_vectored(&slices[..count]) {
+            // One frame (a fan-out's usual delivery): a plain write, which
+            // a socket takes as one `send`, cheaper than `writev`.
+            let attempt = match frames {
+                [frame] => self.io.write(frame),
+                _ => self.io.write_vectored(&slices[..count]),
+            };
+            let written = match attempt {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
