@@ -336,6 +336,12 @@ impl<T: Tenant> Driver<T> {
         if needed {
             return self.resume(key);
         }
+        self.schedule(key);
+    }
+
+    /// Puts the deadline of `key`'s connection in the heap if it moved.
+    fn schedule(&mut self, key: usize) {
+        let Some(slot) = self.slots.get_mut(key) else { return };
         let deadline = slot.ws.deadline();
         if deadline != slot.scheduled {
             slot.scheduled = deadline;
@@ -422,11 +428,18 @@ impl<T: Tenant> Driver<T> {
                     return progressed;
                 }
                 self.deadlines.pop();
-                if self.slots.get(key).is_some_and(|slot| slot.scheduled == Some(at)) {
+                let Some(slot) = self.slots.get_mut(key).filter(|slot| slot.scheduled == Some(at)) else {
+                    continue;
+                };
+                // A keepalive Ping goes out from here; anything else (and
+                // the Pong) needs the WebSocket.
+                if slot.ws.send_due_ping() && !slot.ws.needs_websocket() {
+                    self.schedule(key);
+                } else {
                     self.resume(key);
-                    progressed = true;
-                    *done += 1;
                 }
+                progressed = true;
+                *done += 1;
             }
             let Some(&Reverse((next, _))) = self.deadlines.peek() else {
                 self.sleep = None;

@@ -29,7 +29,7 @@ use crate::buffer_pool;
 use crate::config::WebSocketConfig;
 use crate::error::Error;
 use crate::read_side::ReadSide;
-use crate::timers::Timers;
+use crate::timers::{Due, Timers};
 use crate::websocket::WebSocket;
 use crate::write_side::WriteSide;
 
@@ -349,6 +349,47 @@ impl<S: io::Write> ParkedWebSocket<S> {
             }
         }
         result
+    }
+
+    /// Sends the keepalive Ping that fell due, as the WebSocket would,
+    /// without unparking; whether it did. The Pong then needs the
+    /// WebSocket, but one wake-up per keepalive round is saved. Does
+    /// nothing when another deadline passed, when something is pending, or
+    /// on a client's connection (its frames are masked each its own way).
+    pub fn send_due_ping(&mut self) -> bool {
+        if !self.can_send_prepared() || self.pending.is_some() || self.timers.due_now() != Some(Due::Ping) {
+            return false;
+        }
+        let ping = self.ping_frame();
+        let written = loop {
+            match self.io.write(&ping) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // Kept: the WebSocket writes it, or meets the error.
+                Err(_) => break 0,
+            }
+        };
+        self.keep_unsent(&[&ping], written);
+        self.timers.on_ping_sent();
+        true
+    }
+
+    /// A Ping with no payload, made by the core's sender.
+    fn ping_frame(&mut self) -> Bytes {
+        let mut made;
+        let tx = match &mut self.halves {
+            Halves::Kept(halves) => &mut halves.1,
+            Halves::Renew { negotiated, .. } => {
+                made = Connection::new(self.role, ferrows_proto::Config::default(), negotiated).split().1;
+                &mut made
+            }
+        };
+        tx.send_ping(&[]).expect("an empty Ping is valid on an idle connection");
+        let mut frame = BytesMut::new();
+        while let Some(chunk) = tx.take_output() {
+            frame.extend_from_slice(&chunk);
+        }
+        frame.freeze()
     }
 
     /// Keeps what follows the first `written` bytes of `frames`.

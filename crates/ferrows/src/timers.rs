@@ -98,6 +98,8 @@ impl Timers {
         }
     }
 
+    /// A keepalive Ping went out (from the WebSocket, or from its parked
+    /// form).
     pub(crate) fn on_ping_sent(&mut self) {
         if let Some(clock) = &mut self.clock {
             clock.ping_sent = Some(Instant::now());
@@ -127,6 +129,11 @@ impl Timers {
     /// When the next deadline passes, if any.
     pub(crate) fn deadline(&self) -> Option<Instant> {
         self.next_deadline().map(|(at, _)| at)
+    }
+
+    /// What is due now, if a deadline passed.
+    pub(crate) fn due_now(&self) -> Option<Due> {
+        self.next_deadline().filter(|(at, _)| *at <= Instant::now()).map(|(_, due)| due)
     }
 
     /// Frees the armed `Sleep`, for a holder that watches

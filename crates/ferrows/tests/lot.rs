@@ -200,14 +200,10 @@ async fn bytes_from_the_peer_resume_it_with_nothing_lost() {
 }
 
 #[tokio::test]
-async fn a_keepalive_deadline_resumes_it() {
+async fn the_keepalive_ping_goes_out_from_the_lot_and_the_pong_resumes_it() {
     let (mut server, client) = plain();
     server.websocket.ping_interval = Some(Duration::from_millis(200));
     let mut p = parked(server, client).await;
-    let ws = bounded(p.resumed.recv()).await.unwrap().unwrap();
-    let mut ws = ws.unpark(&p.config.websocket);
-    // The WebSocket sends the Ping that fell due while parked.
-    let serve = tokio::spawn(async move { while let Some(Ok(_)) = ws.recv().await {} });
     loop {
         match bounded(p.client.recv()).await {
             Some(Ok(Message::Ping(_))) => break,
@@ -215,7 +211,27 @@ async fn a_keepalive_deadline_resumes_it() {
             other => panic!("expected a Ping, got {other:?}"),
         }
     }
-    serve.abort();
+    // Sent while parked: nothing resumed it for the Ping.
+    assert!(p.resumed.try_recv().is_err());
+    // The client answers (its reads write the Pong), which resumes it.
+    let mut client = p.client;
+    let reader = tokio::spawn(async move { while let Some(Ok(_)) = client.recv().await {} });
+    let ws = bounded(p.resumed.recv()).await.unwrap().unwrap();
+    let mut ws = ws.unpark(&p.config.websocket);
+    assert!(matches!(bounded(ws.recv()).await, Some(Ok(Message::Pong(_)))));
+    reader.abort();
+}
+
+#[tokio::test]
+async fn a_missing_pong_resumes_it_to_give_up() {
+    let (mut server, client) = plain();
+    server.websocket.ping_interval = Some(Duration::from_millis(100));
+    server.websocket.pong_timeout = Duration::from_millis(200);
+    // The client never reads, so it never answers.
+    let mut p = parked(server, client).await;
+    let ws = bounded(p.resumed.recv()).await.unwrap().unwrap();
+    let mut ws = ws.unpark(&p.config.websocket);
+    assert!(!matches!(bounded(ws.recv()).await, Some(Ok(_))), "the WebSocket gives up on the peer");
 }
 
 #[tokio::test]
