@@ -337,3 +337,90 @@ async fn a_closed_lot_closes_its_connections_and_takes_no_more() {
     assert_eq!(p.lot.len(), 0);
     assert!(!matches!(bounded(late.client.recv()).await, Some(Ok(_))));
 }
+
+/// A socket that takes at most the next of its budgets per write, then
+/// would block.
+struct Trickle {
+    taken: Vec<u8>,
+    budgets: Vec<usize>,
+}
+
+impl io::Write for Trickle {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self.budgets.pop() {
+            Some(budget) if budget > 0 => {
+                let n = budget.min(buf.len());
+                self.taken.extend_from_slice(&buf[..n]);
+                Ok(n)
+            }
+            _ => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        let mut budget = match self.budgets.pop() {
+            Some(budget) if budget > 0 => budget,
+            _ => return Err(io::ErrorKind::WouldBlock.into()),
+        };
+        let mut n = 0;
+        for buf in bufs {
+            let take = budget.min(buf.len());
+            self.taken.extend_from_slice(&buf[..take]);
+            (n, budget) = (n + take, budget - take);
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn whatever_the_socket_takes_the_rest_follows_in_order() {
+    let config = ferrows::WebSocketConfig::default();
+    let mut seed = 0x9E37_79B9_7F4A_7C15_u64;
+    let mut next = |bound: usize| {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (seed >> 33) as usize % bound
+    };
+    for case in 0..200 {
+        let budgets = (0..next(6)).map(|_| next(300)).collect();
+        let trickle = Trickle { taken: Vec::new(), budgets };
+        let ws = WebSocket::from_raw(
+            trickle,
+            ferrows::proto::Role::Server,
+            &config,
+            &Default::default(),
+            None,
+            Default::default(),
+        );
+        let mut parked = ws.park().map_err(|_| "new is idle").unwrap();
+        let mut expected = Vec::new();
+        for call in 0..1 + next(4) {
+            let messages: Vec<PreparedMessage> = (0..1 + next(5))
+                .map(|i| PreparedMessage::binary(Bytes::from(vec![(case + call + i) as u8; next(200)])))
+                .collect();
+            for message in &messages {
+                expected.extend_from_slice(message.plain_frame());
+            }
+            let _ = parked.send_prepared(messages.iter());
+        }
+        // What the socket did not take goes out first once unparked.
+        let (near, mut far) = tokio::io::duplex(1 << 20);
+        let mut taken = Vec::new();
+        let parked = parked
+            .try_map_io(|trickle| {
+                taken = trickle.taken;
+                Ok::<_, ()>(near)
+            })
+            .unwrap();
+        let mut ws = parked.unpark(&config);
+        bounded(ws.flush()).await.unwrap();
+        drop(ws);
+        let mut rest = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut far, &mut rest).await.unwrap();
+        taken.extend_from_slice(&rest);
+        assert_eq!(taken, expected, "case {case}");
+    }
+}
