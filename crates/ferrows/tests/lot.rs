@@ -424,3 +424,147 @@ async fn whatever_the_socket_takes_the_rest_follows_in_order() {
         assert_eq!(taken, expected, "case {case}");
     }
 }
+
+/// The peer's bytes in chunks, shared by a connection's parked and whole
+/// forms: whichever reads next gets the next chunk (the end of file after
+/// the last). The whole form waits once before each chunk, as a socket
+/// with nothing to read would make it.
+#[derive(Clone)]
+struct Chunks(Arc<Mutex<(std::collections::VecDeque<Vec<u8>>, bool)>>);
+
+impl Chunks {
+    fn next(&self) -> Vec<u8> {
+        let mut state = self.0.lock().unwrap();
+        state.1 = false;
+        state.0.pop_front().unwrap_or_default()
+    }
+
+    /// Whether a chunk may be read now; if not, the next try may.
+    fn ready(&self) -> bool {
+        let mut state = self.0.lock().unwrap();
+        let open = state.1;
+        state.1 = !open;
+        open
+    }
+}
+
+impl io::Read for Chunks {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let chunk = self.next();
+        assert!(chunk.len() <= buf.len(), "chunks fit one read");
+        buf[..chunk.len()].copy_from_slice(&chunk);
+        Ok(chunk.len())
+    }
+}
+
+impl tokio::io::AsyncRead for Chunks {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.ready() {
+            return Poll::Pending;
+        }
+        let chunk = self.next();
+        assert!(chunk.len() <= buf.remaining(), "chunks fit one read");
+        buf.put_slice(&chunk);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl tokio::io::AsyncWrite for Chunks {
+    fn poll_write(self: std::pin::Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(self: std::pin::Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: std::pin::Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// What a server connection reads from `chunks`, parking whenever it can
+/// between reads (and reading the next chunk parked, as the lot does) or
+/// never parking.
+fn received(chunks: Vec<Vec<u8>>, park: bool) -> (Vec<String>, usize) {
+    let config = ferrows::WebSocketConfig::default();
+    let source = Chunks(Arc::new(Mutex::new((chunks.into(), false))));
+    let mut ws = WebSocket::from_raw(
+        source,
+        ferrows::proto::Role::Server,
+        &config,
+        &Default::default(),
+        None,
+        Default::default(),
+    );
+    let mut cx = Context::from_waker(Waker::noop());
+    let (mut seen, mut parks) = (Vec::new(), 0);
+    loop {
+        match ws.poll_recv(&mut cx) {
+            Poll::Ready(Some(Ok(message))) => seen.push(format!("{message:?}")),
+            Poll::Ready(Some(Err(e))) => seen.push(format!("error: {e}")),
+            Poll::Ready(None) => return (seen, parks),
+            Poll::Pending => {}
+        }
+        if park {
+            ws = match ws.park() {
+                Ok(mut parked) => {
+                    parks += 1;
+                    parked.read_arrived();
+                    parked.unpark(&config)
+                }
+                Err(ws) => ws,
+            };
+        }
+    }
+}
+
+#[tokio::test]
+async fn parking_between_reads_changes_nothing_the_peer_sees() {
+    use ferrows::proto::{Connection, DataKind, config::Negotiated};
+    let mut seed = 0x2545_F491_4F6C_DD1D_u64;
+    let mut next = |bound: usize| {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (seed >> 33) as usize % bound.max(1)
+    };
+    let mut total_parks = 0;
+    for case in 0..300 {
+        // A client's frames: messages, fragments, pings, maybe a close;
+        // sometimes a byte spoiled.
+        let (_, mut tx) =
+            Connection::new(ferrows::proto::Role::Client, Default::default(), &Negotiated::default()).split();
+        for _ in 0..1 + next(6) {
+            let payload = vec![b'a' + next(26) as u8; next(300)];
+            let _ = match next(5) {
+                0 => tx.send_text(String::from_utf8(payload).unwrap().into()),
+                1 => tx.send_binary(payload.into()),
+                2 => tx.send_ping(&payload[..payload.len().min(125)]),
+                3 => tx
+                    .send_fragment(DataKind::Binary, &payload, false)
+                    .and_then(|()| tx.send_fragment(DataKind::Binary, b"end", true)),
+                _ => tx.send_close(Some(ferrows::CloseCode::NORMAL), "bye"),
+            };
+        }
+        // Chunks end where frames end, and elsewhere.
+        let mut chunks = Vec::new();
+        while let Some(frame) = tx.take_output() {
+            let mut frame = frame.to_vec();
+            if next(8) == 0 {
+                let at = next(frame.len());
+                frame[at] ^= 1 << next(8);
+            }
+            let mut rest = &frame[..];
+            while !rest.is_empty() {
+                let (chunk, tail) = rest.split_at(1 + next(rest.len().min(1024)));
+                chunks.push(chunk.to_vec());
+                rest = tail;
+            }
+        }
+        let (parked, parks) = received(chunks.clone(), true);
+        assert_eq!(parked, received(chunks, false).0, "case {case}");
+        total_parks += parks;
+    }
+    assert!(total_parks > 300, "the connections did park ({total_parks} times)");
+}
