@@ -87,10 +87,6 @@ pub(crate) enum PeerEnd {
     Failed(io::Error),
 }
 
-/// Bytes of the first read of a parked connection ([`ParkedWebSocket::poll_activity`]):
-/// a small message's frame, or the start of a larger one.
-const PROBE: usize = 512;
-
 /// Most frames handed to one vectored write by
 /// [`ParkedWebSocket::send_prepared`].
 const MAX_IOVECS: usize = 64;
@@ -419,27 +415,17 @@ impl<S: AsyncRead + Unpin> ParkedWebSocket<S> {
         if self.needs_websocket() {
             return Poll::Ready(());
         }
-        // The WebSocket's first read, into a small probe on the stack: a
-        // parked connection is polled at every wake-up of its task, mostly
-        // to find nothing (a stream that knows it is not readable, such as
-        // tokio's TCP, does not even make the call). What arrives moves to
-        // a buffer from the thread's cache, which becomes the WebSocket's
-        // read buffer; a message longer than the probe is read on from
-        // there.
-        let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); PROBE];
-        let mut probe = tokio::io::ReadBuf::uninit(&mut probe);
-        if let Poll::Ready(read) = std::pin::Pin::new(&mut self.io).poll_read(cx, &mut probe) {
-            let read = read.map(|()| probe.filled().len());
-            let mut buf = BytesMut::new();
-            if let Ok(n) = read
-                && n > 0
-            {
-                buf = buffer_pool::take(self.read_chunk as usize);
-                buf.extend_from_slice(probe.filled());
-            }
+        // The WebSocket's first read, into a buffer from the thread's
+        // cache: what arrives becomes its read buffer, and while nothing
+        // does the buffer goes straight back (a stream that knows it is not
+        // readable, such as tokio's TCP, does not even touch it).
+        let mut buf = buffer_pool::take(self.read_chunk as usize);
+        let read = tokio_util::io::poll_read_buf(std::pin::Pin::new(&mut self.io), cx, &mut buf);
+        if let Poll::Ready(read) = read {
             self.arrived(buf, read);
             return Poll::Ready(());
         }
+        buffer_pool::give(buf);
         // A deadline stays due until the WebSocket acts on it.
         self.timers.poll(cx).map(|_| ())
     }
