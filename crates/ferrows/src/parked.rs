@@ -303,44 +303,23 @@ impl<S: io::Write> ParkedWebSocket<S> {
         let mut result = Ok(());
         let mut messages = messages.into_iter().peekable();
         let mut sent_any = false;
-        while messages.peek().is_some() {
-            let mut frames: [&[u8]; MAX_IOVECS] = [&[]; MAX_IOVECS];
-            let mut count = 0;
-            for message in messages.by_ref().take(MAX_IOVECS) {
-                // Fails only on a client (refused above) or a sender that is
-                // closing or amid a fragmented message, which a parked
-                // connection never is: nothing is half sent.
-                let frame = self.prepared_frame(message);
-                debug_assert!(frame.is_ok() || count == 0, "a parked sender cannot fail mid-batch");
-                frames[count] = frame?;
-                count += 1;
-            }
+        // Fails only on a client (refused above) or a sender that is
+        // closing or amid a fragmented message, which a parked connection
+        // never is: nothing is half sent.
+        while let Some(first) = messages.next() {
+            let first = self.prepared_frame(first)?;
             sent_any = true;
-            let frames = &frames[..count];
-            if let Some(pending) = &mut self.pending {
-                frames.iter().for_each(|frame| pending.unsent.extend_from_slice(frame));
-                continue;
+            if messages.peek().is_none() {
+                // One frame, a fan-out's usual delivery: nothing to gather.
+                self.write_frames(&[first], &mut result);
+                break;
             }
-            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-            for (slice, frame) in slices.iter_mut().zip(frames) {
-                *slice = IoSlice::new(frame);
+            let mut frames = Vec::with_capacity(MAX_IOVECS.min(1 + messages.size_hint().0));
+            frames.push(&first[..]);
+            for message in messages.by_ref().take(MAX_IOVECS - 1) {
+                frames.push(self.prepared_frame(message)?);
             }
-            // One frame (a fan-out's usual delivery): a plain write, which
-            // a socket takes as one `send`, cheaper than `writev`.
-            let attempt = match frames {
-                [frame] => self.io.write(frame),
-                _ => self.io.write_vectored(&slices[..count]),
-            };
-            let written = match attempt {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
-                Err(e) => {
-                    result = Err(Error::Io(e));
-                    0
-                }
-            };
-            self.keep_unsent(frames, written);
+            self.write_frames(&frames, &mut result);
         }
         if sent_any {
             self.timers.on_data();
@@ -390,6 +369,32 @@ impl<S: io::Write> ParkedWebSocket<S> {
             frame.extend_from_slice(&chunk);
         }
         frame.freeze()
+    }
+
+    /// Writes `frames` (by one `send`, or one `writev` for several), or
+    /// queues them behind what waits already; keeps what the socket did
+    /// not take. A write error goes to `result`.
+    fn write_frames(&mut self, frames: &[&[u8]], result: &mut Result<(), Error>) {
+        if let Some(pending) = &mut self.pending {
+            frames.iter().for_each(|frame| pending.unsent.extend_from_slice(frame));
+            return;
+        }
+        let attempt = match frames {
+            [frame] => self.io.write(frame),
+            _ => {
+                let slices: Vec<IoSlice<'_>> = frames.iter().map(|frame| IoSlice::new(frame)).collect();
+                self.io.write_vectored(&slices)
+            }
+        };
+        let written = match attempt {
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => 0,
+            Err(e) => {
+                *result = Err(Error::Io(e));
+                0
+            }
+        };
+        self.keep_unsent(frames, written);
     }
 
     /// Keeps what follows the first `written` bytes of `frames`.
