@@ -87,6 +87,9 @@ pub(crate) enum PeerEnd {
     Failed(io::Error),
 }
 
+/// Bytes read by [`ParkedWebSocket::read_arrived`] at once.
+const READ_PROBE: usize = 4096;
+
 /// Most frames handed to one vectored write by
 /// [`ParkedWebSocket::send_prepared`].
 const MAX_IOVECS: usize = 64;
@@ -261,23 +264,27 @@ impl<S: io::Read> ParkedWebSocket<S> {
         if self.needs_websocket() {
             return true;
         }
-        let mut buf = buffer_pool::take(self.read_chunk as usize);
-        // Zeroed: `Read` takes initialized memory (a few kilobytes, once
-        // per wake-up of a parked connection).
-        buf.resize(buf.capacity(), 0);
+        // Into a probe on the stack (`Read` takes initialized memory, and
+        // zeroing a whole read buffer at every wake-up would cost more than
+        // the read): commands and Pongs fit, and a longer burst is read on
+        // by the WebSocket.
+        let mut probe = [0u8; READ_PROBE];
         let read = loop {
-            match self.io.read(&mut buf) {
+            match self.io.read(&mut probe) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 other => break other,
             }
         };
         match read {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                buffer_pool::give(buf);
-                false
-            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
             read => {
-                buf.truncate(*read.as_ref().unwrap_or(&0));
+                let mut buf = BytesMut::new();
+                if let Ok(n) = read
+                    && n > 0
+                {
+                    buf = buffer_pool::take(self.read_chunk as usize);
+                    buf.extend_from_slice(&probe[..n]);
+                }
                 self.arrived(buf, read);
                 true
             }

@@ -200,6 +200,17 @@ async fn bytes_from_the_peer_resume_it_with_nothing_lost() {
 }
 
 #[tokio::test]
+async fn a_message_larger_than_the_first_read_arrives_whole() {
+    let (server, client) = plain();
+    let mut p = parked(server, client).await;
+    let big = Bytes::from((0..100_000u32).map(|i| i as u8).collect::<Vec<_>>());
+    p.client.send(Message::Binary(big.clone())).await.unwrap();
+    let ws = bounded(p.resumed.recv()).await.unwrap().unwrap();
+    let mut ws = ws.unpark(&p.config.websocket);
+    assert_eq!(bounded(ws.recv()).await.unwrap().unwrap(), Message::Binary(big));
+}
+
+#[tokio::test]
 async fn the_keepalive_ping_goes_out_from_the_lot_and_the_pong_resumes_it() {
     let (mut server, client) = plain();
     server.websocket.ping_interval = Some(Duration::from_millis(200));
