@@ -100,9 +100,14 @@ pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin + Send + Sized + 'sta
     /// Takes an idle, connected session with its parked connection out of
     /// its task (the task ends). Where it cannot, it goes on in a new task.
     fn leave(session: Session, conn: ParkingWebSocket<Self>) {
-        let tasks = session.state.tasks.clone();
-        drop(tasks.spawn(drive(session, conn)));
+        spawn_drive(session, conn);
     }
+}
+
+/// Serves the session on in a task of its own (tracked for shutdown).
+fn spawn_drive<S: Transport>(session: Session, conn: ParkingWebSocket<S>) {
+    let tasks = session.state.tasks.clone();
+    drop(tasks.spawn(drive(session, conn)));
 }
 
 /// The lot is Unix's (epoll, kqueue): elsewhere sessions keep their task.
@@ -120,10 +125,7 @@ impl Transport for TcpStream {
                 let task = session.state.tasks.token();
                 lot.park(ParkedSession { session, _task: task }, parked);
             }
-            Err(conn) => {
-                let tasks = session.state.tasks.clone();
-                drop(tasks.spawn(drive(session, conn)));
-            }
+            Err(conn) => spawn_drive(session, conn),
         }
     }
 }
@@ -166,17 +168,17 @@ impl Tenant for ParkedSession {
     }
 
     fn resume(self, ws: std::io::Result<ParkedWebSocket<TcpStream>>) {
-        let tasks = self.session.state.tasks.clone();
         match ws {
             Ok(parked) => {
                 // Active from the start: what brought it back (bytes, a
                 // deadline, unsent output) needs the WebSocket, and a
                 // parked one would only leave again.
                 let ws = parked.unpark(&self.session.state.websocket.websocket);
-                drop(tasks.spawn(drive(self.session, ParkingWebSocket::new(Box::new(ws)))));
+                spawn_drive(self.session, ParkingWebSocket::new(Box::new(ws)));
             }
             Err(e) => {
                 tracing::debug!("a parked session lost its socket: {e}");
+                let tasks = self.session.state.tasks.clone();
                 drop(tasks.spawn(self.session.finish::<TcpStream>(End::Peer, None)));
             }
         }

@@ -103,7 +103,7 @@ struct Handle<T: Tenant> {
 
 impl<T: Tenant> Drop for Handle<T> {
     fn drop(&mut self) {
-        self.shared.post(|inbox| inbox.closed = true);
+        self.shared.close();
     }
 }
 
@@ -125,6 +125,11 @@ struct Inbox<T> {
 impl<T> Shared<T> {
     fn inbox(&self) -> MutexGuard<'_, Inbox<T>> {
         self.inbox.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Tells the lot's task to stop.
+    fn close(&self) {
+        self.post(|inbox| inbox.closed = true);
     }
 
     /// Adds to the inbox; wakes the lot's task when it was waiting.
@@ -215,7 +220,7 @@ impl<T: Tenant> Lot<T> {
     /// later [`park`](Self::park)s drop theirs. (A tenant that holds a
     /// handle of its lot keeps it from stopping by itself.)
     pub fn close(&self) {
-        self.handle.shared.post(|inbox| inbox.closed = true);
+        self.handle.shared.close();
     }
 
     /// Connections parked here now (those on their way in included).
@@ -445,16 +450,7 @@ impl<T: Tenant> Driver<T> {
                 self.sleep = None;
                 return progressed;
             };
-            let sleep = match &mut self.sleep {
-                Some(sleep) => {
-                    if sleep.deadline() != next {
-                        sleep.as_mut().reset(next);
-                    }
-                    sleep
-                }
-                None => self.sleep.insert(Box::pin(tokio::time::sleep_until(next))),
-            };
-            if sleep.as_mut().poll(cx).is_pending() {
+            if crate::timers::poll_sleep_until(&mut self.sleep, next, cx).is_pending() {
                 return progressed;
             }
         }

@@ -172,20 +172,27 @@ impl Timers {
             return Poll::Pending;
         };
         let clock = self.clock.as_mut().expect("a deadline needs the clock");
-        let sleep = match &mut clock.sleep {
-            Some(sleep) => {
-                if sleep.deadline() != deadline {
-                    sleep.as_mut().reset(deadline);
-                }
-                sleep
-            }
-            None => clock.sleep.insert(Box::pin(tokio::time::sleep_until(deadline))),
-        };
-        match sleep.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(due),
-            Poll::Pending => Poll::Pending,
-        }
+        poll_sleep_until(&mut clock.sleep, deadline, cx).map(|()| due)
     }
+}
+
+/// Polls the timer in `slot` for `deadline`: made on first use, moved when
+/// the deadline moved, so one allocation serves every deadline in turn.
+pub(crate) fn poll_sleep_until(
+    slot: &mut Option<Pin<Box<Sleep>>>,
+    deadline: Instant,
+    cx: &mut Context<'_>,
+) -> Poll<()> {
+    let sleep = match slot {
+        Some(sleep) => {
+            if sleep.deadline() != deadline {
+                sleep.as_mut().reset(deadline);
+            }
+            sleep
+        }
+        None => slot.insert(Box::pin(tokio::time::sleep_until(deadline))),
+    };
+    sleep.as_mut().poll(cx)
 }
 
 #[cfg(test)]

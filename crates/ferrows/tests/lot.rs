@@ -349,6 +349,18 @@ async fn a_closed_lot_closes_its_connections_and_takes_no_more() {
     assert!(!matches!(bounded(late.client.recv()).await, Some(Ok(_))));
 }
 
+/// A small deterministic generator (a 64-bit linear congruential one), so
+/// the random cases are the same on every run.
+struct Lcg(u64);
+
+impl Lcg {
+    /// The next number below `bound` (0 when `bound` is 0).
+    fn below(&mut self, bound: usize) -> usize {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (self.0 >> 33) as usize % bound.max(1)
+    }
+}
+
 /// A socket that takes at most the next of its budgets per write, then
 /// would block.
 struct Trickle {
@@ -390,11 +402,8 @@ impl io::Write for Trickle {
 #[tokio::test]
 async fn whatever_the_socket_takes_the_rest_follows_in_order() {
     let config = ferrows::WebSocketConfig::default();
-    let mut seed = 0x9E37_79B9_7F4A_7C15_u64;
-    let mut next = |bound: usize| {
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (seed >> 33) as usize % bound
-    };
+    let mut rng = Lcg(0x9E37_79B9_7F4A_7C15_u64);
+    let mut next = |bound: usize| rng.below(bound);
     for case in 0..200 {
         let budgets = (0..next(6)).map(|_| next(300)).collect();
         let trickle = Trickle { taken: Vec::new(), budgets };
@@ -535,11 +544,8 @@ fn received(chunks: Vec<Vec<u8>>, park: bool) -> (Vec<String>, usize) {
 #[tokio::test]
 async fn parking_between_reads_changes_nothing_the_peer_sees() {
     use ferrows::proto::{Connection, DataKind, config::Negotiated};
-    let mut seed = 0x2545_F491_4F6C_DD1D_u64;
-    let mut next = |bound: usize| {
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (seed >> 33) as usize % bound.max(1)
-    };
+    let mut rng = Lcg(0x2545_F491_4F6C_DD1D_u64);
+    let mut next = |bound: usize| rng.below(bound);
     let mut total_parks = 0;
     for case in 0..300 {
         // A client's frames: messages, fragments, pings, maybe a close;
