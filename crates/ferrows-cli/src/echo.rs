@@ -87,7 +87,7 @@ async fn serve_tls(tcp: TcpStream, acceptor: TlsAcceptor, config: &ServerConfig)
 }
 
 /// Echoes data messages until the connection closes, like
-/// [`echo_messages`], and parks the connection whenever it waits with
+/// [`echo_messages`], and parks the connection once it has waited a while with
 /// nothing in progress: an idle connection's task holds the parked form
 /// (a fraction of the `WebSocket`'s size), the `WebSocket` is made again
 /// when something arrives. (The WebSocket comes boxed: an `async fn` keeps
@@ -110,7 +110,7 @@ where
                 Poll::Ready(Some(message)) => echo = Some(message?).filter(Message::is_data),
                 Poll::Ready(None) => return Poll::Ready(Ok(())),
                 // Waiting with nothing in progress: park, and wait parked.
-                Poll::Pending if echo.is_none() && conn.park_if_idle() => continue,
+                Poll::Pending if echo.is_none() && conn.park_if_idle(cx, config) => continue,
                 Poll::Pending => return Poll::Pending,
             }
         }

@@ -274,8 +274,8 @@ impl Session {
 
     /// The idle wait: hands queued messages to the WebSocket and writes
     /// them, reads the client's next message, and watches the connect
-    /// deadline; parks the connection whenever it waits with nothing in
-    /// progress.
+    /// deadline; parks the connection once it has waited a while (the
+    /// quiet spell of `park_after`) with nothing in progress.
     ///
     /// The next message is read only once everything queued was handed to
     /// the WebSocket, so a command's reply always goes out before a later
@@ -344,8 +344,9 @@ impl Session {
                 Poll::Ready(Some(Err(_)) | None) => return Poll::Ready(Step::End(End::Peer)),
                 Poll::Pending => {}
             }
-            // Waiting with nothing in progress: park, and wait parked.
-            if conn.park_if_idle() {
+            // Waiting with nothing in progress: park once quiet for a
+            // while, and wait parked.
+            if conn.park_if_idle(cx, config) {
                 continue;
             }
             return self.poll_connect_deadline(cx, connect_deadline);

@@ -38,6 +38,18 @@ pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// (gone without a FIN) is found within `ping_interval + 20 s`.
 pub const DEFAULT_PONG_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// Default quiet spell before a [`ParkingWebSocket`](crate::ParkingWebSocket)
+/// parks its connection: 100 ms.
+///
+/// Parking frees the `WebSocket` (about 600 bytes and its buffers) and
+/// making it again costs about as much user-space work as a small message,
+/// so a connection that talks several times a second should stay whole
+/// between its messages, and one that waits longer should not hold what it
+/// does not use. A connection parks between 100 and 200 ms after its last
+/// activity: well inside the pause of any human-driven client, and longer
+/// than the gaps of a 10 Hz stream or a request/response exchange.
+pub const DEFAULT_PARK_AFTER: Duration = Duration::from_millis(100);
+
 /// Default limit for the opening handshake (TCP connect excluded): 10 s.
 ///
 /// A client that opens a socket and trickles or never sends its request
@@ -75,6 +87,10 @@ pub struct WebSocketConfig {
     pub close_timeout: Duration,
     /// See [`DEFAULT_HANDSHAKE_TIMEOUT`].
     pub handshake_timeout: Duration,
+    /// How long a [`ParkingWebSocket`](crate::ParkingWebSocket) waits with
+    /// nothing happening before it parks; zero parks at once. See
+    /// [`DEFAULT_PARK_AFTER`].
+    pub park_after: Duration,
 }
 
 impl Default for WebSocketConfig {
@@ -90,6 +106,7 @@ impl Default for WebSocketConfig {
             idle_timeout: None,
             close_timeout: DEFAULT_CLOSE_TIMEOUT,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            park_after: DEFAULT_PARK_AFTER,
         }
     }
 }

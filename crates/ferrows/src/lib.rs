@@ -77,8 +77,8 @@ mod write_side;
 pub use buffer_pool::cached_buffer_bytes;
 pub use client::{ClientConfig, DEFAULT_CONNECT_TIMEOUT, IntoClientRequest, client_handshake, connect, connect_with};
 pub use config::{
-    DEFAULT_CLOSE_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_WRITE_BUFFER, DEFAULT_PONG_TIMEOUT,
-    DEFAULT_READ_CHUNK, WebSocketConfig,
+    DEFAULT_CLOSE_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_WRITE_BUFFER, DEFAULT_PARK_AFTER,
+    DEFAULT_PONG_TIMEOUT, DEFAULT_READ_CHUNK, WebSocketConfig,
 };
 pub use error::{Error, Result};
 pub use ferrows_proto::{self as proto, CloseCode, CloseFrame, PreparedMessage, Utf8Bytes};

@@ -17,13 +17,16 @@
 //! [`unpark`]: ParkedWebSocket::unpark
 
 use std::io::{self, IoSlice};
+use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use ferrows_proto::config::Negotiated;
 use ferrows_proto::deflate::Deflater;
 use ferrows_proto::{Connection, PreparedMessage, Receiver, Role, Sender, UsageError};
 use tokio::io::AsyncRead;
+use tokio::time::Sleep;
 
 use crate::buffer_pool;
 use crate::config::WebSocketConfig;
@@ -122,7 +125,8 @@ impl<S> WebSocket<S> {
         }
         let WebSocket { read, write, subprotocol } = self;
         let (rx, role, timers, read_chunk) = read.into_parked();
-        let WriteSide { io, tx, last_data_sent, .. } = write;
+        let WriteSide { io, mut tx, last_data_sent, .. } = write;
+        buffer_pool::give(tx.release_buffers());
         let halves = match Connection::renewal(&rx, &tx) {
             Some(negotiated) => {
                 let threshold = tx.config().deflate_threshold.min(u32::MAX as usize) as u32;
@@ -443,9 +447,15 @@ impl<S: AsyncRead + Unpin> ParkedWebSocket<S> {
     }
 }
 
-/// A connection that parks its [`WebSocket`] whenever it waits with nothing
-/// in progress, and makes it again when needed: what a server task holds
-/// for each of many mostly idle connections.
+/// A connection that parks its [`WebSocket`] once it has waited a while
+/// with nothing in progress, and makes it again when needed: what a server
+/// task holds for each of many mostly idle connections.
+///
+/// A connection that talks often stays whole between its messages: it
+/// parks only after a quiet spell of [`WebSocketConfig::park_after`] (one
+/// to two times that long after its last activity), since parking and
+/// making the WebSocket again cost about as much as handling a small
+/// message.
 ///
 /// ```no_run
 /// # use std::task::{Poll, ready};
@@ -456,8 +466,8 @@ impl<S: AsyncRead + Unpin> ParkedWebSocket<S> {
 ///     match conn.active(&config).poll_recv(cx) {
 ///         Poll::Ready(Some(Ok(message))) => { /* handle it */ }
 ///         Poll::Ready(_) => return Poll::Ready(()),
-///         // Waiting: park if nothing is in progress (then wait parked).
-///         Poll::Pending if conn.park_if_idle() => continue,
+///         // Waiting: park once quiet long enough (then wait parked).
+///         Poll::Pending if conn.park_if_idle(cx, &config) => continue,
 ///         Poll::Pending => return Poll::Pending,
 ///     }
 /// })
@@ -471,17 +481,62 @@ pub struct ParkingWebSocket<S> {
 
 #[derive(Debug)]
 enum Parking<S> {
-    Active(Box<WebSocket<S>>),
+    /// In use, counting its quiet spell.
+    Active(Box<WebSocket<S>>, Linger),
     Parked(ParkedWebSocket<S>),
     /// Only while changing from one state to the other.
     Moving,
+}
+
+/// The quiet spell of an active connection before it parks: a timer armed
+/// when it first waits with nothing in progress, and whether it was woken
+/// for anything since. (No clock is read per message: a connection that
+/// stirred when the timer fires gets another spell.)
+#[derive(Debug, Default)]
+struct Linger {
+    timer: Option<Pin<Box<Sleep>>>,
+    /// The waker the timer has (its data and vtable addresses): polled by
+    /// the same one, whether the timer fired is all there is to learn.
+    waker: (usize, usize),
+    stirred: bool,
+}
+
+impl Linger {
+    /// Ready once the connection has been quiet for `after`: called each
+    /// time it waits with nothing in progress (the timer wakes `cx` at the
+    /// end of the spell).
+    fn poll_quiet(&mut self, after: Duration, cx: &mut Context<'_>) -> Poll<()> {
+        let waker = (cx.waker().data() as usize, cx.waker().vtable() as *const _ as usize);
+        let Some(timer) = &mut self.timer else {
+            self.stirred = false;
+            self.waker = waker;
+            return self.timer.insert(Box::pin(tokio::time::sleep(after))).as_mut().poll(cx);
+        };
+        let fired = if waker == self.waker {
+            timer.is_elapsed()
+        } else {
+            // Another task: the timer must wake this one.
+            self.waker = waker;
+            timer.as_mut().poll(cx).is_ready()
+        };
+        if !fired {
+            // Woken before the spell ended: something happened.
+            self.stirred = true;
+            return Poll::Pending;
+        }
+        if !std::mem::take(&mut self.stirred) {
+            return Poll::Ready(());
+        }
+        timer.as_mut().reset(tokio::time::Instant::now() + after);
+        timer.as_mut().poll(cx)
+    }
 }
 
 impl<S> ParkingWebSocket<S> {
     /// Starts active. (Boxed, so that it moves in and out of its parked
     /// form without copying, and the caller's future has no room for it.)
     pub fn new(ws: Box<WebSocket<S>>) -> Self {
-        Self { state: Parking::Active(ws) }
+        Self { state: Parking::Active(ws, Linger::default()) }
     }
 
     /// Whether it is parked now.
@@ -502,32 +557,45 @@ impl<S> ParkingWebSocket<S> {
             let Parking::Parked(parked) = std::mem::replace(&mut self.state, Parking::Moving) else {
                 unreachable!("checked")
             };
-            self.state = Parking::Active(Box::new(parked.unpark(config)));
+            self.state = Parking::Active(Box::new(parked.unpark(config)), Linger::default());
         }
         match &mut self.state {
-            Parking::Active(ws) => ws,
+            Parking::Active(ws, _) => ws,
             _ => unreachable!("made active above"),
         }
     }
 
-    /// Parks the WebSocket if it is idle (see [`WebSocket::park`]); whether
-    /// it is parked now. Call it when the WebSocket returned `Pending`, and
-    /// poll [`poll_activity`](Self::poll_activity) next: the parked form
-    /// registers its own wake-ups.
-    pub fn park_if_idle(&mut self) -> bool {
-        match &self.state {
-            Parking::Active(ws) if ws.can_park() => {}
+    /// Parks the WebSocket if it is idle (see [`WebSocket::park`]) and has
+    /// been quiet for `config.park_after`; whether it is parked now. Call
+    /// it when the WebSocket returned `Pending`: until the quiet spell
+    /// ends it registers `cx` for its end, and once parked poll
+    /// [`poll_activity`](Self::poll_activity) next (the parked form
+    /// registers its own wake-ups). `config` must be the one it was made
+    /// with.
+    pub fn park_if_idle(&mut self, cx: &mut Context<'_>, config: &WebSocketConfig) -> bool {
+        match &mut self.state {
+            Parking::Active(ws, linger) if ws.can_park() => {
+                if !config.park_after.is_zero() && linger.poll_quiet(config.park_after, cx).is_pending() {
+                    if linger.stirred {
+                        // A busy spell: the buffers stay until it parks.
+                        ws.read.hold_buffers();
+                    }
+                    return false;
+                }
+            }
             Parking::Parked(_) => return true,
             _ => return false,
         }
-        let Parking::Active(ws) = std::mem::replace(&mut self.state, Parking::Moving) else { unreachable!("checked") };
+        let Parking::Active(ws, _) = std::mem::replace(&mut self.state, Parking::Moving) else {
+            unreachable!("checked")
+        };
         match (*ws).park() {
             Ok(parked) => {
                 self.state = Parking::Parked(parked);
                 true
             }
             Err(ws) => {
-                self.state = Parking::Active(Box::new(ws));
+                self.state = Parking::Active(Box::new(ws), Linger::default());
                 false
             }
         }
@@ -547,7 +615,7 @@ impl<S> ParkingWebSocket<S> {
     pub fn into_websocket(mut self, config: &WebSocketConfig) -> Box<WebSocket<S>> {
         self.active(config);
         match self.state {
-            Parking::Active(ws) => ws,
+            Parking::Active(ws, _) => ws,
             _ => unreachable!("made active above"),
         }
     }

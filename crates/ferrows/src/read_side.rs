@@ -41,6 +41,10 @@ pub(crate) struct ReadSide {
     pending_error: Option<Error>,
     eof: bool,
     done: bool,
+    /// Keep the buffers while waiting with nothing in progress (a
+    /// connection between two messages of a busy spell, which its holder
+    /// parks once it goes quiet): no release and take again per message.
+    hold_buffers: bool,
     timers: Timers,
 }
 
@@ -70,6 +74,7 @@ impl ReadSide {
             pending_error: None,
             eof: false,
             done: false,
+            hold_buffers: false,
             timers,
         };
         // The peer's end, read while parked: as if read now, after the
@@ -97,11 +102,19 @@ impl ReadSide {
             && self.rx.is_idle()
     }
 
-    /// What an idle reading side keeps while parked: the receiver and the
-    /// timers (the read buffer goes back to the thread's cache).
-    pub(crate) fn into_parked(self) -> (Receiver, Role, Timers, usize) {
+    /// What an idle reading side keeps while parked: the receiver (holding
+    /// no buffer) and the timers; the read buffer goes back to the thread's
+    /// cache.
+    pub(crate) fn into_parked(mut self) -> (Receiver, Role, Timers, usize) {
         buffer_pool::give(self.read_buf);
+        self.rx.release_buffers();
         (self.rx, self.role, self.timers, self.read_chunk)
+    }
+
+    /// Keeps the buffers from now on while waiting with nothing in
+    /// progress, until parked (see [`hold_buffers`](Self::hold_buffers)).
+    pub(crate) fn hold_buffers(&mut self) {
+        self.hold_buffers = true;
     }
 
     /// Moves what the receiver owes the peer (Pongs, Close) to the writer.
@@ -218,7 +231,7 @@ impl ReadSide {
                     return Poll::Ready(Some(Err(Error::Io(e))));
                 }
                 Poll::Pending => {
-                    if self.read_buf.is_empty() && flushed {
+                    if self.read_buf.is_empty() && flushed && !self.hold_buffers {
                         // Idle: hold no buffers while waiting (they go to
                         // the thread's cache for the next busy connection).
                         buffer_pool::give(std::mem::take(&mut self.read_buf));

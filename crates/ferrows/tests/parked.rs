@@ -26,8 +26,16 @@ struct Seen {
     ended: AtomicUsize,
 }
 
+/// A server configuration whose connections park as soon as they wait with
+/// nothing in progress (no quiet spell first).
+fn parks_at_once() -> ServerConfig {
+    let mut config = ServerConfig::default();
+    config.websocket.park_after = Duration::ZERO;
+    config
+}
+
 /// An echo server whose connections park whenever they wait with nothing in
-/// progress; returns its URL.
+/// progress (after `config`'s quiet spell); returns its URL.
 async fn parking_echo_server(config: ServerConfig, seen: Arc<Seen>) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("ws://{}", listener.local_addr().unwrap());
@@ -67,7 +75,7 @@ async fn parking_echo_server(config: ServerConfig, seen: Arc<Seen>) -> String {
                         match ws.poll_recv(cx) {
                             Poll::Ready(Some(Ok(message))) => echo = Some(message).filter(Message::is_data),
                             Poll::Ready(_) => return Poll::Ready(()),
-                            Poll::Pending if echo.is_none() && conn.park_if_idle() => {
+                            Poll::Pending if echo.is_none() && conn.park_if_idle(cx, &config.websocket) => {
                                 seen.parks.fetch_add(1, Ordering::Relaxed);
                             }
                             Poll::Pending => return Poll::Pending,
@@ -97,7 +105,7 @@ async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 async fn a_parked_connection_loses_nothing_between_messages() {
     for compress in [false, true] {
         let seen = Arc::new(Seen::default());
-        let url = parking_echo_server(ServerConfig::default(), seen.clone()).await;
+        let url = parking_echo_server(parks_at_once(), seen.clone()).await;
         let mut client = ClientConfig::default();
         if !compress {
             client.websocket.deflate = None;
@@ -124,7 +132,7 @@ async fn a_parked_connection_loses_nothing_between_messages() {
 #[tokio::test]
 async fn a_frame_that_trickles_in_arrives_whole() {
     let seen = Arc::new(Seen::default());
-    let url = parking_echo_server(ServerConfig::default(), seen.clone()).await;
+    let url = parking_echo_server(parks_at_once(), seen.clone()).await;
     let mut tcp = raw_client(&url).await;
     wait_until("the server to park", || seen.parks.load(Ordering::Relaxed) >= 1).await;
     let parks = seen.parks.load(Ordering::Relaxed);
@@ -152,7 +160,7 @@ async fn raw_client(url: &str) -> TcpStream {
 /// one that does not is dropped.
 #[tokio::test]
 async fn a_parked_connection_keeps_pinging() {
-    let mut config = ServerConfig::default();
+    let mut config = parks_at_once();
     config.websocket.ping_interval = Some(Duration::from_millis(100));
     config.websocket.pong_timeout = Duration::from_millis(300);
     let seen = Arc::new(Seen::default());
@@ -185,10 +193,39 @@ async fn a_parked_connection_keeps_pinging() {
 #[tokio::test]
 async fn a_parked_connection_sees_the_peer_leave() {
     let seen = Arc::new(Seen::default());
-    let url = parking_echo_server(ServerConfig::default(), seen.clone()).await;
+    let url = parking_echo_server(parks_at_once(), seen.clone()).await;
     let tcp = raw_client(&url).await;
     wait_until("the server to park", || seen.parks.load(Ordering::Relaxed) >= 1).await;
     drop(tcp);
+    wait_until("the server loop to end", || seen.ended.load(Ordering::Relaxed) == 1).await;
+}
+
+/// A connection that talks stays whole between its messages, and parks
+/// once it has been quiet for the configured spell.
+#[tokio::test]
+async fn a_chatty_connection_parks_only_once_quiet() {
+    let mut config = ServerConfig::default();
+    config.websocket.park_after = Duration::from_millis(500);
+    let seen = Arc::new(Seen::default());
+    let url = parking_echo_server(config, seen.clone()).await;
+    let mut client = ClientConfig::default();
+    client.websocket.deflate = None;
+    let mut ws = bounded(ferrows::connect_with(url.as_str(), &client)).await.unwrap();
+    let rounds = 200;
+    for round in 0..rounds {
+        bounded(ws.send(Message::text(format!("m{round}")))).await.unwrap();
+        // (The test server echoes everything as binary.)
+        assert_eq!(bounded(ws.recv()).await.unwrap().unwrap(), Message::binary(format!("m{round}").into_bytes()));
+    }
+    // Round trips take microseconds here: only a stall of half a second
+    // between two of them lets the server park, and never on most rounds.
+    let parked_while_talking = seen.parks.load(Ordering::Relaxed);
+    assert!(parked_while_talking < 5, "parked {parked_while_talking} times in {rounds} quick rounds");
+    wait_until("the quiet connection to park", || seen.parks.load(Ordering::Relaxed) > parked_while_talking).await;
+    // Parked, it still answers.
+    bounded(ws.send(Message::text("after"))).await.unwrap();
+    assert_eq!(bounded(ws.recv()).await.unwrap().unwrap(), Message::binary(&b"after"[..]));
+    bounded(ws.close(ferrows::CloseCode::NORMAL, "")).await.unwrap();
     wait_until("the server loop to end", || seen.ended.load(Ordering::Relaxed) == 1).await;
 }
 
