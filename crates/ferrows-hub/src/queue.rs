@@ -27,10 +27,75 @@ pub const DEFAULT_QUEUE_BYTES: usize = 4 << 20;
 
 #[derive(Debug, Default)]
 struct State {
-    messages: VecDeque<Arc<PreparedMessage>>,
+    /// The oldest message queued: a fan-out's usual delivery to a consumer
+    /// that keeps up is one message, queued and taken with no allocation.
+    first: Option<Arc<PreparedMessage>>,
+    /// The messages after `first`, in order.
+    rest: VecDeque<Arc<PreparedMessage>>,
     bytes: usize,
     /// The consumer, waiting for a message or the end.
     waker: Option<Waker>,
+}
+
+impl State {
+    fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.rest.len()
+    }
+
+    fn clear(&mut self) {
+        self.first = None;
+        self.rest = VecDeque::new();
+        self.bytes = 0;
+    }
+}
+
+/// Messages taken from a queue at once, oldest first.
+#[derive(Debug)]
+pub enum Batch {
+    /// One message (no allocation).
+    One(Arc<PreparedMessage>),
+    /// Several, in order.
+    Many(VecDeque<Arc<PreparedMessage>>),
+}
+
+impl Batch {
+    /// The messages, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<PreparedMessage>> {
+        let (one, many) = match self {
+            Batch::One(message) => (Some(message), None),
+            Batch::Many(messages) => (None, Some(messages.iter())),
+        };
+        one.into_iter().chain(many.into_iter().flatten())
+    }
+
+    /// How many messages there are.
+    pub fn len(&self) -> usize {
+        match self {
+            Batch::One(_) => 1,
+            Batch::Many(messages) => messages.len(),
+        }
+    }
+
+    /// Whether there are none (never, for a batch a queue handed over).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl IntoIterator for Batch {
+    type Item = Arc<PreparedMessage>;
+    type IntoIter = std::iter::Chain<
+        std::option::IntoIter<Arc<PreparedMessage>>,
+        std::collections::vec_deque::IntoIter<Arc<PreparedMessage>>,
+    >;
+
+    fn into_iter(self) -> Self::IntoIter {
+        let (one, many) = match self {
+            Batch::One(message) => (Some(message), VecDeque::new()),
+            Batch::Many(messages) => (None, messages),
+        };
+        one.into_iter().chain(many)
+    }
 }
 
 /// A client's queue; cloned handles share it.
@@ -91,10 +156,9 @@ impl ClientQueue {
         let size = message.plain_frame().len();
         let waker = {
             let mut state = self.state();
-            if state.messages.len() >= self.inner.max_messages || state.bytes + size > self.inner.max_bytes {
+            if state.len() >= self.inner.max_messages || state.bytes + size > self.inner.max_bytes {
                 self.inner.overflowed.store(true, Ordering::Relaxed);
-                state.messages.clear();
-                state.bytes = 0;
+                state.clear();
                 let waker = state.waker.take();
                 drop(state);
                 if let Some(waker) = waker {
@@ -103,7 +167,11 @@ impl ClientQueue {
                 return Err(Overflow);
             }
             state.bytes += size;
-            state.messages.push_back(message);
+            if state.first.is_none() && state.rest.is_empty() {
+                state.first = Some(message);
+            } else {
+                state.rest.push_back(message);
+            }
             state.waker.take()
         };
         if let Some(waker) = waker {
@@ -118,14 +186,19 @@ impl ClientQueue {
     ///
     /// The queue's buffer goes with the messages, so an idle queue holds no
     /// memory beyond its handle.
-    pub fn poll_take(&self, cx: &mut Context<'_>) -> Poll<Option<VecDeque<Arc<PreparedMessage>>>> {
+    pub fn poll_take(&self, cx: &mut Context<'_>) -> Poll<Option<Batch>> {
         if self.inner.overflowed.load(Ordering::Relaxed) {
             return Poll::Ready(None);
         }
         let mut state = self.state();
-        if !state.messages.is_empty() {
+        if let Some(first) = state.first.take() {
             state.bytes = 0;
-            return Poll::Ready(Some(std::mem::take(&mut state.messages)));
+            if state.rest.is_empty() {
+                return Poll::Ready(Some(Batch::One(first)));
+            }
+            let mut messages = std::mem::take(&mut state.rest);
+            messages.push_front(first);
+            return Poll::Ready(Some(Batch::Many(messages)));
         }
         if self.inner.closed.load(Ordering::Relaxed) {
             return Poll::Ready(None);
@@ -177,7 +250,7 @@ impl ClientQueue {
 
     /// Messages queued now.
     pub fn len(&self) -> usize {
-        self.state().messages.len()
+        self.state().len()
     }
 
     /// Whether nothing is queued.

@@ -20,7 +20,7 @@ use ferrows_hub::broker::{BrokerEvent, HistoryAnswer};
 use ferrows_hub::protocol::{
     ChannelArg, Command, Connect, ErrorCode, History, Method, ParseError, Publish, Subscribe, error_reply,
 };
-use ferrows_hub::queue::ClientQueue;
+use ferrows_hub::queue::{Batch, ClientQueue};
 use ferrows_hub::{Publication, StreamPosition};
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -371,7 +371,7 @@ impl Session {
 
     /// Queues `batch` in the WebSocket's output buffer (written by the
     /// next [`poll_step`](Self::poll_step), or by the closing handshake).
-    fn hand_over<S>(&self, ws: &mut WebSocket<S>, batch: std::collections::VecDeque<Arc<PreparedMessage>>)
+    fn hand_over<S>(&self, ws: &mut WebSocket<S>, batch: Batch)
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
@@ -384,7 +384,7 @@ impl Session {
     }
 
     /// Counts messages sent to the client.
-    fn count_out(&self, batch: &std::collections::VecDeque<Arc<PreparedMessage>>) {
+    fn count_out(&self, batch: &Batch) {
         let bytes: usize = batch.iter().map(|message| message.payload().len()).sum();
         self.state.metrics.messages_out.inc_by(batch.len() as u64);
         self.state.metrics.bytes_out.inc_by(bytes as u64);

@@ -124,6 +124,14 @@ impl AppState {
         &self.lots[(client % self.lots.len() as u64) as usize]
     }
 
+    /// Sessions waiting in the lots now.
+    pub(crate) fn parked_sessions(&self) -> usize {
+        #[cfg(unix)]
+        return self.lots.iter().map(|lot| lot.len()).sum();
+        #[cfg(not(unix))]
+        0
+    }
+
     /// Forgets a session that ended.
     pub(crate) fn unregister_session(&self, client: u64) {
         self.lock_sessions().remove(&client);

@@ -20,7 +20,7 @@ static ALLOCATOR: CountingAllocator = CountingAllocator;
 const CONNECTIONS: usize = 1000;
 
 /// The live server heap each idle connection subscribed to one channel
-/// (presence tracked, as in the default namespace) may hold: 1123 bytes
+/// (presence tracked, as in the default namespace) may hold: 1100 bytes
 /// measured. An idle plain-TCP session has no task: it waits in the
 /// server's lot, in a slot of about 260 bytes (the session and the parked
 /// connection) of a table that doubles as it grows, so up to twice that is
@@ -31,7 +31,7 @@ const CONNECTIONS: usize = 1000;
 const BUDGET_PER_CONNECTION: isize = 1216;
 
 /// The future of a connection's task while it runs (whole for the
-/// connection's life over TLS, which does not park in the lot): 280 bytes
+/// connection's life over TLS, which does not park in the lot): 288 bytes
 /// measured (the session, and the connection parked while idle).
 const TASK_BUDGET: usize = 320;
 
@@ -91,10 +91,15 @@ fn open_clients(addr: SocketAddr, count: usize, channel: &'static str) -> Vec<Tc
     (0..count).map(|_| subscribed_client(addr, channel)).collect()
 }
 
-/// The live heap once it stopped changing (the warm-up's sessions idle),
-/// sampled every 20 ms, within a bound.
-async fn settled_heap() -> isize {
+/// The live heap once `count` sessions (every one opened so far) wait in
+/// the server's lots, and the heap stopped changing (sampled every 20 ms),
+/// within a bound.
+async fn settled_heap(server: &ferrows_server::Server, count: usize) -> isize {
     let deadline = tokio::time::Instant::now() + common::WAIT;
+    while server.parked_sessions() < count {
+        assert!(tokio::time::Instant::now() < deadline, "{} of {count} sessions parked", server.parked_sessions());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let mut last = CountingAllocator::live_bytes();
     loop {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -115,19 +120,12 @@ async fn an_idle_subscribed_connection_stays_within_its_heap_budget() {
     let addr = server.local_addr();
     // Warm up: the runtime, the channel and the per-thread caches exist.
     let warm = tokio::task::spawn_blocking(move || open_clients(addr, 100, "idle")).await.unwrap();
-    let before = settled_heap().await;
+    let before = settled_heap(&server, 100).await;
     let sizes_before = CountingAllocator::live_by_size();
     let clients = tokio::task::spawn_blocking(move || open_clients(addr, CONNECTIONS, "idle")).await.unwrap();
-    // Every session goes idle (its buffers released) right after its last
-    // reply; wait for the last of them, within a bound.
-    let deadline = tokio::time::Instant::now() + common::WAIT;
-    let per_connection = loop {
-        let per_connection = (CountingAllocator::live_bytes() - before) / CONNECTIONS as isize;
-        if per_connection <= BUDGET_PER_CONNECTION || tokio::time::Instant::now() > deadline {
-            break per_connection;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    // Every session parks (its buffers released) once it has been quiet
+    // for a while after its last reply; wait for the last of them.
+    let per_connection = (settled_heap(&server, 100 + CONNECTIONS).await - before) / CONNECTIONS as isize;
     eprintln!("live heap per idle subscribed serve connection: {per_connection} bytes, in allocations of:");
     // What each connection holds, by allocation size (the ones most
     // connections have).
