@@ -9,6 +9,7 @@ mod cache;
 mod codec;
 mod negotiate;
 
+pub use cache::{CachedStreams, cached_streams};
 pub use codec::{Deflater, Inflater};
 pub use negotiate::{accept_offers, offer, validate_response};
 
