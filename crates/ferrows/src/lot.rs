@@ -341,10 +341,18 @@ impl<T: Tenant> Driver<T> {
         if needed {
             return self.resume(key);
         }
-        self.schedule(key);
+        // A deadline already in the heap stays there: a parked connection's
+        // deadline only moves later (what its tenant does, such as sending,
+        // never brings it closer), and one that passes early is scheduled
+        // again when it comes up. A fan-out delivery costs no deadline
+        // arithmetic.
+        if self.slots[key].scheduled.is_none() {
+            self.schedule(key);
+        }
     }
 
-    /// Puts the deadline of `key`'s connection in the heap if it moved.
+    /// Puts the deadline of `key`'s connection in the heap if it moved
+    /// (the entry it had, if any, goes stale).
     fn schedule(&mut self, key: usize) {
         let Some(slot) = self.slots.get_mut(key) else { return };
         let deadline = slot.ws.deadline();
@@ -436,6 +444,11 @@ impl<T: Tenant> Driver<T> {
                 let Some(slot) = self.slots.get_mut(key).filter(|slot| slot.scheduled == Some(at)) else {
                     continue;
                 };
+                if !slot.ws.is_due() {
+                    // The deadline moved on since it was scheduled.
+                    self.schedule(key);
+                    continue;
+                }
                 // A keepalive Ping goes out from here; anything else (and
                 // the Pong) needs the WebSocket.
                 if slot.ws.send_due_ping() && !slot.ws.needs_websocket() {

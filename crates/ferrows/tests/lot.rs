@@ -233,6 +233,30 @@ async fn the_keepalive_ping_goes_out_from_the_lot_and_the_pong_resumes_it() {
     reader.abort();
 }
 
+/// Sends move the idle deadline on: the lot schedules a parked
+/// connection's deadline once, and one that passes after it moved is
+/// scheduled again, not resumed; once nothing is sent it passes for real.
+#[tokio::test]
+async fn a_deadline_that_moved_on_is_scheduled_again_not_resumed() {
+    let (mut server, client) = plain();
+    server.websocket.idle_timeout = Some(Duration::from_millis(1500));
+    let mut p = parked(server, client).await;
+    let started = tokio::time::Instant::now();
+    let mut sent = 0;
+    // Twice the idle timeout, sending every 100 ms.
+    while started.elapsed() < Duration::from_millis(3000) {
+        send(&p.outbox, PreparedMessage::text(format!("m{sent}").into()));
+        assert_eq!(next_data(&mut p.client).await, Message::text(format!("m{sent}")));
+        sent += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(p.resumed.try_recv().is_err(), "resumed while data went out every 100 ms");
+    // Quiet now: the idle deadline passes and the WebSocket needs to close.
+    let ws = bounded(p.resumed.recv()).await.unwrap().unwrap();
+    assert!(ws.is_due());
+    drop(p.lot);
+}
+
 #[tokio::test]
 async fn a_missing_pong_resumes_it_to_give_up() {
     let (mut server, client) = plain();
