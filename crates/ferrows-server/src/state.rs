@@ -57,7 +57,15 @@ impl AppState {
         let node = Node::start(broker, Some(observer)).await.map_err(|e| e.to_string())?;
         let mut websocket = ServerConfig {
             subprotocols: vec!["ferrows.json".to_owned()],
-            websocket: WebSocketConfig { ping_interval: Some(config.ping_interval), ..WebSocketConfig::default() },
+            websocket: WebSocketConfig {
+                ping_interval: Some(config.ping_interval),
+                // Straight to the lot once a session waits: a quiet spell
+                // in the session's task would make a storm of new
+                // subscribers hold their tasks and buffers at once, and
+                // the allocator keeps the high-water mark of that.
+                park_after: std::time::Duration::ZERO,
+                ..WebSocketConfig::default()
+            },
         };
         websocket.websocket.protocol.max_message_size = config.max_message_size;
         websocket.websocket.protocol.max_frame_size = config.max_message_size;
