@@ -109,7 +109,8 @@ where
             match ws.as_mut().poll_next(cx) {
                 Poll::Ready(Some(message)) => echo = Some(message?).filter(Message::is_data),
                 Poll::Ready(None) => return Poll::Ready(Ok(())),
-                // Waiting with nothing in progress: park, and wait parked.
+                // Waiting with nothing in progress: park once quiet, and
+                // wait parked.
                 Poll::Pending if echo.is_none() && conn.park_if_idle(cx, config) => continue,
                 Poll::Pending => return Poll::Pending,
             }

@@ -167,7 +167,8 @@ impl ClientQueue {
                 return Err(Overflow);
             }
             state.bytes += size;
-            if state.first.is_none() && state.rest.is_empty() {
+            // (`rest` is empty whenever `first` is.)
+            if state.first.is_none() {
                 state.first = Some(message);
             } else {
                 state.rest.push_back(message);

@@ -507,28 +507,27 @@ impl Linger {
     /// end of the spell).
     fn poll_quiet(&mut self, after: Duration, cx: &mut Context<'_>) -> Poll<()> {
         let waker = (cx.waker().data() as usize, cx.waker().vtable() as *const _ as usize);
-        let Some(timer) = &mut self.timer else {
-            self.stirred = false;
-            self.waker = waker;
-            return self.timer.insert(Box::pin(tokio::time::sleep(after))).as_mut().poll(cx);
-        };
-        let fired = if waker == self.waker {
-            timer.is_elapsed()
-        } else {
+        let fired = match &mut self.timer {
+            // The first wait of a spell.
+            None => {
+                self.stirred = false;
+                true
+            }
+            Some(timer) if waker == self.waker => timer.is_elapsed(),
             // Another task: the timer must wake this one.
-            self.waker = waker;
-            timer.as_mut().poll(cx).is_ready()
+            Some(timer) => timer.as_mut().poll(cx).is_ready(),
         };
+        self.waker = waker;
         if !fired {
             // Woken before the spell ended: something happened.
             self.stirred = true;
             return Poll::Pending;
         }
-        if !std::mem::take(&mut self.stirred) {
+        if self.timer.is_some() && !std::mem::take(&mut self.stirred) {
             return Poll::Ready(());
         }
-        timer.as_mut().reset(tokio::time::Instant::now() + after);
-        timer.as_mut().poll(cx)
+        // A spell starts (or starts again): the timer is made or moved.
+        crate::timers::poll_sleep_until(&mut self.timer, tokio::time::Instant::now() + after, cx)
     }
 }
 

@@ -112,7 +112,7 @@ impl ReadSide {
     }
 
     /// Keeps the buffers from now on while waiting with nothing in
-    /// progress, until parked (see [`hold_buffers`](Self::hold_buffers)).
+    /// progress, until parked (a busy spell of a parking connection).
     pub(crate) fn hold_buffers(&mut self) {
         self.hold_buffers = true;
     }

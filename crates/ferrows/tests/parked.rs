@@ -151,6 +151,13 @@ async fn a_frame_that_trickles_in_arrives_whole() {
     assert!(seen.parks.load(Ordering::Relaxed) <= parks + 2, "parked with a frame in progress");
 }
 
+/// A client that does not offer compression.
+async fn uncompressed_client(url: &str) -> WebSocket<ferrows::MaybeTlsStream> {
+    let mut client = ClientConfig::default();
+    client.websocket.deflate = None;
+    bounded(ferrows::connect_with(url, &client)).await.unwrap()
+}
+
 async fn raw_client(url: &str) -> TcpStream {
     let addr = url.trim_start_matches("ws://").parse().unwrap();
     bounded(ferrows::testing::raw_websocket(addr, "/")).await.unwrap()
@@ -168,9 +175,7 @@ async fn a_parked_connection_keeps_pinging() {
 
     // A client that reads (and so answers Pings) sees several of them and
     // stays connected.
-    let mut client = ClientConfig::default();
-    client.websocket.deflate = None;
-    let mut ws = bounded(ferrows::connect_with(url.as_str(), &client)).await.unwrap();
+    let mut ws = uncompressed_client(&url).await;
     let mut pings = 0;
     while pings < 3 {
         if let Message::Ping(_) = bounded(ws.recv()).await.unwrap().unwrap() {
@@ -208,9 +213,7 @@ async fn a_chatty_connection_parks_only_once_quiet() {
     config.websocket.park_after = Duration::from_millis(500);
     let seen = Arc::new(Seen::default());
     let url = parking_echo_server(config, seen.clone()).await;
-    let mut client = ClientConfig::default();
-    client.websocket.deflate = None;
-    let mut ws = bounded(ferrows::connect_with(url.as_str(), &client)).await.unwrap();
+    let mut ws = uncompressed_client(&url).await;
     let rounds = 200;
     for round in 0..rounds {
         bounded(ws.send(Message::text(format!("m{round}")))).await.unwrap();
