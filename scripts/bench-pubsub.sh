@@ -34,7 +34,13 @@
 #                     for the allocator to return the setup's freed pages)
 #   BENCH_PUBSUB_SERVERS  servers to run (default "ferrows uWebSockets";
 #                     uWebSockets is skipped, with a line saying why, when
-#                     scripts/uws-peer.sh cannot build it)
+#                     scripts/uws-peer.sh cannot build it). Add
+#                     "uWebSockets-padded" (after ferrows) to run uWebSockets
+#                     again with its publications padded to the size of
+#                     serve's publication push in the same run: equal bytes
+#                     per delivery (serve's JSON envelope makes its frames
+#                     larger, and the receiving kernel's work, charged to
+#                     the sender on loopback, grows with them)
 #   BENCH_PUBLISHER   ferrows' publisher: "websocket" (the `publish`
 #                     command, default) or "http" (POST /api/publish)
 #   BENCH_CHANNEL     channel (default bench:load)
@@ -75,7 +81,10 @@ command -v taskset >/dev/null || die "taskset (util-linux) is needed"
 cpus="$(nproc --all)"
 ((server_cpu < cpus && client_cpu < cpus)) || die "cores $server_cpu and $client_cpu: this machine has $cpus"
 [[ "$publisher" == websocket || "$publisher" == http ]] || die "BENCH_PUBLISHER must be websocket or http"
-for s in "${servers[@]}"; do [[ "$s" == ferrows || "$s" == uWebSockets ]] || die "unknown server '$s'"; done
+for s in "${servers[@]}"; do [[ "$s" == ferrows || "$s" == uWebSockets || "$s" == uWebSockets-padded ]] || die "unknown server '$s'"; done
+if [[ " ${servers[*]} " == *" uWebSockets-padded "* && " ${servers[*]} " != *" ferrows "*"uWebSockets-padded"* ]]; then
+  die "uWebSockets-padded takes its size from a ferrows run before it in BENCH_PUBSUB_SERVERS"
+fi
 
 if [[ -z "${BENCH_NO_BUILD:-}" ]]; then
   log "building ferrows (release)"
@@ -83,13 +92,13 @@ if [[ -z "${BENCH_NO_BUILD:-}" ]]; then
 fi
 [[ -x "$ferrows" ]] || die "$ferrows is missing (build it, or unset BENCH_NO_BUILD)"
 skipped=""
-if [[ " ${servers[*]} " == *" uWebSockets "* ]]; then
+if [[ " ${servers[*]} " == *" uWebSockets"* ]]; then
   if uws="$("$root/scripts/uws-peer.sh")"; then
     :
   else
     skipped="uWebSockets: skipped (see the line above: its sources are needed to build it)."
     kept=()
-    for s in "${servers[@]}"; do [[ "$s" != uWebSockets ]] && kept+=("$s"); done
+    for s in "${servers[@]}"; do [[ "$s" != uWebSockets* ]] && kept+=("$s"); done
     servers=("${kept[@]}")
   fi
 fi
@@ -156,6 +165,8 @@ rows=()
 details=()
 # server|rate -> "deliveries_per_sec us_per_delivery rss_per_subscriber p50"
 declare -A figures=()
+# rate -> size of serve's publication push, bytes (for uWebSockets-padded)
+declare -A delivery_bytes=()
 status=0
 load_before="$(uptime)"
 for rate in "${rates[@]}"; do
@@ -168,6 +179,7 @@ for rate in "${rates[@]}"; do
       [[ "$publisher" == http ]] && args+=(--api-url "http://$address" --api-key "$api_key")
     else
       args+=(--url "ws://$address/" --protocol raw)
+      [[ "$name" == uWebSockets-padded ]] && args+=(--raw-bytes "${delivery_bytes[$rate]:-0}")
     fi
     log "$name: $subscribers subscribers, $rate publications/s for $duration s"
     run_status=0
@@ -180,10 +192,11 @@ for rate in "${rates[@]}"; do
     else
       result="ok"
       ((run_status == 0)) || result="**failed**"
-      [[ "$name" == uWebSockets && "$(field missing "$line")" != 0 ]] && result="drops by design"
+      [[ "$name" == uWebSockets* && "$(field missing "$line")" != 0 ]] && result="drops by design"
       rows+=("| $name | $rate ($(field publish_rate "$line")) | $(fmt_int "$(field delivered_per_sec "$line")") | $(field p50 "$line") / $(field p99 "$line") / $(field max "$line") | $(field server_cpu_us_per_delivery "$line") | $(fmt_int "$(field server_rss_per_subscriber_b "$line")") / $(fmt_int "$(field server_rss_idle_per_subscriber_b "$line")") | $(field server_idle_cpu_pct "$line") | $(fmt_int "$(field setup_per_sec "$line")") | $(fmt_int "$(field missing "$line")") / $(field duplicated "$line") / $(field out_of_order "$line") | $result |")
     fi
     details+=("- $name at $rate/s: \`$line\`")
+    [[ "$name" == ferrows ]] && delivery_bytes[$rate]="$(field delivery_bytes "$line")"
     figures["$name|$rate"]="$(field delivered_per_sec "$line") $(field server_cpu_us_per_delivery "$line") $(field server_rss_idle_per_subscriber_b "$line") $(field p50 "$line")"
   done
 done
@@ -207,7 +220,8 @@ load_after="$(uptime)"
   echo "10 s drain timeout); latency: receive time - publish time; server CPU: user + system time"
   echo "over that window divided by the deliveries. uWebSockets relays every message to every"
   echo "connection and drops what a subscriber more than 4 MiB behind would get; ferrows queues"
-  echo "and closes such a subscriber with 4004."
+  echo "and closes such a subscriber with 4004. uWebSockets-padded: its publications padded to the"
+  echo "size of serve's publication push (\`delivery_bytes\` of ferrows' run), equal bytes per delivery."
   echo
   echo "<details><summary>load generator output</summary>"
   echo

@@ -101,6 +101,13 @@ pub(crate) struct BenchPubSubArgs {
     /// publication (the server's idle CPU is measured over it).
     #[arg(long, default_value_t = 0.0)]
     hold: f64,
+    /// With `--protocol raw`: pad every publication with a `"pad"` string
+    /// member to this many bytes, e.g. the size of `serve`'s publication
+    /// push (`delivery_bytes` of its run) to compare servers at equal bytes
+    /// per delivery (frames of 128 bytes and more take a longer path in
+    /// the receiving kernel: `tcp_grow_window`).
+    #[arg(long)]
+    raw_bytes: Option<usize>,
     /// Offer permessage-deflate (as browsers do): the subscribers' commands
     /// then arrive compressed, and the server keeps what it negotiated.
     #[arg(long)]
@@ -220,7 +227,7 @@ pub(crate) async fn run(args: BenchPubSubArgs) -> anyhow::Result<()> {
             Publisher::http(api_url, args.api_key.as_deref().unwrap_or_default(), acks.clone()).await?
         }
         (None, Protocol::Serve) => Publisher::websocket(&args.url, &config, acks.clone()).await?,
-        (None, Protocol::Raw) => Publisher::raw(&args.url, &config, acks.clone()).await?,
+        (None, Protocol::Raw) => Publisher::raw(&args.url, &config, args.raw_bytes, acks.clone()).await?,
     };
     let interval = Duration::from_secs_f64(1.0 / args.rate);
     let publish_started = Instant::now();
@@ -337,7 +344,7 @@ pub(crate) async fn run(args: BenchPubSubArgs) -> anyhow::Result<()> {
              \"server_rss_per_subscriber_b\":{rss_per_subscriber},\"hold_s\":{},\"server_idle_cpu_pct\":{idle_cpu},\
              \"server_rss_idle_per_subscriber_b\":{rss_idle_per_subscriber},\
              \"client_cpu_pct\":{client_cpu},\"server_cpu_pct\":{server_cpu},\
-             \"server_cpu_us_per_delivery\":{server_us_per_delivery},\"ok\":{ok}}}",
+             \"server_cpu_us_per_delivery\":{server_us_per_delivery},\"delivery_bytes\":{},\"ok\":{ok}}}",
             args.subscribers,
             args.rate,
             args.duration,
@@ -346,6 +353,7 @@ pub(crate) async fn run(args: BenchPubSubArgs) -> anyhow::Result<()> {
             totals.out_of_order,
             totals.unexpected,
             args.hold,
+            shared.delivery_bytes.load(Ordering::Relaxed),
         );
     } else {
         println!(
@@ -468,6 +476,8 @@ struct Shared {
     /// Pushes other than publications of the channel (join, leave), after
     /// the subscribe reply.
     other_pushes: AtomicU64,
+    /// Size of the largest publication message delivered, bytes.
+    delivery_bytes: AtomicU64,
     latency: Histogram,
     /// `Instant` and wall clock read together, to place instants on the
     /// wall clock.
@@ -486,6 +496,7 @@ impl Shared {
             delivered: AtomicU64::new(0),
             last_delivery: AtomicU64::new(0),
             other_pushes: AtomicU64::new(0),
+            delivery_bytes: AtomicU64::new(0),
             latency: Histogram::new(),
             origin: (Instant::now(), now_micros()),
         }
@@ -608,6 +619,7 @@ async fn subscriber(setup: Setup, shared: Arc<Shared>, mut stop: watch::Receiver
                     shared.latency.record(now.saturating_sub(t));
                     shared.delivered.fetch_add(1, Ordering::Relaxed);
                     shared.last_delivery.fetch_max(now, Ordering::Relaxed);
+                    shared.delivery_bytes.fetch_max(text.len() as u64, Ordering::Relaxed);
                 }
             }
             Push::Other => {
@@ -709,8 +721,22 @@ fn parse_push(message: &[u8], pub_prefix: &[u8]) -> Push {
     }
 }
 
-/// The `seq` and `t` members of a flat JSON object of numbers at the start
-/// of `data`.
+/// A raw publication: `{"seq":N,"t":N}`, with a `"pad":"xx..."` member
+/// when that makes it `pad_to` bytes long.
+fn raw_publication(seq: u64, t: u64, pad_to: Option<usize>) -> String {
+    /// `,"pad":""`
+    const PAD_MEMBER: usize = 9;
+    let plain = format!("{{\"seq\":{seq},\"t\":{t}}}");
+    match pad_to {
+        Some(size) if size >= plain.len() + PAD_MEMBER => {
+            format!("{{\"seq\":{seq},\"t\":{t},\"pad\":\"{}\"}}", "x".repeat(size - plain.len() - PAD_MEMBER))
+        }
+        _ => plain,
+    }
+}
+
+/// The `seq` and `t` members of a flat JSON object of numbers (and strings
+/// without escapes, skipped) at the start of `data`.
 fn seq_and_time(data: &[u8]) -> Option<(u64, u64)> {
     let mut rest = skip_ws(data).strip_prefix(b"{")?;
     let (mut seq, mut t) = (None, None);
@@ -722,13 +748,19 @@ fn seq_and_time(data: &[u8]) -> Option<(u64, u64)> {
             return None;
         }
         let key = &after_quote[..end];
-        rest = skip_ws(&after_quote[end + 1..]).strip_prefix(b":")?;
-        let (value, after) = number(skip_ws(rest))?;
-        match key {
-            b"seq" => seq = Some(value),
-            b"t" => t = Some(value),
-            _ => {}
-        }
+        rest = skip_ws(skip_ws(&after_quote[end + 1..]).strip_prefix(b":")?);
+        let after = if let Some(string) = rest.strip_prefix(b"\"") {
+            let end = string.iter().position(|&b| b == b'"' || b == b'\\')?;
+            (string[end] == b'"').then_some(&string[end + 1..])?
+        } else {
+            let (value, after) = number(rest)?;
+            match key {
+                b"seq" => seq = Some(value),
+                b"t" => t = Some(value),
+                _ => {}
+            }
+            after
+        };
         rest = skip_ws(after);
         match rest.first()? {
             b',' => rest = &rest[1..],
@@ -849,6 +881,8 @@ enum Publisher {
     /// counts as acknowledged.
     Raw {
         writer: WsWriter<MaybeTlsStream>,
+        /// Bytes to pad every publication to (`--raw-bytes`).
+        pad_to: Option<usize>,
         acks: Arc<Acks>,
     },
     Http {
@@ -904,6 +938,7 @@ impl Publisher {
     async fn raw(
         url: &str,
         config: &ClientConfig,
+        pad_to: Option<usize>,
         acks: Arc<Acks>,
     ) -> anyhow::Result<(Self, tokio::task::JoinHandle<()>)> {
         let ws = ferrows::connect_with(url, config).await.context("publisher: connect")?;
@@ -911,7 +946,7 @@ impl Publisher {
         // The server relays the publisher's messages to it too: read them
         // so it never holds them back.
         let task = tokio::spawn(async move { while let Some(Ok(_)) = reader.recv().await {} });
-        Ok((Self::Raw { writer, acks }, task))
+        Ok((Self::Raw { writer, pad_to, acks }, task))
     }
 
     async fn http(
@@ -950,8 +985,8 @@ impl Publisher {
                 );
                 writer.send(Message::text(command)).await?;
             }
-            Self::Raw { writer, acks } => {
-                writer.send(Message::text(format!("{{\"seq\":{seq},\"t\":{t}}}"))).await?;
+            Self::Raw { writer, pad_to, acks } => {
+                writer.send(Message::text(raw_publication(seq, t, *pad_to))).await?;
                 acks.ok.fetch_add(1, Ordering::Relaxed);
             }
             Self::Http { write, head, buf } => {
@@ -1022,6 +1057,19 @@ mod tests {
         let string = br#"{"push":{"channel":"bench:load","pub":{"offset":1,"data":{"seq":"1","t":1}}}}"#;
         assert_eq!(parse_push(string, &prefix), Push::Unexpected);
         assert_eq!(parse_push(br#"{"id":3,"result":{}}"#, &prefix), Push::Unexpected);
+    }
+
+    #[test]
+    fn raw_publications_are_padded_to_the_size_asked() {
+        let plain = raw_publication(12, 1_700_000_000_000_001, None);
+        assert_eq!(plain, r#"{"seq":12,"t":1700000000000001}"#);
+        assert_eq!(raw_publication(12, 1_700_000_000_000_001, Some(plain.len() + 8)), plain, "too short to pad");
+        for size in [plain.len() + 9, 128, 168] {
+            let padded = raw_publication(12, 1_700_000_000_000_001, Some(size));
+            assert_eq!(padded.len(), size);
+            assert_eq!(seq_and_time(padded.as_bytes()), Some((12, 1_700_000_000_000_001)), "{padded}");
+        }
+        assert_eq!(seq_and_time(br#"{"seq":1,"pad":"a\"b","t":2}"#), None, "escapes are not skipped");
     }
 
     #[test]
