@@ -353,7 +353,7 @@ pub(crate) async fn run(args: BenchPubSubArgs) -> anyhow::Result<()> {
             totals.out_of_order,
             totals.unexpected,
             args.hold,
-            shared.delivery_bytes.load(Ordering::Relaxed),
+            totals.delivery_bytes,
         );
     } else {
         println!(
@@ -476,8 +476,6 @@ struct Shared {
     /// Pushes other than publications of the channel (join, leave), after
     /// the subscribe reply.
     other_pushes: AtomicU64,
-    /// Size of the largest publication message delivered, bytes.
-    delivery_bytes: AtomicU64,
     latency: Histogram,
     /// `Instant` and wall clock read together, to place instants on the
     /// wall clock.
@@ -496,7 +494,6 @@ impl Shared {
             delivered: AtomicU64::new(0),
             last_delivery: AtomicU64::new(0),
             other_pushes: AtomicU64::new(0),
-            delivery_bytes: AtomicU64::new(0),
             latency: Histogram::new(),
             origin: (Instant::now(), now_micros()),
         }
@@ -520,6 +517,8 @@ struct SubscriberReport {
     /// Messages that are neither replies nor pushes, or publications with
     /// data this command did not send.
     unexpected: u64,
+    /// Size of the largest publication message received, bytes.
+    delivery_bytes: u64,
     /// Why the connection ended before the end of the test.
     error: Option<String>,
 }
@@ -530,6 +529,7 @@ impl SubscriberReport {
         self.duplicated += other.duplicated;
         self.out_of_order += other.out_of_order;
         self.unexpected += other.unexpected;
+        self.delivery_bytes = self.delivery_bytes.max(other.delivery_bytes);
     }
 }
 
@@ -619,7 +619,7 @@ async fn subscriber(setup: Setup, shared: Arc<Shared>, mut stop: watch::Receiver
                     shared.latency.record(now.saturating_sub(t));
                     shared.delivered.fetch_add(1, Ordering::Relaxed);
                     shared.last_delivery.fetch_max(now, Ordering::Relaxed);
-                    shared.delivery_bytes.fetch_max(text.len() as u64, Ordering::Relaxed);
+                    report.delivery_bytes = report.delivery_bytes.max(text.len() as u64);
                 }
             }
             Push::Other => {
@@ -724,15 +724,15 @@ fn parse_push(message: &[u8], pub_prefix: &[u8]) -> Push {
 /// A raw publication: `{"seq":N,"t":N}`, with a `"pad":"xx..."` member
 /// when that makes it `pad_to` bytes long.
 fn raw_publication(seq: u64, t: u64, pad_to: Option<usize>) -> String {
-    /// `,"pad":""`
-    const PAD_MEMBER: usize = 9;
-    let plain = format!("{{\"seq\":{seq},\"t\":{t}}}");
-    match pad_to {
-        Some(size) if size >= plain.len() + PAD_MEMBER => {
-            format!("{{\"seq\":{seq},\"t\":{t},\"pad\":\"{}\"}}", "x".repeat(size - plain.len() - PAD_MEMBER))
-        }
-        _ => plain,
+    const PAD_MEMBER: &str = ",\"pad\":\"\"";
+    let mut message = format!("{{\"seq\":{seq},\"t\":{t}}}");
+    if let Some(fill) = pad_to.and_then(|size| size.checked_sub(message.len() + PAD_MEMBER.len())) {
+        message.pop(); // the closing brace
+        message.push_str(",\"pad\":\"");
+        message.extend(std::iter::repeat_n('x', fill));
+        message.push_str("\"}");
     }
+    message
 }
 
 /// The `seq` and `t` members of a flat JSON object of numbers (and strings
