@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ferrows_proto::{PreparedMessage, Utf8Bytes};
@@ -37,6 +38,38 @@ struct ChannelState {
     /// broker reconnect or a recovery race).
     last: Option<StreamPosition>,
     broker_subscribed: bool,
+    pace: Pace,
+}
+
+/// Whether a channel's fan-out sends straight into its subscribers'
+/// outlets ([`ClientQueue::deliver`]: one write each, in the fan-out,
+/// no consumer woken) or queues for them (their connections write, later,
+/// everything queued meanwhile at once). Direct costs one write per
+/// delivery, which is the least a delivery costs while publications are
+/// rare; queuing batches, which wins once they come faster than a direct
+/// fan-out takes. So a fan-out is direct when the channel has been quiet
+/// since its last fan-out for at least as long as its last direct one
+/// took (it spends at most half its time fanning out), and queues
+/// otherwise.
+#[derive(Default)]
+struct Pace {
+    /// When the last fan-out ended.
+    last_end: Option<Instant>,
+    /// How long the last direct fan-out took.
+    direct_took: Duration,
+}
+
+impl Pace {
+    fn direct(&self, now: Instant) -> bool {
+        self.last_end.is_none_or(|end| now.saturating_duration_since(end) >= self.direct_took)
+    }
+
+    fn done(&mut self, started: Instant, ended: Instant, direct: bool) {
+        if direct {
+            self.direct_took = ended.saturating_duration_since(started);
+        }
+        self.last_end = Some(ended);
+    }
 }
 
 #[derive(Default)]
@@ -310,7 +343,8 @@ impl Node {
         Ok(answer)
     }
 
-    /// Puts `message` in the queue of every live subscriber, and holds it
+    /// Puts `message` in the queue of every live subscriber (or straight
+    /// into its outlet, as the channel's [`Pace`] says), and holds it
     /// (with its stream position `hold`, if it has one) for those still
     /// joining. Subscribers whose queue overflows are dropped as slow (and
     /// those whose queue was closed, as gone). Returns how many queues took
@@ -319,15 +353,19 @@ impl Node {
         let mut slow = Vec::new();
         let mut overflowed = 0;
         let mut delivered = 0;
+        let started = Instant::now();
+        let direct = state.pace.direct(started);
         for (client, subscriber) in state.subscribers.iter_mut() {
             match subscriber {
-                Subscriber::Live(queue) => match queue.push(message.clone()) {
-                    Ok(()) => delivered += 1,
-                    Err(_) => {
+                Subscriber::Live(queue) => {
+                    let taken = if direct { queue.deliver(message) } else { queue.push(message.clone()) };
+                    if taken.is_ok() {
+                        delivered += 1;
+                    } else {
                         overflowed += u64::from(queue.overflowed());
                         slow.push(*client);
                     }
-                },
+                }
                 Subscriber::Joining(held) => {
                     if let Some((offset, epoch)) = hold {
                         held.push((offset, epoch.to_owned(), message.clone()));
@@ -335,6 +373,7 @@ impl Node {
                 }
             }
         }
+        state.pace.done(started, Instant::now(), direct);
         for client in &slow {
             state.subscribers.remove(client);
         }
@@ -438,6 +477,42 @@ mod tests {
     async fn publish(node: &Node, channel: &str, data: &str) -> StreamPosition {
         let data = Bytes::copy_from_slice(data.as_bytes());
         node.broker().publish(channel, data, None, HistoryLimits::default()).await.unwrap()
+    }
+
+    #[test]
+    fn a_channel_fans_out_directly_while_quiet_and_queues_while_busy() {
+        let ms = Duration::from_millis;
+        let mut pace = Pace::default();
+        let t0 = Instant::now();
+        assert!(pace.direct(t0), "a new channel is quiet");
+        // A direct fan-out of 40 ms.
+        pace.done(t0, t0 + ms(40), true);
+        assert!(!pace.direct(t0 + ms(50)), "quiet for 10 ms only");
+        // Queued fan-outs are short, but the channel stays busy until it
+        // has been quiet for as long as a direct one takes.
+        pace.done(t0 + ms(50), t0 + ms(51), false);
+        assert!(!pace.direct(t0 + ms(60)));
+        assert!(pace.direct(t0 + ms(91)), "quiet for 40 ms");
+    }
+
+    #[tokio::test]
+    async fn a_quiet_channel_delivers_through_the_outlet() {
+        use crate::queue::{Outlet, Sent};
+        #[derive(Default)]
+        struct Counting(usize);
+        impl Outlet for Counting {
+            fn send(&mut self, _: &PreparedMessage) -> Sent {
+                self.0 += 1;
+                Sent::All
+            }
+        }
+        let node = Node::start(Arc::new(MemoryBroker::new()), None).await.unwrap();
+        let outlet = ClientQueue::with_outlet(64, 1 << 20, Counting::default());
+        node.subscribe("chat", 1, &outlet.erased(), None, 100, reply).await.unwrap();
+        assert_eq!(texts(&outlet.erased()).await, vec!["reply 0 0"], "the reply is queued");
+        publish(&node, "chat", r#"{"n":1}"#).await;
+        assert_eq!(outlet.lock().outlet().0, 1);
+        assert!(outlet.is_empty());
     }
 
     #[tokio::test]

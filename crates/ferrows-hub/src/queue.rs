@@ -6,13 +6,18 @@
 //! queue's bound.
 //!
 //! A queue has one consumer (its connection), which waits on it by polling
-//! ([`ClientQueue::poll_pop_all`], [`ClientQueue::poll_ended`]): the queue
+//! ([`ClientQueue::poll_take`], [`ClientQueue::poll_ended`]): the queue
 //! keeps that consumer's one waker, so an idle connection holds no waiter
 //! of its own.
+//!
+//! The consumer may also give the queue an [`Outlet`]: a way to send a
+//! message at once, such as a parked connection's socket. A fan-out
+//! ([`ClientQueue::deliver`]) then sends into it when nothing waits in the
+//! queue, and the consumer is not woken at all.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 use ferrows_proto::PreparedMessage;
@@ -25,11 +30,46 @@ pub const DEFAULT_QUEUE_MESSAGES: usize = 1024;
 /// practice far less: the frames are shared between clients.
 pub const DEFAULT_QUEUE_BYTES: usize = 4 << 20;
 
+/// Where a queue's messages can go at once, past the queue (a parked
+/// connection's socket, say). A queue offers a message to its outlet only
+/// when nothing waits in it, and while it holds its lock: the consumer
+/// keeps its own writes apart from the outlet's by holding the queue
+/// ([`ClientQueue::lock`]).
+pub trait Outlet: Send + 'static {
+    /// Sends `message` now if it can; how much of it went.
+    fn send(&mut self, message: &PreparedMessage) -> Sent;
+}
+
+/// What an [`Outlet`] did with a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    /// None of it (the outlet is shut, or would block): it is queued.
+    Nothing,
+    /// All of it.
+    All,
+    /// The first bytes of its frame, this many: the message stays first
+    /// in the queue, and the consumer sends the rest of it before anything
+    /// else ([`QueueGuard::take_started`]).
+    Part(usize),
+}
+
+/// The outlet of a queue that has none: everything is queued.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoOutlet;
+
+impl Outlet for NoOutlet {
+    fn send(&mut self, _: &PreparedMessage) -> Sent {
+        Sent::Nothing
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
     /// The oldest message queued: a fan-out's usual delivery to a consumer
     /// that keeps up is one message, queued and taken with no allocation.
     first: Option<Arc<PreparedMessage>>,
+    /// Bytes of `first`'s frame its outlet already sent (0: none).
+    started: usize,
     /// The messages after `first`, in order.
     rest: VecDeque<Arc<PreparedMessage>>,
     bytes: usize,
@@ -44,9 +84,16 @@ impl State {
 
     fn clear(&mut self) {
         self.first = None;
+        self.started = 0;
         self.rest = VecDeque::new();
         self.bytes = 0;
     }
+}
+
+/// The queue's state and its outlet, under one lock.
+struct Locked<O: ?Sized> {
+    state: State,
+    outlet: O,
 }
 
 /// Messages taken from a queue at once, oldest first.
@@ -98,19 +145,31 @@ impl IntoIterator for Batch {
     }
 }
 
-/// A client's queue; cloned handles share it.
-#[derive(Debug, Clone)]
-pub struct ClientQueue {
-    inner: Arc<Inner>,
+/// A client's queue; cloned handles share it. `O` is its outlet: the
+/// consumer that made it knows its type, the fan-out sees any
+/// ([`erased`](Self::erased)).
+pub struct ClientQueue<O: ?Sized + Outlet = dyn Outlet> {
+    inner: Arc<Inner<O>>,
 }
 
-#[derive(Debug)]
-struct Inner {
-    state: Mutex<State>,
+impl<O: ?Sized + Outlet> Clone for ClientQueue<O> {
+    fn clone(&self) -> Self {
+        Self { inner: Arc::clone(&self.inner) }
+    }
+}
+
+impl<O: ?Sized + Outlet> std::fmt::Debug for ClientQueue<O> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientQueue").field("len", &self.len()).field("overflowed", &self.overflowed()).finish()
+    }
+}
+
+struct Inner<O: ?Sized> {
     overflowed: AtomicBool,
     closed: AtomicBool,
     max_messages: usize,
     max_bytes: usize,
+    locked: Mutex<Locked<O>>,
 }
 
 /// The queue did not take the message: the client is too slow (or gone).
@@ -118,25 +177,41 @@ struct Inner {
 pub struct Overflow;
 
 impl ClientQueue {
-    /// A queue bounded by `max_messages` and `max_bytes`.
+    /// A queue bounded by `max_messages` and `max_bytes`, without an
+    /// outlet.
     pub fn new(max_messages: usize, max_bytes: usize) -> Self {
+        ClientQueue::with_outlet(max_messages, max_bytes, NoOutlet).erased()
+    }
+}
+
+impl<O: Outlet> ClientQueue<O> {
+    /// A queue bounded by `max_messages` and `max_bytes`, with `outlet`.
+    pub fn with_outlet(max_messages: usize, max_bytes: usize, outlet: O) -> Self {
         Self {
             inner: Arc::new(Inner {
-                state: Mutex::new(State::default()),
                 overflowed: AtomicBool::new(false),
                 closed: AtomicBool::new(false),
                 max_messages,
                 max_bytes,
+                locked: Mutex::new(Locked { state: State::default(), outlet }),
             }),
         }
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
+    /// The same queue, its outlet's type forgotten (what a fan-out holds).
+    pub fn erased(&self) -> ClientQueue {
+        ClientQueue { inner: self.inner.clone() }
+    }
+}
+
+impl<O: ?Sized + Outlet> ClientQueue<O> {
+    /// Holds the queue: the outlet gets nothing while the guard lives.
+    pub fn lock(&self) -> QueueGuard<'_, O> {
+        QueueGuard { inner: &self.inner, locked: self.inner.locked.lock().unwrap_or_else(|p| p.into_inner()) }
     }
 
     fn wake_consumer(&self) {
-        let waker = self.state().waker.take();
+        let waker = self.lock().locked.state.waker.take();
         if let Some(waker) = waker {
             waker.wake();
         }
@@ -150,31 +225,50 @@ impl ClientQueue {
     /// Queues a message. On overflow the queue is marked and refuses
     /// everything from then on: the connection must be closed.
     pub fn push(&self, message: Arc<PreparedMessage>) -> Result<(), Overflow> {
-        if self.inner.overflowed.load(Ordering::Relaxed) || self.inner.closed.load(Ordering::Relaxed) {
+        self.put(&message, false)
+    }
+
+    /// Sends a message through the outlet when nothing waits in the queue
+    /// (the consumer is not woken then), queues it otherwise; see
+    /// [`push`](Self::push).
+    pub fn deliver(&self, message: &Arc<PreparedMessage>) -> Result<(), Overflow> {
+        self.put(message, true)
+    }
+
+    fn put(&self, message: &Arc<PreparedMessage>, direct: bool) -> Result<(), Overflow> {
+        if self.is_ended() {
             return Err(Overflow);
         }
         let size = message.plain_frame().len();
-        let waker = {
-            let mut state = self.state();
-            if state.len() >= self.inner.max_messages || state.bytes + size > self.inner.max_bytes {
-                self.inner.overflowed.store(true, Ordering::Relaxed);
-                state.clear();
-                let waker = state.waker.take();
-                drop(state);
-                if let Some(waker) = waker {
-                    waker.wake();
-                }
-                return Err(Overflow);
+        let mut guard = self.lock();
+        let locked = &mut *guard.locked;
+        let state = &mut locked.state;
+        if state.len() >= self.inner.max_messages || state.bytes + size > self.inner.max_bytes {
+            self.inner.overflowed.store(true, Ordering::Relaxed);
+            state.clear();
+            let waker = state.waker.take();
+            drop(guard);
+            if let Some(waker) = waker {
+                waker.wake();
             }
-            state.bytes += size;
-            // (`rest` is empty whenever `first` is.)
-            if state.first.is_none() {
-                state.first = Some(message);
-            } else {
-                state.rest.push_back(message);
+            return Err(Overflow);
+        }
+        if direct && state.first.is_none() {
+            match locked.outlet.send(message) {
+                Sent::All => return Ok(()),
+                Sent::Part(sent) => state.started = sent,
+                Sent::Nothing => {}
             }
-            state.waker.take()
-        };
+        }
+        state.bytes += size;
+        // (`rest` is empty whenever `first` is.)
+        if state.first.is_none() {
+            state.first = Some(message.clone());
+        } else {
+            state.rest.push_back(message.clone());
+        }
+        let waker = state.waker.take();
+        drop(guard);
         if let Some(waker) = waker {
             waker.wake();
         }
@@ -186,26 +280,10 @@ impl ClientQueue {
     /// overflowed, or was closed and everything queued before was taken.
     ///
     /// The queue's buffer goes with the messages, so an idle queue holds no
-    /// memory beyond its handle.
+    /// memory beyond its handle. (A consumer whose outlet may send part of
+    /// a message takes that one first: [`QueueGuard::take_started`].)
     pub fn poll_take(&self, cx: &mut Context<'_>) -> Poll<Option<Batch>> {
-        if self.inner.overflowed.load(Ordering::Relaxed) {
-            return Poll::Ready(None);
-        }
-        let mut state = self.state();
-        if let Some(first) = state.first.take() {
-            state.bytes = 0;
-            if state.rest.is_empty() {
-                return Poll::Ready(Some(Batch::One(first)));
-            }
-            let mut messages = std::mem::take(&mut state.rest);
-            messages.push_front(first);
-            return Poll::Ready(Some(Batch::Many(messages)));
-        }
-        if self.inner.closed.load(Ordering::Relaxed) {
-            return Poll::Ready(None);
-        }
-        register(&mut state.waker, cx);
-        Poll::Pending
+        self.lock().poll_take(cx)
     }
 
     /// Moves everything queued (in order) to `out`, waiting while the queue
@@ -218,11 +296,11 @@ impl ClientQueue {
     /// Ready once the queue overflowed or was closed: a consumer blocked
     /// writing to a peer that does not read polls this beside its write.
     pub fn poll_ended(&self, cx: &mut Context<'_>) -> Poll<()> {
-        let mut state = self.state();
+        let mut guard = self.lock();
         if self.is_ended() {
             return Poll::Ready(());
         }
-        register(&mut state.waker, cx);
+        register(&mut guard.locked.state.waker, cx);
         Poll::Pending
     }
 
@@ -251,12 +329,70 @@ impl ClientQueue {
 
     /// Messages queued now.
     pub fn len(&self) -> usize {
-        self.state().len()
+        self.lock().locked.state.len()
     }
 
     /// Whether nothing is queued.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// A queue held by its consumer ([`ClientQueue::lock`]): nothing goes
+/// into its outlet meanwhile.
+pub struct QueueGuard<'a, O: ?Sized> {
+    inner: &'a Inner<O>,
+    locked: MutexGuard<'a, Locked<O>>,
+}
+
+impl<O: ?Sized + Outlet> QueueGuard<'_, O> {
+    /// The queue's outlet.
+    pub fn outlet(&mut self) -> &mut O {
+        &mut self.locked.outlet
+    }
+
+    /// Whether its outlet sent part of a message
+    /// ([`take_started`](Self::take_started)).
+    pub fn has_started(&self) -> bool {
+        self.locked.state.started > 0
+    }
+
+    /// The message its outlet sent only part of, with how many bytes of
+    /// its frame went: the consumer sends the rest before anything else.
+    pub fn take_started(&mut self) -> Option<(Arc<PreparedMessage>, usize)> {
+        let state = &mut self.locked.state;
+        if state.started == 0 {
+            return None;
+        }
+        let sent = std::mem::take(&mut state.started);
+        let message = state.first.take().expect("a started message is first");
+        state.bytes -= message.plain_frame().len();
+        state.first = state.rest.pop_front();
+        Some((message, sent))
+    }
+
+    /// [`ClientQueue::poll_take`], while held.
+    pub fn poll_take(&mut self, cx: &mut Context<'_>) -> Poll<Option<Batch>> {
+        if self.inner.overflowed.load(Ordering::Relaxed) {
+            return Poll::Ready(None);
+        }
+        let state = &mut self.locked.state;
+        debug_assert_eq!(state.started, 0, "the consumer takes a started message first");
+        if let Some(first) = state.first.take() {
+            state.bytes = 0;
+            state.started = 0;
+            if state.rest.is_empty() {
+                return Poll::Ready(Some(Batch::One(first)));
+            }
+            let mut messages = std::mem::take(&mut state.rest);
+            messages.push_front(first);
+            return Poll::Ready(Some(Batch::Many(messages)));
+        }
+        if self.inner.closed.load(Ordering::Relaxed) {
+            return Poll::Ready(None);
+        }
+        register(&mut state.waker, cx);
+        Poll::Pending
     }
 }
 
@@ -330,6 +466,72 @@ mod tests {
         tokio::task::yield_now().await;
         queue.close();
         assert_eq!(task.await.unwrap(), None);
+    }
+
+    /// An outlet that answers as told and records what it was offered.
+    #[derive(Default)]
+    struct Recorder {
+        answer: Option<Sent>,
+        offered: Vec<usize>,
+    }
+
+    impl Outlet for Recorder {
+        fn send(&mut self, message: &PreparedMessage) -> Sent {
+            self.offered.push(message.payload().len());
+            self.answer.unwrap_or(Sent::Nothing)
+        }
+    }
+
+    fn set_answer(queue: &ClientQueue<Recorder>, answer: Sent) {
+        queue.lock().outlet().answer = Some(answer);
+    }
+
+    #[test]
+    fn the_outlet_takes_what_is_delivered_while_nothing_waits() {
+        let queue = ClientQueue::with_outlet(10, 1 << 20, Recorder::default());
+        let erased = queue.erased();
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(queue.poll_take(&mut cx).is_pending());
+        set_answer(&queue, Sent::All);
+        erased.deliver(&message(1)).unwrap();
+        erased.deliver(&message(2)).unwrap();
+        assert!(queue.is_empty(), "sent, not queued");
+        // `push` never uses the outlet.
+        erased.push(message(3)).unwrap();
+        // Nor does `deliver` while something waits: order is kept.
+        erased.deliver(&message(4)).unwrap();
+        assert_eq!(queue.lock().outlet().offered, vec![1, 2]);
+        let Poll::Ready(Some(batch)) = queue.poll_take(&mut cx) else { panic!("two queued") };
+        assert_eq!(batch.iter().map(|m| m.payload().len()).collect::<Vec<_>>(), vec![3, 4]);
+        // An outlet that would block: queued.
+        set_answer(&queue, Sent::Nothing);
+        erased.deliver(&message(5)).unwrap();
+        assert_eq!(queue.len(), 1);
+    }
+
+    #[test]
+    fn a_message_the_outlet_began_is_taken_first_with_what_went() {
+        let queue = ClientQueue::with_outlet(10, 1 << 20, Recorder::default());
+        set_answer(&queue, Sent::Part(3));
+        queue.deliver(&message(10)).unwrap();
+        queue.deliver(&message(11)).unwrap();
+        let mut guard = queue.lock();
+        assert!(guard.has_started());
+        let (started, sent) = guard.take_started().unwrap();
+        assert_eq!((started.payload().len(), sent), (10, 3));
+        assert!(!guard.has_started());
+        assert!(guard.take_started().is_none());
+        let mut cx = Context::from_waker(Waker::noop());
+        let Poll::Ready(Some(batch)) = guard.poll_take(&mut cx) else { panic!("one queued") };
+        assert_eq!(batch.iter().map(|m| m.payload().len()).collect::<Vec<_>>(), vec![11]);
+    }
+
+    #[test]
+    fn a_message_over_the_bound_overflows_before_the_outlet_sees_it() {
+        let queue = ClientQueue::with_outlet(10, 100, Recorder::default());
+        set_answer(&queue, Sent::All);
+        assert_eq!(queue.deliver(&message(200)), Err(Overflow));
+        assert!(queue.lock().outlet().offered.is_empty());
     }
 
     #[tokio::test]

@@ -23,6 +23,9 @@ pub struct Metrics {
     pub messages_out: Counter,
     /// Payload bytes of messages sent to clients.
     pub bytes_out: Counter,
+    /// Of `messages_out`, those the fan-out wrote itself into an idle
+    /// connection's socket (no task woken).
+    pub direct_out: Counter,
     /// Publications accepted (clients and server API).
     pub publications: Counter,
     /// Seconds from publish to the last local subscriber's queue.
@@ -55,6 +58,7 @@ impl Metrics {
             bytes_in: Counter::default(),
             messages_out: Counter::default(),
             bytes_out: Counter::default(),
+            direct_out: Counter::default(),
             publications: Counter::default(),
             // 50 µs to ~1.6 s.
             fanout_latency: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
@@ -75,6 +79,11 @@ impl Metrics {
         registry.register("bytes_in", "Payload bytes received from clients", metrics.bytes_in.clone());
         registry.register("messages_out", "Messages sent to clients", metrics.messages_out.clone());
         registry.register("bytes_out", "Payload bytes sent to clients", metrics.bytes_out.clone());
+        registry.register(
+            "direct_out",
+            "Messages the fan-out wrote itself into an idle connection's socket (counted in messages_out too)",
+            metrics.direct_out.clone(),
+        );
         registry.register("publications", "Publications accepted", metrics.publications.clone());
         registry.register(
             "fanout_latency_seconds",

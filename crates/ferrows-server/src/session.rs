@@ -20,7 +20,7 @@ use ferrows_hub::broker::{BrokerEvent, HistoryAnswer};
 use ferrows_hub::protocol::{
     ChannelArg, Command, Connect, ErrorCode, History, Method, ParseError, Publish, Subscribe, error_reply,
 };
-use ferrows_hub::queue::{Batch, ClientQueue};
+use ferrows_hub::queue::{Batch, ClientQueue, Outlet, QueueGuard, Sent};
 use ferrows_hub::{Publication, StreamPosition};
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -30,6 +30,7 @@ use tokio::time::Sleep;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use crate::config::NamespaceConfig;
+use crate::metrics::Metrics;
 use crate::state::{AppState, broker_error, subscribe_error};
 
 /// Close codes of docs/protocol.md.
@@ -60,7 +61,7 @@ struct Subscription {
 pub(crate) struct Session {
     state: Arc<AppState>,
     client: u64,
-    queue: ClientQueue,
+    queue: ClientQueue<SessionOutlet>,
     identity: Option<Identity>,
     /// In subscription order; a few per connection, searched linearly
     /// (bounded by `max_subscriptions`).
@@ -133,10 +134,68 @@ impl Transport for TcpStream {
 impl Transport for tokio_rustls::server::TlsStream<TcpStream> {}
 impl Transport for hyper_util::rt::TokioIo<hyper::upgrade::Upgraded> {}
 
+/// What a session's queue sends into at once ([`ClientQueue::deliver`]):
+/// the connection's socket while the session waits in the lot with
+/// nothing queued ([`ParkedSession`] opens and shuts it), nothing
+/// otherwise (messages are queued for the session's task).
+pub(crate) struct SessionOutlet {
+    #[cfg(unix)]
+    open: Option<ferrows::lot::Outlet>,
+    metrics: Arc<Metrics>,
+}
+
+impl SessionOutlet {
+    pub(crate) fn new(metrics: Arc<Metrics>) -> Self {
+        Self {
+            #[cfg(unix)]
+            open: None,
+            metrics,
+        }
+    }
+}
+
+impl Outlet for SessionOutlet {
+    fn send(&mut self, message: &PreparedMessage) -> Sent {
+        #[cfg(unix)]
+        if let Some(outlet) = &self.open {
+            let frame = outlet.frame(message);
+            #[allow(unsafe_code)]
+            // SAFETY: an outlet is open only while its connection is in
+            // the lot: `ParkedSession` opens it there and shuts it in
+            // `leaving`, which the lot calls before the socket leaves or
+            // closes. Both happen under the queue's lock, which this call
+            // holds, so the socket is open for the whole call. (The
+            // session's own writes while parked are made under the same
+            // lock, so none overlaps this one.)
+            let sent = unsafe { outlet.send(frame) };
+            if sent == 0 {
+                return Sent::Nothing;
+            }
+            self.metrics.messages_out.inc();
+            self.metrics.direct_out.inc();
+            self.metrics.bytes_out.inc_by(message.payload().len() as u64);
+            return if sent == frame.len() { Sent::All } else { Sent::Part(sent) };
+        }
+        let _ = message;
+        Sent::Nothing
+    }
+}
+
+/// Shuts the outlet of a parked session's queue (held), handing the rest
+/// of a frame it began to the connection, which sends it first.
+#[cfg(unix)]
+fn shut_outlet(queue: &mut QueueGuard<'_, SessionOutlet>, ws: &mut ParkedWebSocket<LotStream>) {
+    let Some(outlet) = queue.outlet().open.take() else { return };
+    if let Some((message, sent)) = queue.take_started() {
+        ws.finish_frame(&outlet.frame(&message)[sent..]);
+    }
+}
+
 /// A session in the server's lot, between two tasks: it sends what its
 /// queue receives straight to the socket, and leaves for a new task when
 /// the connection needs its WebSocket (a command, a deadline, a queue that
-/// ended, a peer that does not take what is sent).
+/// ended, a peer that does not take what is sent). While nothing waits in
+/// its queue, a fan-out writes to the socket itself (its outlet).
 #[cfg(unix)]
 pub(crate) struct ParkedSession {
     session: Session,
@@ -151,20 +210,50 @@ pub(crate) type SessionLot = Lot<ParkedSession>;
 #[cfg(unix)]
 impl Tenant for ParkedSession {
     fn poll_parked(&mut self, ws: &mut ParkedWebSocket<LotStream>, cx: &mut Context<'_>) -> Poll<()> {
+        // Held while this writes: the outlet does not write meanwhile.
+        let mut queue = self.session.queue.lock();
+        if queue.has_started() {
+            // The outlet began a frame the socket did not take whole.
+            shut_outlet(&mut queue, ws);
+            return Poll::Ready(());
+        }
         loop {
-            match self.session.queue.poll_take(cx) {
+            match queue.poll_take(cx) {
                 Poll::Ready(Some(batch)) => {
                     let sent = ws.send_prepared(batch.iter().map(|message| &**message));
                     self.session.count_out(&batch);
                     if sent.is_err() || ws.needs_websocket() {
+                        shut_outlet(&mut queue, ws);
                         return Poll::Ready(());
                     }
                 }
                 // The session's task closes the connection.
-                Poll::Ready(None) => return Poll::Ready(()),
-                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => {
+                    shut_outlet(&mut queue, ws);
+                    return Poll::Ready(());
+                }
+                Poll::Pending => {
+                    // Nothing waits: later messages may go straight out.
+                    if queue.outlet().open.is_none() {
+                        queue.outlet().open = ferrows::lot::Outlet::of(ws);
+                    }
+                    return Poll::Pending;
+                }
             }
         }
+    }
+
+    fn send_due_ping(&mut self, ws: &mut ParkedWebSocket<LotStream>) -> bool {
+        let mut queue = self.session.queue.lock();
+        let sent = ws.send_due_ping();
+        if ws.needs_websocket() {
+            shut_outlet(&mut queue, ws);
+        }
+        sent
+    }
+
+    fn leaving(&mut self, ws: &mut ParkedWebSocket<LotStream>) {
+        shut_outlet(&mut self.session.queue.lock(), ws);
     }
 
     fn resume(self, ws: std::io::Result<ParkedWebSocket<TcpStream>>) {
@@ -201,7 +290,8 @@ impl Tenant for ParkedSession {
 /// server's lot ([`ParkedSession`]), and comes back in a new one.
 pub(crate) fn run<S: Transport>(ws: Box<WebSocket<S>>, state: Arc<AppState>) -> impl Future<Output = ()> {
     let client = state.next_client_id();
-    let queue = ClientQueue::new(state.config.client_queue_messages, state.config.client_queue_bytes);
+    let outlet = SessionOutlet::new(state.metrics.clone());
+    let queue = ClientQueue::with_outlet(state.config.client_queue_messages, state.config.client_queue_bytes, outlet);
     state.register_session(client, &queue);
     let session = Session { state, client, queue, identity: None, subscriptions: Vec::new() };
     session.state.metrics.connections.inc();
@@ -531,7 +621,7 @@ impl Session {
         };
         let node = self.state.node.clone();
         let limit = namespace.history_size.max(1);
-        match node.subscribe(&channel, self.client, &self.queue, since, limit, reply).await {
+        match node.subscribe(&channel, self.client, &self.queue.erased(), since, limit, reply).await {
             Ok(_) => {}
             Err(e) => return self.reply(id, Err(subscribe_error(&e))),
         }

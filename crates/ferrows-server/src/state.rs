@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::Authenticator;
 use crate::config::{Config, NamespaceConfig, is_valid_channel, namespace_of};
 use crate::metrics::Metrics;
+use crate::session::SessionOutlet;
 
 /// The namespace of server-made channels (`$sys:stats`): anyone connected
 /// may subscribe, nobody may publish, nothing is tracked.
@@ -35,7 +36,7 @@ pub(crate) struct AppState {
     lots: Box<[crate::session::SessionLot]>,
     /// The queue of every WebSocket session (by client number): a shutdown
     /// closes them, so an idle session waits on its queue alone.
-    sessions: Mutex<HashMap<u64, ClientQueue>>,
+    sessions: Mutex<HashMap<u64, ClientQueue<SessionOutlet>>>,
     system_namespace: NamespaceConfig,
     next_client: AtomicU64,
 }
@@ -119,7 +120,7 @@ impl AppState {
 
     /// Registers a session's queue, to be closed on shutdown (at once if
     /// the shutdown already began).
-    pub(crate) fn register_session(&self, client: u64, queue: &ClientQueue) {
+    pub(crate) fn register_session(&self, client: u64, queue: &ClientQueue<SessionOutlet>) {
         self.lock_sessions().insert(client, queue.clone());
         if self.shutdown.is_cancelled() {
             queue.close();
@@ -163,7 +164,7 @@ impl AppState {
         }
     }
 
-    fn lock_sessions(&self) -> std::sync::MutexGuard<'_, HashMap<u64, ClientQueue>> {
+    fn lock_sessions(&self) -> std::sync::MutexGuard<'_, HashMap<u64, ClientQueue<SessionOutlet>>> {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
 

@@ -204,6 +204,70 @@ async fn a_client_that_does_not_read_is_dropped_as_a_slow_consumer() {
     while next_publication(&mut healthy).await["data"] != "after" {}
 }
 
+/// Pseudo-random text (permessage-deflate would shrink a repeated letter
+/// to nothing on the wire).
+fn noise(len: usize) -> String {
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    (0..len)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            char::from(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"[(seed % 62) as usize])
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_fan_out_writes_to_idle_subscribers_itself_and_frames_stay_whole() {
+    let server = server(|config| {
+        config.max_message_size = 1 << 20;
+        config.client_queue_bytes = 64 << 20;
+    })
+    .await;
+    let addr = server.local_addr();
+    // A subscriber whose socket takes little, and which does not read yet.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket.connect(addr).await.unwrap();
+    let mut reader = Client::open_over(addr, tcp).await.connected().await;
+    subscribe(&mut reader, "direct").await;
+    let parked = || async { server.parked_sessions() == 1 };
+    eventually("the subscriber waits in the lot", parked).await;
+    // Publications of a quiet channel are written by the fan-out, straight
+    // into the socket, until it takes only part of one (the server's send
+    // buffer is 4 MiB at most): the connection then leaves the lot, and
+    // sends the rest of that frame before what was queued after it.
+    let bigs: Vec<String> = (0..8).map(|i| format!("{i}{}", noise(900 << 10))).collect();
+    for big in &bigs {
+        api_publish(addr, "direct", json!(big)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    for i in 0..3 {
+        api_publish(addr, "direct", json!(i)).await;
+    }
+    assert!(metric(addr, "ferrows_direct_out_total").await >= 1.0);
+    for big in &bigs {
+        assert!(next_publication(&mut reader).await["data"] == json!(big), "a big publication arrived whole");
+    }
+    for i in 0..3 {
+        assert_eq!(next_publication(&mut reader).await["data"], json!(i));
+    }
+    // Idle again, quiet again: small publications go out from the fan-out
+    // whole, one write each, and nothing else is needed.
+    for i in 0..3 {
+        eventually("the subscriber waits in the lot again", parked).await;
+        let before = metric(addr, "ferrows_direct_out_total").await;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        api_publish(addr, "direct", json!(format!("small {i}"))).await;
+        assert_eq!(next_publication(&mut reader).await["data"], json!(format!("small {i}")));
+        assert_eq!(metric(addr, "ferrows_direct_out_total").await, before + 1.0);
+        assert_eq!(server.parked_sessions(), 1, "the subscriber never left the lot");
+    }
+    let reply = reader.call(json!({"ping": {}})).await;
+    assert!(reply.get("result").is_some(), "{reply}");
+}
+
 #[tokio::test]
 async fn shutdown_closes_clients_with_1001_and_health_says_so() {
     let server = server(|_| {}).await;

@@ -38,6 +38,9 @@ use tokio::time::{Instant, Sleep};
 
 use crate::ParkedWebSocket;
 
+pub mod outlet;
+pub use outlet::Outlet;
+
 /// The standard library's socket: what a parked connection holds in the lot
 /// (not registered with tokio).
 pub type LotStream = std::net::TcpStream;
@@ -68,6 +71,22 @@ pub trait Tenant: Send + Sized + 'static {
     /// [`ParkedWebSocket::needs_websocket`] says so, when bytes or the end
     /// of file arrive, and when a deadline of the WebSocket passes.
     fn poll_parked(&mut self, ws: &mut ParkedWebSocket<LotStream>, cx: &mut Context<'_>) -> Poll<()>;
+
+    /// Sends the keepalive Ping that fell due
+    /// ([`ParkedWebSocket::send_due_ping`]); whether it did. A tenant that
+    /// lets others write to the socket ([`Outlet`]) keeps this write apart
+    /// from theirs.
+    fn send_due_ping(&mut self, ws: &mut ParkedWebSocket<LotStream>) -> bool {
+        ws.send_due_ping()
+    }
+
+    /// The connection is about to leave the lot (to be
+    /// [resumed](Self::resume), or closed with the lot): a tenant that
+    /// handed out its [`Outlet`] takes it back here, before the socket
+    /// leaves.
+    fn leaving(&mut self, ws: &mut ParkedWebSocket<LotStream>) {
+        let _ = ws;
+    }
 
     /// Takes the connection back, over tokio's socket again (usually to
     /// spawn a task that unparks and serves it). An error means the socket
@@ -377,12 +396,16 @@ impl<T: Tenant> Driver<T> {
 
     /// Gives the connection of `key` back to its tenant.
     fn resume(&mut self, key: usize) {
-        let Slot { tenant, ws, .. } = self.slots.remove(key);
+        let Slot { mut tenant, mut ws, .. } = self.slots.remove(key);
+        let left = leaving(&mut tenant, &mut ws);
         let fd = ws.get_ref().as_raw_fd();
         // Fails only if it was not registered, which cannot be.
         let _ = self.shared.registry.deregister(&mut SourceFd(&fd));
         self.shared.parked.fetch_sub(1, Ordering::Relaxed);
-        resume(tenant, ws.try_map_io(tokio::net::TcpStream::from_std));
+        match left {
+            Ok(()) => resume(tenant, ws.try_map_io(tokio::net::TcpStream::from_std)),
+            Err(Stranded) => std::mem::forget(ws),
+        }
     }
 
     /// Resumes the connections whose sockets became readable (or hung up,
@@ -451,7 +474,7 @@ impl<T: Tenant> Driver<T> {
                 }
                 // A keepalive Ping goes out from here; anything else (and
                 // the Pong) needs the WebSocket.
-                if slot.ws.send_due_ping() && !slot.ws.needs_websocket() {
+                if slot.tenant.send_due_ping(&mut slot.ws) && !slot.ws.needs_websocket() {
                     self.schedule(key);
                 } else {
                     self.resume(key);
@@ -471,9 +494,15 @@ impl<T: Tenant> Driver<T> {
 
     /// The last handle is gone: closes what is parked.
     fn close(&mut self) {
-        for slot in self.slots.drain() {
-            let fd = slot.ws.get_ref().as_raw_fd();
+        for Slot { mut tenant, mut ws, .. } in self.slots.drain() {
+            let left = leaving(&mut tenant, &mut ws);
+            let fd = ws.get_ref().as_raw_fd();
             let _ = self.shared.registry.deregister(&mut SourceFd(&fd));
+            drop(tenant);
+            match left {
+                Ok(()) => drop(ws),
+                Err(Stranded) => std::mem::forget(ws),
+            }
         }
         // Dropped outside the inbox's lock (a tenant's drop may drop a
         // handle of this lot).
@@ -481,6 +510,21 @@ impl<T: Tenant> Driver<T> {
         drop(arrivals);
         self.shared.parked.store(0, Ordering::Relaxed);
     }
+}
+
+/// A tenant panicked in [`Tenant::leaving`]: it may not have taken its
+/// [`Outlet`] back, so the socket is never closed (its descriptor must not
+/// be reused while an outlet may write to it). A bug's cost: one
+/// descriptor, and a connection that hangs.
+struct Stranded;
+
+/// Tells a tenant its connection leaves; a panic there is the tenant's
+/// alone (the lot goes on), and strands the socket.
+fn leaving<T: Tenant>(tenant: &mut T, ws: &mut ParkedWebSocket<LotStream>) -> Result<(), Stranded> {
+    catch_unwind(AssertUnwindSafe(|| tenant.leaving(ws))).map_err(|_| {
+        tracing::error!("lot: a tenant panicked as its connection left; its socket stays open, unused");
+        Stranded
+    })
 }
 
 /// Hands a connection back to its tenant; a panic there is the tenant's

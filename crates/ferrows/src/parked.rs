@@ -219,23 +219,69 @@ impl<S> ParkedWebSocket<S> {
     }
 
     /// The frame the WebSocket would send for `message`
-    /// ([`Sender::prepared_frame`]; halves made again would compress it as
-    /// a new [`Deflater`] with the agreed window does).
+    /// ([`Sender::prepared_frame`]; halves made again frame it as
+    /// [`Framing`] says).
     fn prepared_frame<'m>(&self, message: &'m PreparedMessage) -> Result<&'m Bytes, UsageError> {
         match &self.halves {
             Halves::Kept(halves) => halves.1.prepared_frame(message),
             Halves::Renew { .. } if self.role == Role::Client => Err(UsageError::MaskedRole),
-            Halves::Renew { negotiated, threshold } => {
-                let window = negotiated.deflate.and_then(|d| {
-                    // The level does not change the choice of frame.
-                    Deflater::new(d.server_max_window_bits, d.server_no_context_takeover, 0)
-                        .prepared_window(message.payload().len(), *threshold as usize)
-                });
-                Ok(match window {
-                    Some(bits) => message.compressed_frame(bits),
-                    None => message.plain_frame(),
-                })
+            Halves::Renew { negotiated, threshold } => Ok(Framing::new(negotiated, *threshold).frame(message)),
+        }
+    }
+
+    /// How prepared messages can be framed from outside the connection
+    /// while it stays parked, without the connection's knowing: on a
+    /// server's connection whose halves keep nothing between messages,
+    /// nothing pending, and no idle timeout (which counts what is sent).
+    #[cfg(unix)]
+    pub(crate) fn outside_framing(&self) -> Option<Framing> {
+        match &self.halves {
+            Halves::Renew { negotiated, threshold }
+                if self.role == Role::Server && self.pending.is_none() && !self.timers.tracks_idle() =>
+            {
+                Some(Framing::new(negotiated, *threshold))
             }
+            _ => None,
+        }
+    }
+
+    /// Takes the rest of a frame that was begun on the socket from outside
+    /// (by an [`Outlet`](crate::lot::Outlet)): it goes out before anything
+    /// else, and the connection [needs its WebSocket](Self::needs_websocket)
+    /// from now on.
+    pub fn finish_frame(&mut self, rest: &[u8]) {
+        let pending = self.pending.get_or_insert_default();
+        let unsent = std::mem::take(&mut pending.unsent);
+        pending.unsent.extend_from_slice(rest);
+        pending.unsent.extend_from_slice(&unsent);
+    }
+}
+
+/// How a connection with renewable halves frames a prepared message: its
+/// plain frame, or the frame compressed with the agreed window from
+/// `threshold` bytes of payload on, where every message is compressed on
+/// its own (as a new [`Deflater`] with that window would).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Framing {
+    window: Option<u8>,
+    threshold: u32,
+}
+
+impl Framing {
+    fn new(negotiated: &Negotiated, threshold: u32) -> Self {
+        let window = negotiated.deflate.and_then(|d| {
+            // The level does not change the choice of frame.
+            Deflater::new(d.server_max_window_bits, d.server_no_context_takeover, 0)
+                .prepared_window(threshold as usize, threshold as usize)
+        });
+        Self { window, threshold }
+    }
+
+    /// The frame for `message`.
+    pub(crate) fn frame<'m>(&self, message: &'m PreparedMessage) -> &'m Bytes {
+        match self.window {
+            Some(bits) if message.payload().len() >= self.threshold as usize => message.compressed_frame(bits),
+            _ => message.plain_frame(),
         }
     }
 }

@@ -11,7 +11,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
-use ferrows::lot::{Lot, LotStream, Tenant};
+use ferrows::lot::{Lot, LotStream, Outlet, Tenant};
 use ferrows::{ClientConfig, MaybeTlsStream, Message, ParkedWebSocket, PreparedMessage, ServerConfig, WebSocket};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -30,6 +30,14 @@ struct Outbox {
     waker: Option<Waker>,
     /// The tenant panics at its next poll (a bug in the lot's owner).
     panic: bool,
+    /// Whether the tenant opens an outlet while idle.
+    open_outlet: bool,
+    /// The outlet, while open (taken back in `leaving`).
+    outlet: Option<Outlet>,
+    /// The rest of a frame the outlet began, for the connection to send.
+    rest: Option<Vec<u8>>,
+    /// Whether `leaving` was called.
+    left: bool,
 }
 
 type Resumed = io::Result<ParkedWebSocket<TcpStream>>;
@@ -46,13 +54,26 @@ impl Tenant for TestTenant {
             drop(outbox);
             panic!("a tenant's bug");
         }
+        if let Some(rest) = outbox.rest.take() {
+            ws.finish_frame(&rest);
+            return Poll::Ready(());
+        }
         let messages = std::mem::take(&mut outbox.messages);
         if !messages.is_empty() {
             // A failed write is met again by the WebSocket once resumed.
             let _ = ws.send_prepared(messages.iter());
         }
+        if outbox.open_outlet && outbox.outlet.is_none() {
+            outbox.outlet = Outlet::of(ws);
+        }
         outbox.waker = Some(cx.waker().clone());
         Poll::Pending
+    }
+
+    fn leaving(&mut self, _: &mut ParkedWebSocket<LotStream>) {
+        let mut outbox = self.outbox.lock().unwrap();
+        outbox.outlet = None;
+        outbox.left = true;
     }
 
     fn resume(self, ws: Resumed) {
@@ -81,11 +102,20 @@ struct Parked {
 
 /// A server connection parked in a new lot, and its client.
 async fn parked(config: ServerConfig, client_config: ClientConfig) -> Parked {
+    parked_sending_into(config, client_config, None).await
+}
+
+/// [`parked`], the server's socket given a send buffer of `send_buffer`
+/// bytes if set.
+async fn parked_sending_into(config: ServerConfig, client_config: ClientConfig, send_buffer: Option<usize>) -> Parked {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("ws://{}", listener.local_addr().unwrap());
     let server_config = config.clone();
     let server = tokio::spawn(async move {
         let (tcp, _) = listener.accept().await.unwrap();
+        if let Some(size) = send_buffer {
+            socket2::SockRef::from(&tcp).set_send_buffer_size(size).unwrap();
+        }
         ferrows::accept_with(tcp, ferrows::AcceptAll, &server_config).await.unwrap()
     });
     let client = bounded(ferrows::connect_with(url.as_str(), &client_config)).await.unwrap();
@@ -146,6 +176,62 @@ async fn a_parked_connection_receives_without_leaving_the_lot() {
     }
     assert_eq!(p.lot.len(), 1, "it stays parked");
     assert!(p.resumed.try_recv().is_err(), "and was not resumed");
+}
+
+/// Writes `message` through the open outlet of `outbox`, as a fan-out
+/// would; how many bytes of its frame went, and the frame.
+#[allow(unsafe_code)]
+fn send_through_outlet(outbox: &Mutex<Outbox>, message: &PreparedMessage) -> (usize, Bytes) {
+    let outbox = outbox.lock().unwrap();
+    let outlet = outbox.outlet.expect("the outlet is open");
+    let frame = outlet.frame(message).clone();
+    // SAFETY: the outlet is open, so its connection is in the lot: the
+    // tenant takes it back in `leaving` (before the socket leaves) under
+    // the lock held here, and writes nothing else meanwhile.
+    let sent = unsafe { outlet.send(&frame) };
+    (sent, frame)
+}
+
+#[tokio::test]
+async fn an_outlet_writes_into_the_parked_socket_and_the_connection_finishes_a_frame_begun_there() {
+    let (server, client) = plain();
+    // A send buffer of a few kilobytes: a large frame goes in part.
+    let mut p = parked_sending_into(server, client, Some(4096)).await;
+    p.outbox.lock().unwrap().open_outlet = true;
+    send(&p.outbox, PreparedMessage::text("through the tenant".into()));
+    assert_eq!(next_data(&mut p.client).await, Message::text("through the tenant"));
+    wait_until(|| p.outbox.lock().unwrap().outlet.is_some()).await;
+    for i in 0..3 {
+        let message = PreparedMessage::text(format!("direct {i}").into());
+        let (sent, frame) = send_through_outlet(&p.outbox, &message);
+        assert_eq!(sent, frame.len());
+        assert_eq!(next_data(&mut p.client).await, Message::text(format!("direct {i}")));
+    }
+    assert!(p.resumed.try_recv().is_err(), "still parked");
+    // The client does not read now: a megabyte goes in part, and the
+    // connection sends the rest before anything else.
+    let big = Bytes::from((0..1 << 20).map(|i: u32| (i % 251) as u8).collect::<Vec<_>>());
+    let (sent, frame) = send_through_outlet(&p.outbox, &PreparedMessage::binary(big.clone()));
+    assert!(sent > 0 && sent < frame.len(), "{sent} of {} bytes", frame.len());
+    let waker = {
+        let mut outbox = p.outbox.lock().unwrap();
+        outbox.rest = Some(frame[sent..].to_vec());
+        outbox.waker.take()
+    };
+    waker.expect("the tenant waits").wake();
+    let ws = bounded(p.resumed.recv()).await.unwrap().unwrap();
+    {
+        let outbox = p.outbox.lock().unwrap();
+        assert!(outbox.left && outbox.outlet.is_none(), "the outlet was taken back before it left");
+    }
+    let mut ws = ws.unpark(&p.config.websocket);
+    let writer = tokio::spawn(async move {
+        ws.send(Message::text("after")).await.unwrap();
+        ws
+    });
+    assert_eq!(next_data(&mut p.client).await, Message::Binary(big));
+    assert_eq!(next_data(&mut p.client).await, Message::text("after"));
+    bounded(writer).await.unwrap();
 }
 
 #[tokio::test]

@@ -37,6 +37,22 @@ impl Client {
         Self { ws, next_id: 1, pushes: Vec::new() }
     }
 
+    /// Opens the WebSocket only, over `tcp` (a socket the test tuned).
+    pub async fn open_over(addr: SocketAddr, tcp: tokio::net::TcpStream) -> Self {
+        let uri = format!("ws://{addr}/ws").parse().unwrap();
+        let config = ferrows::ClientConfig::default();
+        let handshake = ferrows::client_handshake(MaybeTlsStream::Plain(tcp), &uri, &config);
+        let ws = tokio::time::timeout(WAIT, handshake).await.unwrap().unwrap();
+        Self { ws, next_id: 1, pushes: Vec::new() }
+    }
+
+    /// Sends `connect` (anonymous) on a WebSocket opened already.
+    pub async fn connected(mut self) -> Self {
+        let reply = self.call(json!({"connect": {"name": "tester"}})).await;
+        assert!(reply.get("result").is_some(), "connect failed: {reply}");
+        self
+    }
+
     /// Opens and sends `connect` (anonymous unless `token`).
     pub async fn connect(addr: SocketAddr, token: Option<&str>) -> Self {
         let mut client = Self::open(addr).await;
