@@ -45,30 +45,42 @@ struct ChannelState {
 /// outlets ([`ClientQueue::deliver`]: one write each, in the fan-out,
 /// no consumer woken) or queues for them (their connections write, later,
 /// everything queued meanwhile at once). Direct costs one write per
-/// delivery, which is the least a delivery costs while publications are
-/// rare; queuing batches, which wins once they come faster than a direct
-/// fan-out takes. So a fan-out is direct when the channel has been quiet
-/// since its last fan-out for at least as long as its last direct one
-/// took (it spends at most half its time fanning out), and queues
-/// otherwise.
+/// delivery, the least a delivery costs while publications come further
+/// apart than a fan-out takes; queuing batches, which wins once they come
+/// closer. So a fan-out is direct when a direct one would take (the last
+/// direct write's cost times the subscribers) no longer than the channel's
+/// publications are apart, on average (an exponential average: bursts and
+/// lulls do not switch it) and since the last one ended (the rest of a
+/// burst is queued), and queues otherwise.
 #[derive(Default)]
 struct Pace {
-    /// When the last fan-out ended.
-    last_end: Option<Instant>,
-    /// How long the last direct fan-out took.
-    direct_took: Duration,
+    /// When the last fan-out began and ended.
+    last: Option<(Instant, Instant)>,
+    /// The average time between two fan-outs' beginnings (none yet: zero).
+    apart: Duration,
+    /// What one write of the last direct fan-out cost, on average.
+    per_write: Duration,
 }
 
 impl Pace {
-    fn direct(&self, now: Instant) -> bool {
-        self.last_end.is_none_or(|end| now.saturating_duration_since(end) >= self.direct_took)
+    /// Whether a fan-out to `subscribers` beginning `now` is direct.
+    fn direct(&self, now: Instant, subscribers: usize) -> bool {
+        let Some((start, end)) = self.last else { return true };
+        let takes = self.per_write.saturating_mul(u32::try_from(subscribers).unwrap_or(u32::MAX));
+        let apart = if self.apart.is_zero() { now.saturating_duration_since(start) } else { self.apart };
+        apart >= takes && now.saturating_duration_since(end) >= takes
     }
 
-    fn done(&mut self, started: Instant, ended: Instant, direct: bool) {
-        if direct {
-            self.direct_took = ended.saturating_duration_since(started);
+    /// A fan-out from `started` to `ended` made `writes` direct writes.
+    fn done(&mut self, started: Instant, ended: Instant, writes: u32) {
+        if writes > 0 {
+            self.per_write = ended.saturating_duration_since(started) / writes;
         }
-        self.last_end = Some(ended);
+        if let Some((start, _)) = self.last {
+            let since = started.saturating_duration_since(start);
+            self.apart = if self.apart.is_zero() { since } else { (self.apart * 7 + since) / 8 };
+        }
+        self.last = Some((started, ended));
     }
 }
 
@@ -354,16 +366,22 @@ impl Node {
         let mut overflowed = 0;
         let mut delivered = 0;
         let started = Instant::now();
-        let direct = state.pace.direct(started);
+        let direct = state.pace.direct(started, state.subscribers.len());
+        let mut writes = 0u32;
         for (client, subscriber) in state.subscribers.iter_mut() {
             match subscriber {
                 Subscriber::Live(queue) => {
-                    let taken = if direct { queue.deliver(message) } else { queue.push(message.clone()) };
-                    if taken.is_ok() {
-                        delivered += 1;
-                    } else {
-                        overflowed += u64::from(queue.overflowed());
-                        slow.push(*client);
+                    let taken =
+                        if direct { queue.deliver(message) } else { queue.push(message.clone()).map(|_| false) };
+                    match taken {
+                        Ok(wrote) => {
+                            delivered += 1;
+                            writes += u32::from(wrote);
+                        }
+                        Err(_) => {
+                            overflowed += u64::from(queue.overflowed());
+                            slow.push(*client);
+                        }
                     }
                 }
                 Subscriber::Joining(held) => {
@@ -373,7 +391,7 @@ impl Node {
                 }
             }
         }
-        state.pace.done(started, Instant::now(), direct);
+        state.pace.done(started, Instant::now(), writes);
         for client in &slow {
             state.subscribers.remove(client);
         }
@@ -484,15 +502,39 @@ mod tests {
         let ms = Duration::from_millis;
         let mut pace = Pace::default();
         let t0 = Instant::now();
-        assert!(pace.direct(t0), "a new channel is quiet");
-        // A direct fan-out of 40 ms.
-        pace.done(t0, t0 + ms(40), true);
-        assert!(!pace.direct(t0 + ms(50)), "quiet for 10 ms only");
-        // Queued fan-outs are short, but the channel stays busy until it
-        // has been quiet for as long as a direct one takes.
-        pace.done(t0 + ms(50), t0 + ms(51), false);
-        assert!(!pace.direct(t0 + ms(60)));
-        assert!(pace.direct(t0 + ms(91)), "quiet for 40 ms");
+        assert!(pace.direct(t0, 10_000), "a new channel is quiet");
+        // A direct fan-out to 10 000 of 40 ms (4 µs a write).
+        pace.done(t0, t0 + ms(40), 10_000);
+        assert!(!pace.direct(t0 + ms(50), 10_000), "quiet for 10 ms only");
+        assert!(pace.direct(t0 + ms(50), 1_000), "enough for a tenth of them");
+        // Every 100 ms: direct.
+        let mut t = t0;
+        for _ in 0..20 {
+            t += ms(100);
+            assert!(pace.direct(t, 10_000));
+            pace.done(t, t + ms(40), 10_000);
+        }
+        // Every 3 ms (queued, short), then a lull of 60 ms: still busy,
+        // on average.
+        for _ in 0..30 {
+            t += ms(3);
+            let direct = pace.direct(t, 10_000);
+            pace.done(t, t + ms(1), if direct { 10_000 } else { 0 });
+        }
+        assert!(!pace.direct(t + ms(3), 10_000));
+        t += ms(60);
+        assert!(!pace.direct(t, 10_000), "one lull does not make it quiet");
+        // Rare again: direct once the average is back above 40 ms.
+        let mut turned = None;
+        for i in 0..40 {
+            t += ms(100);
+            let direct = pace.direct(t, 10_000);
+            if direct && turned.is_none() {
+                turned = Some(i);
+            }
+            pace.done(t, t + if direct { ms(40) } else { ms(1) }, if direct { 10_000 } else { 0 });
+        }
+        assert!(turned.is_some_and(|i| i < 20), "direct again after {turned:?}");
     }
 
     #[tokio::test]

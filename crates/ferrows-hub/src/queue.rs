@@ -225,17 +225,17 @@ impl<O: ?Sized + Outlet> ClientQueue<O> {
     /// Queues a message. On overflow the queue is marked and refuses
     /// everything from then on: the connection must be closed.
     pub fn push(&self, message: Arc<PreparedMessage>) -> Result<(), Overflow> {
-        self.put(&message, false)
+        self.put(&message, false).map(|_| ())
     }
 
     /// Sends a message through the outlet when nothing waits in the queue
     /// (the consumer is not woken then), queues it otherwise; see
-    /// [`push`](Self::push).
-    pub fn deliver(&self, message: &Arc<PreparedMessage>) -> Result<(), Overflow> {
+    /// [`push`](Self::push). Whether the outlet sent (some of) it.
+    pub fn deliver(&self, message: &Arc<PreparedMessage>) -> Result<bool, Overflow> {
         self.put(message, true)
     }
 
-    fn put(&self, message: &Arc<PreparedMessage>, direct: bool) -> Result<(), Overflow> {
+    fn put(&self, message: &Arc<PreparedMessage>, direct: bool) -> Result<bool, Overflow> {
         if self.is_ended() {
             return Err(Overflow);
         }
@@ -253,10 +253,14 @@ impl<O: ?Sized + Outlet> ClientQueue<O> {
             }
             return Err(Overflow);
         }
+        let mut sent_some = false;
         if direct && state.first.is_none() {
             match locked.outlet.send(message) {
-                Sent::All => return Ok(()),
-                Sent::Part(sent) => state.started = sent,
+                Sent::All => return Ok(true),
+                Sent::Part(sent) => {
+                    state.started = sent;
+                    sent_some = true;
+                }
                 Sent::Nothing => {}
             }
         }
@@ -272,7 +276,7 @@ impl<O: ?Sized + Outlet> ClientQueue<O> {
         if let Some(waker) = waker {
             waker.wake();
         }
-        Ok(())
+        Ok(sent_some)
     }
 
     /// Takes everything queued (in order), or registers the consumer's
