@@ -45,9 +45,11 @@ pub(crate) mod close {
 /// Longest display name kept (longer ones are cut).
 const MAX_NAME_CHARS: usize = 64;
 
+/// Who the client is; boxed slices, not vectors: every idle connection
+/// keeps one.
 struct Identity {
-    user: String,
-    channels: Vec<String>,
+    user: Box<str>,
+    channels: Box<[String]>,
     /// `{"client","user","name"}`, raw JSON for presence and `info`.
     info: Bytes,
 }
@@ -64,8 +66,9 @@ pub(crate) struct Session {
     queue: ClientQueue<SessionOutlet>,
     identity: Option<Identity>,
     /// In subscription order; a few per connection, searched linearly
-    /// (bounded by `max_subscriptions`).
-    subscriptions: Vec<Subscription>,
+    /// (bounded by `max_subscriptions`). A boxed slice (8 bytes less than
+    /// a vector for every idle connection), made again on each change.
+    subscriptions: Box<[Subscription]>,
 }
 
 /// How a session ended, for the Close frame.
@@ -293,7 +296,7 @@ pub(crate) fn run<S: Transport>(ws: Box<WebSocket<S>>, state: Arc<AppState>) -> 
     let outlet = SessionOutlet::new(state.metrics.clone());
     let queue = ClientQueue::with_outlet(state.config.client_queue_messages, state.config.client_queue_bytes, outlet);
     state.register_session(client, &queue);
-    let session = Session { state, client, queue, identity: None, subscriptions: Vec::new() };
+    let session = Session { state, client, queue, identity: None, subscriptions: Box::default() };
     session.state.metrics.connections.inc();
     session.state.metrics.connections_accepted.inc();
     // The task's future is the drive alone: nothing above lives on.
@@ -571,7 +574,8 @@ impl Session {
             Ok(json!({"client": client_id, "user": user, "ping": self.state.config.ping_interval.as_secs()})),
         );
         // Sized to fit: every idle connection keeps these.
-        let (user, channels) = (shrunk(user), shrunk_vec(channels));
+        let user = user.into_boxed_str();
+        let channels = channels.into_iter().map(shrunk).collect();
         let info = Bytes::copy_from_slice(info.as_bytes());
         self.identity = Some(Identity { user, channels, info });
         None
@@ -627,9 +631,9 @@ impl Session {
         }
         self.state.metrics.subscriptions.inc();
         let track_presence = namespace.presence;
-        // Grown one at a time: most connections hold one or two.
-        self.subscriptions.reserve_exact(1);
-        self.subscriptions.push(Subscription { channel: channel.as_str().into(), presence: track_presence });
+        let mut subscriptions = std::mem::take(&mut self.subscriptions).into_vec();
+        subscriptions.push(Subscription { channel: channel.as_str().into(), presence: track_presence });
+        self.subscriptions = subscriptions.into_boxed_slice();
         if track_presence {
             let identity = self.identity();
             let broker = self.state.broker();
@@ -645,7 +649,9 @@ impl Session {
         let Some(index) = self.subscriptions.iter().position(|s| *s.channel == *arg.channel) else {
             return Err((ErrorCode::NOT_SUBSCRIBED, format!("not subscribed to {}", arg.channel)));
         };
-        let subscription = self.subscriptions.remove(index);
+        let mut subscriptions = std::mem::take(&mut self.subscriptions).into_vec();
+        let subscription = subscriptions.remove(index);
+        self.subscriptions = subscriptions.into_boxed_slice();
         self.leave(&subscription.channel, subscription.presence).await;
         Ok(json!({}))
     }
@@ -665,7 +671,7 @@ impl Session {
     }
 
     async fn leave_all(&mut self) {
-        for subscription in std::mem::take(&mut self.subscriptions) {
+        for subscription in std::mem::take(&mut self.subscriptions).into_vec() {
             self.leave(&subscription.channel, subscription.presence).await;
         }
     }
@@ -715,10 +721,6 @@ impl Session {
 fn shrunk(mut text: String) -> String {
     text.shrink_to_fit();
     text
-}
-
-fn shrunk_vec(texts: Vec<String>) -> Vec<String> {
-    texts.into_iter().map(shrunk).collect::<Vec<_>>().into_boxed_slice().into_vec()
 }
 
 /// `{"position":..}`, then `"recovered"` and `"publications":[..]` when
