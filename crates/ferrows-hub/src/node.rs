@@ -105,9 +105,22 @@ pub struct NodeStats {
     pub broker_reconnects: AtomicU64,
 }
 
-/// Called with the time (in seconds) a publication took from its
-/// `publish` to its last local subscriber's queue.
-pub type FanoutObserver = Box<dyn Fn(f64) + Send + Sync>;
+/// What one fan-out did, for an observer's metrics.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Fanout {
+    /// Seconds a publication took from its `publish` to its last local
+    /// subscriber (none for join and leave events).
+    pub seconds: Option<f64>,
+    /// Messages written straight into subscribers' outlets
+    /// ([`ClientQueue::deliver`]), which their connections never see.
+    pub direct: u64,
+    /// Their payload bytes.
+    pub direct_bytes: u64,
+}
+
+/// Called after each fan-out (counting there, once per fan-out, what no
+/// connection sees: the direct writes).
+pub type FanoutObserver = Box<dyn Fn(&Fanout) + Send + Sync>;
 
 /// Why a subscribe failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -263,12 +276,14 @@ impl Node {
             // subscriber simply starts with the next one.
             None => None,
         };
-        let delivered = self.fan_out(&mut state, &message, hold);
+        let (delivered, direct) = self.fan_out(&mut state, &message, hold);
         drop(state);
         self.stats.deliveries.fetch_add(delivered, Ordering::Relaxed);
-        if let (Some(observe), Some(published_ms)) = (&self.fanout_observer, published_ms) {
+        if let Some(observe) = &self.fanout_observer {
             let now_ms = crate::broker::memory::now_ms();
-            observe(now_ms.saturating_sub(published_ms) as f64 / 1000.0);
+            let seconds = published_ms.map(|published| now_ms.saturating_sub(published) as f64 / 1000.0);
+            let direct_bytes = direct * message.payload().len() as u64;
+            observe(&Fanout { seconds, direct, direct_bytes });
         }
     }
 
@@ -359,9 +374,14 @@ impl Node {
     /// into its outlet, as the channel's [`Pace`] says), and holds it
     /// (with its stream position `hold`, if it has one) for those still
     /// joining. Subscribers whose queue overflows are dropped as slow (and
-    /// those whose queue was closed, as gone). Returns how many queues took
-    /// it.
-    fn fan_out(&self, state: &mut ChannelState, message: &Arc<PreparedMessage>, hold: Option<(u64, &str)>) -> u64 {
+    /// those whose queue was closed, as gone). Returns how many subscribers
+    /// took it, and how many of those by a direct write.
+    fn fan_out(
+        &self,
+        state: &mut ChannelState,
+        message: &Arc<PreparedMessage>,
+        hold: Option<(u64, &str)>,
+    ) -> (u64, u64) {
         let mut slow = Vec::new();
         let mut overflowed = 0;
         let mut delivered = 0;
@@ -396,7 +416,7 @@ impl Node {
             state.subscribers.remove(client);
         }
         self.stats.slow_consumers.fetch_add(overflowed, Ordering::Relaxed);
-        delivered
+        (delivered, u64::from(writes))
     }
 
     /// Tells the live subscribers of a channel that its stream restarted

@@ -30,7 +30,6 @@ use tokio::time::Sleep;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use crate::config::NamespaceConfig;
-use crate::metrics::Metrics;
 use crate::state::{AppState, broker_error, subscribe_error};
 
 /// Close codes of docs/protocol.md.
@@ -141,20 +140,11 @@ impl Transport for hyper_util::rt::TokioIo<hyper::upgrade::Upgraded> {}
 /// the connection's socket while the session waits in the lot with
 /// nothing queued ([`ParkedSession`] opens and shuts it), nothing
 /// otherwise (messages are queued for the session's task).
+/// (The node's fan-out observer counts what it sends: see `AppState`.)
+#[derive(Default)]
 pub(crate) struct SessionOutlet {
     #[cfg(unix)]
     open: Option<ferrows::lot::Outlet>,
-    metrics: Arc<Metrics>,
-}
-
-impl SessionOutlet {
-    pub(crate) fn new(metrics: Arc<Metrics>) -> Self {
-        Self {
-            #[cfg(unix)]
-            open: None,
-            metrics,
-        }
-    }
 }
 
 impl Outlet for SessionOutlet {
@@ -174,9 +164,6 @@ impl Outlet for SessionOutlet {
             if sent == 0 {
                 return Sent::Nothing;
             }
-            self.metrics.messages_out.inc();
-            self.metrics.direct_out.inc();
-            self.metrics.bytes_out.inc_by(message.payload().len() as u64);
             return if sent == frame.len() { Sent::All } else { Sent::Part(sent) };
         }
         let _ = message;
@@ -293,7 +280,7 @@ impl Tenant for ParkedSession {
 /// server's lot ([`ParkedSession`]), and comes back in a new one.
 pub(crate) fn run<S: Transport>(ws: Box<WebSocket<S>>, state: Arc<AppState>) -> impl Future<Output = ()> {
     let client = state.next_client_id();
-    let outlet = SessionOutlet::new(state.metrics.clone());
+    let outlet = SessionOutlet::default();
     let queue = ClientQueue::with_outlet(state.config.client_queue_messages, state.config.client_queue_bytes, outlet);
     state.register_session(client, &queue);
     let session = Session { state, client, queue, identity: None, subscriptions: Box::default() };

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use ferrows::{ServerConfig, WebSocketConfig};
 use ferrows_hub::broker::{Broker, BrokerError};
-use ferrows_hub::node::{Node, SubscribeError};
+use ferrows_hub::node::{Fanout, Node, SubscribeError};
 use ferrows_hub::queue::ClientQueue;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -53,7 +53,16 @@ impl AppState {
         let metrics = Arc::new(Metrics::new());
         let observer = {
             let metrics = metrics.clone();
-            Box::new(move |seconds: f64| metrics.fanout_latency.observe(seconds))
+            Box::new(move |fanout: &Fanout| {
+                if let Some(seconds) = fanout.seconds {
+                    metrics.fanout_latency.observe(seconds);
+                }
+                if fanout.direct > 0 {
+                    metrics.messages_out.inc_by(fanout.direct);
+                    metrics.direct_out.inc_by(fanout.direct);
+                    metrics.bytes_out.inc_by(fanout.direct_bytes);
+                }
+            })
         };
         let node = Node::start(broker, Some(observer)).await.map_err(|e| e.to_string())?;
         let mut websocket = ServerConfig {

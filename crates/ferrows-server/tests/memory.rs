@@ -20,20 +20,20 @@ static ALLOCATOR: CountingAllocator = CountingAllocator;
 const CONNECTIONS: usize = 1000;
 
 /// The live server heap each idle connection subscribed to one channel
-/// (presence tracked, as in the default namespace) may hold: 1092 bytes
+/// (presence tracked, as in the default namespace) may hold: 1053 bytes
 /// measured. An idle plain-TCP session has no task: it waits in the
-/// server's lot, in a slot of about 240 bytes (the session and the parked
+/// server's lot, in a slot of about 224 bytes (the session and the parked
 /// connection) of a table that doubles as it grows, so up to twice that is
-/// allocated; then the queue with its outlet 104, the lot's waker 32, and
+/// allocated; then the queue with its outlet 96, the lot's waker 32, and
 /// the identity, subscription, presence entry and the node's maps. (With a
 /// task of its own it was 1531: the task 640, tokio's I/O registration 256
 /// and the keepalive timer 184.)
-const BUDGET_PER_CONNECTION: isize = 1152;
+const BUDGET_PER_CONNECTION: isize = 1120;
 
 /// The future of a connection's task while it runs (whole for the
-/// connection's life over TLS, which does not park in the lot): 264 bytes
+/// connection's life over TLS, which does not park in the lot): 248 bytes
 /// measured (the session, and the connection parked while idle).
-const TASK_BUDGET: usize = 288;
+const TASK_BUDGET: usize = 272;
 
 /// A masked client text frame (mask key 0).
 fn text_frame(text: &str) -> Vec<u8> {

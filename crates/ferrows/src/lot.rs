@@ -16,7 +16,9 @@
 //! the end of file arrived, a deadline passed, or its tenant says so. While
 //! parked, its tenant may still send through it
 //! ([`ParkedWebSocket::send_prepared`]): a fan-out reaches idle subscribers
-//! with one write each and no task woken.
+//! with one write each and no task woken. A tenant may also hand out an
+//! [`Outlet`] of its connection, through which another thread (a fan-out)
+//! writes into the socket itself: then not even the lot's task is woken.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};

@@ -45,8 +45,11 @@ pub struct ParkedWebSocket<S> {
     /// The read size of the WebSocket (`read_chunk`), for the first read.
     read_chunk: u32,
     timers: Timers,
-    last_data_sent: Option<tokio::time::Instant>,
-    subprotocol: Option<Box<str>>,
+    /// When data was last sent, kept only with an idle timeout (boxed,
+    /// like the subprotocol: rarely there, and every parked connection
+    /// would pay 8 bytes more for each inline).
+    last_data_sent: Option<Box<tokio::time::Instant>>,
+    subprotocol: Option<Box<Box<str>>>,
     /// The halves of the core: made again when unparked from what they
     /// were made of, unless they keep compression contexts.
     /// contexts (an idle uncompressed half is the same as a new one).
@@ -139,8 +142,8 @@ impl<S> WebSocket<S> {
             role,
             read_chunk: read_chunk.min(u32::MAX as usize) as u32,
             timers,
-            last_data_sent,
-            subprotocol,
+            last_data_sent: last_data_sent.map(Box::new),
+            subprotocol: subprotocol.map(Box::new),
             halves,
             pending: None,
         })
@@ -163,9 +166,9 @@ impl<S> ParkedWebSocket<S> {
             tx.queue_unwritten(unsent.freeze());
         }
         let mut write = WriteSide::new(self.io, tx, config);
-        write.last_data_sent = self.last_data_sent;
+        write.last_data_sent = self.last_data_sent.map(|at| *at);
         let read = ReadSide::resume(rx, self.role, config, arrived, self.timers, ended);
-        WebSocket { read, write, subprotocol: self.subprotocol }
+        WebSocket { read, write, subprotocol: self.subprotocol.map(|name| *name) }
     }
 
     /// The underlying stream.
@@ -380,8 +383,8 @@ impl<S: io::Write> ParkedWebSocket<S> {
         }
         if sent_any {
             self.timers.on_data();
-            if self.last_data_sent.is_some() {
-                self.last_data_sent = Some(tokio::time::Instant::now());
+            if let Some(at) = &mut self.last_data_sent {
+                **at = tokio::time::Instant::now();
             }
         }
         result
