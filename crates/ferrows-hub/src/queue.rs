@@ -246,24 +246,42 @@ impl<O: ?Sized + Outlet> ClientQueue<O> {
     /// Queues a message. On overflow the queue is marked and refuses
     /// everything from then on: the connection must be closed.
     pub fn push(&self, message: Arc<PreparedMessage>) -> Result<(), Overflow> {
-        self.put(&message, false).map(|_| ())
+        let (guard, size) = self.room_for(&message)?;
+        Self::enqueue(guard, message, size);
+        Ok(())
     }
 
     /// Sends a message through the outlet when nothing waits in the queue
     /// (the consumer is not woken then), queues it otherwise; see
     /// [`push`](Self::push). Whether the outlet sent (some of) it.
     pub fn deliver(&self, message: &Arc<PreparedMessage>) -> Result<bool, Overflow> {
-        self.put(message, true)
+        let (mut guard, size) = self.room_for(message)?;
+        let locked = &mut *guard.locked;
+        let mut sent_some = false;
+        if locked.state.first.is_none() && size < u32::MAX {
+            match locked.outlet.send(message) {
+                Sent::All => return Ok(true),
+                Sent::Part(sent) => {
+                    // Below the frame's length, which fits (checked above).
+                    locked.state.started = sent as u32;
+                    sent_some = true;
+                }
+                Sent::Nothing => {}
+            }
+        }
+        Self::enqueue(guard, message.clone(), size);
+        Ok(sent_some)
     }
 
-    fn put(&self, message: &Arc<PreparedMessage>, direct: bool) -> Result<bool, Overflow> {
+    /// The queue, held, if it has room for `message` (and its frame's size
+    /// in bytes). On overflow it is marked, emptied and its consumer woken.
+    fn room_for(&self, message: &PreparedMessage) -> Result<(QueueGuard<'_, O>, u32), Overflow> {
         if self.is_ended() {
             return Err(Overflow);
         }
         let size = u32::try_from(message.plain_frame().len()).unwrap_or(u32::MAX);
         let mut guard = self.lock();
-        let locked = &mut *guard.locked;
-        let state = &mut locked.state;
+        let state = &mut guard.locked.state;
         if state.len() >= self.inner.max_messages as usize || state.bytes.saturating_add(size) > self.inner.max_bytes {
             self.inner.overflowed.store(true, Ordering::Relaxed);
             state.clear();
@@ -274,31 +292,25 @@ impl<O: ?Sized + Outlet> ClientQueue<O> {
             }
             return Err(Overflow);
         }
-        let mut sent_some = false;
-        if direct && state.first.is_none() && size < u32::MAX {
-            match locked.outlet.send(message) {
-                Sent::All => return Ok(true),
-                Sent::Part(sent) => {
-                    // Below the frame's length, which fits (checked above).
-                    state.started = sent as u32;
-                    sent_some = true;
-                }
-                Sent::Nothing => {}
-            }
-        }
+        Ok((guard, size))
+    }
+
+    /// Queues `message` (of `size` frame bytes, room checked) in the held
+    /// queue and wakes its consumer once released.
+    fn enqueue(mut guard: QueueGuard<'_, O>, message: Arc<PreparedMessage>, size: u32) {
+        let state = &mut guard.locked.state;
         state.bytes += size;
         // (`rest` is empty whenever `first` is.)
         if state.first.is_none() {
-            state.first = Some(message.clone());
+            state.first = Some(message);
         } else {
-            state.rest.get_or_insert_default().push_back(message.clone());
+            state.rest.get_or_insert_default().push_back(message);
         }
         let waker = state.waker.take();
         drop(guard);
         if let Some(waker) = waker {
             waker.wake();
         }
-        Ok(sent_some)
     }
 
     /// Takes everything queued (in order), or registers the consumer's
