@@ -174,18 +174,8 @@ async fn a_client_that_does_not_read_is_dropped_as_a_slow_consumer() {
     subscribe(&mut stalled, "firehose").await;
     let mut healthy = Client::connect(addr, None).await;
     subscribe(&mut healthy, "firehose").await;
-    // Publish until the stalled client's socket and queue are full. The
-    // payload is pseudo-random: permessage-deflate would shrink a repeated
-    // letter to nothing on the wire.
-    let mut seed = 0x2545_f491_4f6c_dd1du64;
-    let payload: String = (0..16 << 10)
-        .map(|_| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            char::from(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"[(seed % 62) as usize])
-        })
-        .collect();
+    // Publish until the stalled client's socket and queue are full.
+    let payload = noise(16 << 10);
     let mut published = 0;
     while metric(addr, "ferrows_slow_consumers_total").await < 1.0 {
         for _ in 0..32 {
