@@ -48,8 +48,9 @@
 #                     "--config bench.toml" (default: none)
 #   BENCH_SERVER_CPU  core for the server (default 1)
 #   BENCH_CLIENT_CPU  core for the load generator (default 0)
-#   BENCH_SOURCE_ADDRS local addresses of the subscribers (default
-#                     "127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5")
+#   BENCH_SOURCE_ADDRS local addresses of the subscribers, comma-separated
+#                     (default: one loopback address per 500 subscribers,
+#                     127.1.0.1 and on)
 #   BENCH_NO_BUILD=1  use the binary already built
 
 # Bash counts time in SECONDS; read the value given in the environment
@@ -69,7 +70,15 @@ channel="${BENCH_CHANNEL:-bench:load}"
 read -ra server_args <<<"${BENCH_SERVER_ARGS:-}"
 server_cpu="${BENCH_SERVER_CPU:-1}"
 client_cpu="${BENCH_CLIENT_CPU:-0}"
-source_addrs="${BENCH_SOURCE_ADDRS:-127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5}"
+# 500 clients per loopback address (127.1.0.1, 127.1.0.2, ...): half of
+# `serve`'s default max_connections_per_address.
+loopback_addrs() {
+  local n=$(( ($1 + 499) / 500 )) i out=""
+  for ((i = 0; i < n; i++)); do out+="${out:+,}127.1.$((i / 250)).$((i % 250 + 1))"; done
+  echo "$out"
+}
+source_addrs="${BENCH_SOURCE_ADDRS:-$(loopback_addrs "$subscribers")}"
+addresses=$(($(tr -cd , <<<"$source_addrs" | wc -c) + 1))
 report="$root/target/bench-pubsub.md"
 ferrows="$root/target/release/ferrows"
 api_key=bench
@@ -208,7 +217,7 @@ load_after="$(uptime)"
   echo "$(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- crates 2>/dev/null || echo ' (crates/ modified)'), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//') ($cpus cores)."
   echo "Servers on core $server_cpu: \`ferrows serve --api-key ...${server_args[*]:+ ${server_args[*]}}\` (memory broker, defaults: presence on) and"
   echo "uWebSockets' pub/sub peer (\`../shared/peers-uws/pubsub.cpp\`$( [[ -n "${uws:-}" && -s "${uws:-}/BUILD_INFO" ]] && echo ", $(head -n1 "$uws/BUILD_INFO" | cut -c1-22)"))."
-  echo "\`ferrows bench-pubsub\` on core $client_cpu: $subscribers subscribers from $source_addrs, $hold s idle, then $duration s of publications;"
+  echo "\`ferrows bench-pubsub\` on core $client_cpu: $subscribers subscribers from $addresses loopback addresses, $hold s idle, then $duration s of publications;"
   echo "ferrows' publisher: $publisher. Load: before \`${load_before#*load average: }\`, after \`${load_after#*load average: }\`."
   [[ -n "$skipped" ]] && { echo; echo "$skipped"; }
   echo

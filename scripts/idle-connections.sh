@@ -27,7 +27,8 @@
 #   CONNECTIONS       connections (default 100000)
 #   HOLD              idle seconds (default 40)
 #   SETUP_TIMEOUT     seconds allowed for the setup (default 300)
-#   SOURCE_ADDRS      client addresses (default 127.0.0.2 to 127.0.0.5)
+#   SOURCE_ADDRS      client addresses, comma-separated (default: one
+#                     loopback address per 500 connections, 127.1.0.1 and on)
 #   TLS=1             over wss:// (a self-signed certificate made by openssl)
 #   DEFLATE=1         clients offer permessage-deflate, as browsers do (their
 #                     connect and subscribe commands arrive compressed)
@@ -42,7 +43,14 @@ root="$(pwd)"
 connections="${CONNECTIONS:-100000}"
 hold="${HOLD:-40}"
 setup_timeout="${SETUP_TIMEOUT:-300}"
-source_addrs="${SOURCE_ADDRS:-127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5}"
+# 500 clients per loopback address (127.1.0.1, 127.1.0.2, ...): half of
+# `serve`'s default max_connections_per_address.
+loopback_addrs() {
+  local n=$(( ($1 + 499) / 500 )) i out=""
+  for ((i = 0; i < n; i++)); do out+="${out:+,}127.1.$((i / 250)).$((i % 250 + 1))"; done
+  echo "$out"
+}
+source_addrs="${SOURCE_ADDRS:-$(loopback_addrs "$connections")}"
 server_cpu="${BENCH_SERVER_CPU:-1}"
 client_cpu="${BENCH_CLIENT_CPU:-0}"
 read -ra server_args <<<"${BENCH_SERVER_ARGS:-}"
@@ -105,7 +113,7 @@ done
 [[ -n "$address" ]] || { cat "$work/server.err" >&2; die "ferrows serve did not start"; }
 rss_idle_server="$(awk '/^VmRSS:/ { print $2 }' "/proc/$server_pid/status")"
 
-log "$connections connections from $source_addrs, $hold s idle, then one publication"
+log "$connections connections from $addresses addresses, $hold s idle, then one publication"
 status=0
 line="$(taskset -c "$client_cpu" "$ferrows" bench-pubsub --url "$scheme://$address/ws" --subscribers "$connections" "${client_args[@]}" \
   --rate 1 --duration 1 --hold "$hold" --setup-timeout "$setup_timeout" --drain-timeout 30 \
@@ -118,7 +126,7 @@ field() { grep -o "\"$1\":[-0-9.a-z]*" <<<"$line" | head -n1 | cut -d: -f2; }
   echo
   echo "$(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- crates 2>/dev/null || echo ' (crates/ modified)'), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//') ($(nproc --all) cores)."
   echo "\`ferrows serve --max-connections $((connections + 100))${server_args[*]:+ ${server_args[*]}}\` on core $server_cpu (RSS $((rss_idle_server / 1024)) MiB before, $((${rss_after/\?/0} / 1024)) MiB after);"
-  echo "\`ferrows bench-pubsub\` on core $client_cpu from $source_addrs: every connection subscribed to one channel"
+  echo "\`ferrows bench-pubsub\` on core $client_cpu from $addresses loopback addresses: every connection subscribed to one channel"
   echo "(presence tracked), $hold s idle, then one publication."
   echo
   if [[ -z "$line" ]]; then

@@ -30,8 +30,8 @@ export class FerrowsError extends Error {
   }
 }
 
-/** Errors worth retrying: internal server errors and timeouts. */
-const isTransient = (err) => err.code === 100 || err.code === "timeout";
+/** Errors worth retrying (after a delay): internal server errors, commands over the server's rate (110), timeouts. */
+const isTransient = (err) => err.code === 100 || err.code === 110 || err.code === "timeout";
 
 /**
  * @typedef {object} ClientOptions

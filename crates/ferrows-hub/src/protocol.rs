@@ -33,6 +33,9 @@ impl ErrorCode {
     pub const NOT_CONNECTED: Self = Self(108);
     /// Unsubscribe from a channel the client is not subscribed to.
     pub const NOT_SUBSCRIBED: Self = Self(109);
+    /// Too many commands: over the connection's command rate (temporary:
+    /// the same command may be sent again a little later).
+    pub const TOO_MANY_REQUESTS: Self = Self(110);
 }
 
 /// A stream position on the wire.

@@ -29,6 +29,24 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time to send a request head (and to finish the TLS handshake): 10 s,
 /// so clients that trickle bytes cannot hold sockets for ever.
 pub const DEFAULT_REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest request head (request line and headers): 32 KiB, what common
+/// proxies accept (nginx: 4 buffers of 8 KiB), room for big cookies; a
+/// larger head gets 431 before it is buffered further.
+pub const DEFAULT_MAX_REQUEST_HEAD_SIZE: usize = 32 << 10;
+/// Open connections (HTTP and WebSocket) per client address: 1 000, so
+/// that one host cannot take every socket of the server. An IPv6 client
+/// is counted by its /64 prefix. Behind a reverse proxy every client comes
+/// from the proxy's address: set 0 (no limit) there, and limit at the
+/// proxy.
+pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 1000;
+/// Commands a WebSocket client may send per second on average: 1 000, far
+/// above what an application's client sends (a chat, a game's moves), low
+/// enough that one connection cannot keep a core busy (each command costs
+/// the server a few microseconds).
+pub const DEFAULT_COMMAND_RATE: u32 = 1000;
+/// Commands a client may send at once above the rate: 1 000 (a reconnect
+/// resubscribes up to `max_subscriptions` channels in one burst).
+pub const DEFAULT_COMMAND_BURST: u32 = 1000;
 /// Longest long poll a client may ask for.
 pub const MAX_LONG_POLL: Duration = Duration::from_secs(60);
 
@@ -177,6 +195,25 @@ pub struct ServeArgs {
     /// Seconds a client has to send `connect` [default: 10].
     #[arg(long, env = "FERROWS_CONNECT_TIMEOUT")]
     pub connect_timeout: Option<f64>,
+    /// Seconds a client has to send an HTTP request head (and finish the
+    /// TLS handshake) [default: 10].
+    #[arg(long, env = "FERROWS_REQUEST_HEAD_TIMEOUT")]
+    pub request_head_timeout: Option<f64>,
+    /// Largest HTTP request head in bytes; larger ones get 431 [default: 32768].
+    #[arg(long, env = "FERROWS_MAX_REQUEST_HEAD_SIZE")]
+    pub max_request_head_size: Option<usize>,
+    /// Open connections per client address (IPv6: per /64); more get 429;
+    /// 0: no limit (behind a reverse proxy) [default: 1000].
+    #[arg(long, env = "FERROWS_MAX_CONNECTIONS_PER_ADDRESS")]
+    pub max_connections_per_address: Option<usize>,
+    /// Commands per second a WebSocket client may send on average; more
+    /// get error 110, and a client that keeps on is closed (4006); 0: no
+    /// limit [default: 1000].
+    #[arg(long, env = "FERROWS_COMMAND_RATE")]
+    pub command_rate: Option<u32>,
+    /// Commands a client may send at once above the rate [default: 1000].
+    #[arg(long, env = "FERROWS_COMMAND_BURST")]
+    pub command_burst: Option<u32>,
 }
 
 /// The TOML file: the same settings as the flags (snake_case names), plus
@@ -204,6 +241,11 @@ struct FileConfig {
     max_connections: Option<usize>,
     ping_interval: Option<f64>,
     connect_timeout: Option<f64>,
+    request_head_timeout: Option<f64>,
+    max_request_head_size: Option<usize>,
+    max_connections_per_address: Option<usize>,
+    command_rate: Option<u32>,
+    command_burst: Option<u32>,
     /// Options of the default namespace (channels without `:`), and of
     /// every namespace when no `[namespaces]` are configured.
     default_namespace: Option<NamespaceConfig>,
@@ -258,6 +300,14 @@ pub struct Config {
     pub connect_timeout: Duration,
     /// Time to send an HTTP request head (and finish TLS).
     pub request_head_timeout: Duration,
+    /// Largest HTTP request head.
+    pub max_request_head_size: usize,
+    /// Open connections per client address (0: no limit).
+    pub max_connections_per_address: usize,
+    /// Commands per second per WebSocket client (0: no limit).
+    pub command_rate: u32,
+    /// Commands at once above the rate.
+    pub command_burst: u32,
     /// The default namespace's options.
     pub default_namespace: NamespaceConfig,
     /// Namespaces with their own options. Without a configuration file
@@ -339,7 +389,22 @@ impl Config {
                 .connect_timeout
                 .or(file.connect_timeout)
                 .map_or(Ok(DEFAULT_CONNECT_TIMEOUT), |s| seconds(s, "connect_timeout"))?,
-            request_head_timeout: DEFAULT_REQUEST_HEAD_TIMEOUT,
+            request_head_timeout: args
+                .request_head_timeout
+                .or(file.request_head_timeout)
+                .map_or(Ok(DEFAULT_REQUEST_HEAD_TIMEOUT), |s| seconds(s, "request_head_timeout"))?,
+            // hyper's smallest read buffer is 8 KiB.
+            max_request_head_size: args
+                .max_request_head_size
+                .or(file.max_request_head_size)
+                .unwrap_or(DEFAULT_MAX_REQUEST_HEAD_SIZE)
+                .max(8192),
+            max_connections_per_address: args
+                .max_connections_per_address
+                .or(file.max_connections_per_address)
+                .unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_ADDRESS),
+            command_rate: args.command_rate.or(file.command_rate).unwrap_or(DEFAULT_COMMAND_RATE),
+            command_burst: args.command_burst.or(file.command_burst).unwrap_or(DEFAULT_COMMAND_BURST).max(1),
             default_namespace: file.default_namespace.unwrap_or_default(),
             strict_namespaces: !file.namespaces.is_empty(),
             namespaces: if file.namespaces.is_empty() {

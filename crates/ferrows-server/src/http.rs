@@ -15,6 +15,7 @@ use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
+use crate::limits::AddressSlot;
 use crate::state::{AppState, broker_error};
 
 /// The body of answers.
@@ -40,24 +41,74 @@ pub(crate) async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>,
             }
         };
         let _ = tcp.set_nodelay(true);
+        let counted = state.addresses.enter(peer.ip()).map(|slot| Counted { state: state.clone(), slot });
+        if counted.is_none() {
+            refused_by_address(&state, peer);
+        }
         let (state, tls) = (state.clone(), tls.clone());
         tokio::spawn(async move {
-            if let Err(e) = serve_connection(tcp, tls, state).await {
+            if let Err(e) = serve_connection(tcp, tls, state, counted).await {
                 tracing::debug!(%peer, "connection: {e}");
             }
         });
     }
 }
 
+/// A connection counted for its address until it closes.
+struct Counted {
+    state: Arc<AppState>,
+    slot: AddressSlot,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.state.addresses.leave(self.slot);
+    }
+}
+
+/// Counts (and the first time, explains) a connection refused because its
+/// address has too many open.
+fn refused_by_address(state: &AppState, peer: std::net::SocketAddr) {
+    static EXPLAINED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    state.metrics.refused_by_address.inc();
+    if !EXPLAINED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        tracing::warn!(
+            %peer,
+            limit = state.config.max_connections_per_address,
+            "connections refused: max_connections_per_address reached for this address \
+             (behind a reverse proxy, set it to 0 and limit at the proxy)"
+        );
+    } else {
+        tracing::debug!(%peer, "connection refused: max_connections_per_address");
+    }
+}
+
+/// Serves one HTTP connection: its requests, and the WebSocket it may turn
+/// into. A connection that is not `counted` (its address had too many
+/// open) gets 429 to its first request and is closed.
 async fn serve_connection(
     tcp: TcpStream,
     tls: Option<TlsAcceptor>,
     state: Arc<AppState>,
+    counted: Option<Counted>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let mut builder = hyper::server::conn::http1::Builder::new();
     let head_timeout = state.config.request_head_timeout;
-    builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(head_timeout);
-    let service = service_fn(move |request| route(request, state.clone()));
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(head_timeout)
+        .max_buf_size(state.config.max_request_head_size)
+        .keep_alive(counted.is_some());
+    let slot = counted.as_ref().map(|c| c.slot);
+    let service = service_fn(move |request| {
+        let state = state.clone();
+        async move {
+            Ok::<_, Infallible>(match slot {
+                Some(slot) => route(request, state, slot).await,
+                None => too_many_connections(),
+            })
+        }
+    });
     match tls {
         Some(acceptor) => {
             let stream = tokio::time::timeout(head_timeout, acceptor.accept(tcp)).await??;
@@ -65,7 +116,15 @@ async fn serve_connection(
         }
         None => builder.serve_connection(TokioIo::new(tcp), service).with_upgrades().await?,
     }
+    drop(counted);
     Ok(())
+}
+
+/// The answer on a connection over `max_connections_per_address`.
+fn too_many_connections() -> Response<Body> {
+    let mut response = error_response(StatusCode::TOO_MANY_REQUESTS, 106, "too many connections from this address");
+    response.headers_mut().insert(header::RETRY_AFTER, http::HeaderValue::from_static("10"));
+    response
 }
 
 fn respond(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
@@ -85,14 +144,14 @@ pub(crate) fn error_response(status: StatusCode, code: u16, message: &str) -> Re
     json_response(status, &json!({"error": {"code": code, "message": message}}))
 }
 
-async fn route(request: Request<Incoming>, state: Arc<AppState>) -> Result<Response<Body>, Infallible> {
-    let response = match (request.method(), request.uri().path()) {
+async fn route(request: Request<Incoming>, state: Arc<AppState>, slot: AddressSlot) -> Response<Body> {
+    match (request.method(), request.uri().path()) {
         (&Method::GET, "/") => respond(StatusCode::OK, "text/html; charset=utf-8", INDEX_HTML),
         (&Method::GET, "/demo/app.js") => respond(StatusCode::OK, "text/javascript; charset=utf-8", APP_JS),
         (&Method::GET, "/demo/style.css") => respond(StatusCode::OK, "text/css; charset=utf-8", STYLE_CSS),
         (&Method::GET, "/ferrows.js") => respond(StatusCode::OK, "text/javascript; charset=utf-8", CLIENT_JS),
         // Every method: the handshake's own rule answers the others (405).
-        (_, "/ws") => websocket(request, &state),
+        (_, "/ws") => websocket(request, &state, slot),
         (&Method::GET, "/api/poll") => crate::poll::handle(request, state).await,
         (&Method::POST, "/api/publish") => api(request, &state, false).await,
         (&Method::POST, "/api/batch") => api(request, &state, true).await,
@@ -106,8 +165,7 @@ async fn route(request: Request<Incoming>, state: Arc<AppState>) -> Result<Respo
             error_response(StatusCode::METHOD_NOT_ALLOWED, 107, "method not allowed")
         }
         _ => error_response(StatusCode::NOT_FOUND, 404, "not found"),
-    };
-    Ok(response)
+    }
 }
 
 fn health(state: &AppState) -> Response<Body> {
@@ -140,7 +198,7 @@ fn origin_allowed(state: &AppState, request: &Request<Incoming>) -> bool {
     allowed.iter().any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
 }
 
-fn websocket(mut request: Request<Incoming>, state: &Arc<AppState>) -> Response<Body> {
+fn websocket(mut request: Request<Incoming>, state: &Arc<AppState>, slot: AddressSlot) -> Response<Body> {
     if state.shutdown.is_cancelled() {
         return error_response(StatusCode::SERVICE_UNAVAILABLE, 100, "shutting down");
     }
@@ -160,12 +218,18 @@ fn websocket(mut request: Request<Incoming>, state: &Arc<AppState>) -> Response<
     // upgrade's state (a copy of the WebSocket configuration, hyper's
     // upgrade handle) is needed only until the connection is handed over.
     let handover = Box::pin(handover);
+    // The WebSocket is counted for its address from now on, while its HTTP
+    // connection still is (which stops counting once hyper lets go of it).
+    let address = state.addresses.share(slot);
     state.tasks.spawn({
         let state = state.clone();
         async move {
             match handover.await {
-                Ok(handover) => spawn_session(handover, state),
-                Err(e) => tracing::debug!("upgrade failed: {e}"),
+                Ok(handover) => spawn_session(handover, state, address),
+                Err(e) => {
+                    state.addresses.leave(address);
+                    tracing::debug!("upgrade failed: {e}");
+                }
             }
         }
     });
@@ -175,15 +239,16 @@ fn websocket(mut request: Request<Incoming>, state: &Arc<AppState>) -> Response<
 /// Runs the session in a task of its own over the connection's own stream
 /// (plain TCP or TLS), not over hyper's boxed `Upgraded`: each stream type
 /// gets a task sized for it (a TLS session is far larger).
-fn spawn_session(handover: ferrows::hyper_upgrade::Handover, state: Arc<AppState>) {
+fn spawn_session(handover: ferrows::hyper_upgrade::Handover, state: Arc<AppState>, address: AddressSlot) {
+    use crate::session::run;
     let tasks = state.tasks.clone();
     let handover = match handover.downcast::<TcpStream>() {
-        Ok(ws) => return drop(tasks.spawn(crate::session::run(Box::new(ws), state))),
+        Ok(ws) => return drop(tasks.spawn(run(Box::new(ws), state, address))),
         Err(handover) => handover,
     };
     match handover.downcast::<tokio_rustls::server::TlsStream<TcpStream>>() {
-        Ok(ws) => drop(tasks.spawn(crate::session::run(Box::new(ws), state))),
-        Err(handover) => drop(tasks.spawn(crate::session::run(Box::new(handover.into_websocket()), state))),
+        Ok(ws) => drop(tasks.spawn(run(Box::new(ws), state, address))),
+        Err(handover) => drop(tasks.spawn(run(Box::new(handover.into_websocket()), state, address))),
     }
 }
 

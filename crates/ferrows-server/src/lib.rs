@@ -14,6 +14,7 @@
 pub mod auth;
 pub mod config;
 mod http;
+mod limits;
 pub mod metrics;
 mod poll;
 mod session;
@@ -122,7 +123,8 @@ impl Server {
             Default::default(),
         );
         // Never polled: the session does not start.
-        let session = self.state.tasks.track_future(session::run(Box::new(ws), self.state.clone()));
+        let session =
+            self.state.tasks.track_future(session::run(Box::new(ws), self.state.clone(), limits::AddressSlot::NONE));
         Ok(std::mem::size_of_val(&session))
     }
 

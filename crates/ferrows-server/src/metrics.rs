@@ -38,6 +38,12 @@ pub struct Metrics {
     pub poll_requests: Counter,
     /// Commands answered with an error.
     pub command_errors: Counter,
+    /// Connections refused because their address had too many open.
+    pub refused_by_address: Counter,
+    /// Commands refused (error 110) because the client sent too many.
+    pub commands_over_rate: Counter,
+    /// Clients closed (4006) for sending on at full speed while refused.
+    pub command_floods: Counter,
 }
 
 impl Default for Metrics {
@@ -66,6 +72,9 @@ impl Metrics {
             broker_up: Gauge::default(),
             poll_requests: Counter::default(),
             command_errors: Counter::default(),
+            refused_by_address: Counter::default(),
+            commands_over_rate: Counter::default(),
+            command_floods: Counter::default(),
             registry: Registry::default(),
         };
         registry.register("connections", "Open WebSocket connections", metrics.connections.clone());
@@ -98,6 +107,21 @@ impl Metrics {
         registry.register("broker_up", "Whether the broker is reachable", metrics.broker_up.clone());
         registry.register("poll_requests", "HTTP polling requests answered", metrics.poll_requests.clone());
         registry.register("command_errors", "Commands answered with an error", metrics.command_errors.clone());
+        registry.register(
+            "refused_by_address",
+            "Connections refused (429) because their address had max_connections_per_address open",
+            metrics.refused_by_address.clone(),
+        );
+        registry.register(
+            "commands_over_rate",
+            "Commands refused (error 110) because the client sent more than command_rate per second",
+            metrics.commands_over_rate.clone(),
+        );
+        registry.register(
+            "command_floods",
+            "Clients closed (4006) for sending on at full speed while their commands were refused",
+            metrics.command_floods.clone(),
+        );
         Self { registry, ..metrics }
     }
 

@@ -30,6 +30,7 @@ use tokio::time::Sleep;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use crate::config::NamespaceConfig;
+use crate::limits::{AddressSlot, CommandRate, Verdict};
 use crate::state::{AppState, broker_error, subscribe_error};
 
 /// Close codes of docs/protocol.md.
@@ -39,6 +40,7 @@ pub(crate) mod close {
     pub(crate) const UNAUTHORIZED: CloseCode = CloseCode(4001);
     pub(crate) const SLOW_CONSUMER: CloseCode = CloseCode(4004);
     pub(crate) const CONNECT_TIMEOUT: CloseCode = CloseCode(4005);
+    pub(crate) const COMMAND_FLOOD: CloseCode = CloseCode(4006);
 }
 
 /// Longest display name kept (longer ones are cut).
@@ -49,8 +51,16 @@ const MAX_NAME_CHARS: usize = 64;
 struct Identity {
     user: Box<str>,
     channels: Box<[String]>,
-    /// `{"client","user","name"}`, raw JSON for presence and `info`.
-    info: Bytes,
+    /// `{"client","user","name"}`, raw JSON for presence and `info`
+    /// (16 bytes here, not the 32 of `Bytes`: see [`Identity::info`]).
+    info: Arc<[u8]>,
+}
+
+impl Identity {
+    /// The `info` for the broker: shares the session's copy.
+    fn info(&self) -> Bytes {
+        Bytes::from_owner(self.info.clone())
+    }
 }
 
 /// A subscribed channel and whether presence is tracked in it.
@@ -68,6 +78,17 @@ pub(crate) struct Session {
     /// (bounded by `max_subscriptions`). A boxed slice (8 bytes less than
     /// a vector for every idle connection), made again on each change.
     subscriptions: Box<[Subscription]>,
+    /// Where its connection is counted for its address (given back when
+    /// the session is dropped).
+    address: AddressSlot,
+    /// Its use of the command rate.
+    rate: CommandRate,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.state.addresses.leave(self.address);
+    }
 }
 
 /// How a session ended, for the Close frame.
@@ -278,12 +299,19 @@ impl Tenant for ParkedSession {
 ///
 /// Over plain TCP a connected session that waits leaves its task for the
 /// server's lot ([`ParkedSession`]), and comes back in a new one.
-pub(crate) fn run<S: Transport>(ws: Box<WebSocket<S>>, state: Arc<AppState>) -> impl Future<Output = ()> {
+/// `address` is where the connection is counted for its address; the
+/// session gives it back when it ends.
+pub(crate) fn run<S: Transport>(
+    ws: Box<WebSocket<S>>,
+    state: Arc<AppState>,
+    address: AddressSlot,
+) -> impl Future<Output = ()> {
     let client = state.next_client_id();
     let outlet = SessionOutlet::default();
     let queue = ClientQueue::with_outlet(state.config.client_queue_messages, state.config.client_queue_bytes, outlet);
     state.register_session(client, &queue);
-    let session = Session { state, client, queue, identity: None, subscriptions: Box::default() };
+    let rate = CommandRate::new(state.command_rate.as_ref());
+    let session = Session { state, client, queue, identity: None, subscriptions: Box::default(), address, rate };
     session.state.metrics.connections.inc();
     session.state.metrics.connections_accepted.inc();
     // The task's future is the drive alone: nothing above lives on.
@@ -498,12 +526,34 @@ impl Session {
 
     /// Handles one client message; `Some` ends the session.
     async fn handle(&mut self, text: Utf8Bytes) -> Option<End> {
-        let command = match Command::parse(text.as_str()) {
-            Ok(command) => command,
+        let parsed = match Command::parse(text.as_str()) {
+            Ok(command) => Ok(command),
+            Err(ParseError::Reply { id, code, message }) => Err((id, code, message)),
             Err(ParseError::NotJson | ParseError::NoId) => {
                 return Some(End::Close(close::BAD_REQUEST, "not a command"));
             }
-            Err(ParseError::Reply { id, code, message }) => {
+        };
+        if let Some(limit) = &self.state.command_rate {
+            match self.rate.check(limit) {
+                Verdict::Run => {}
+                Verdict::Refuse => {
+                    self.state.metrics.commands_over_rate.inc();
+                    let id = match &parsed {
+                        Ok(command) => command.id,
+                        Err((id, ..)) => *id,
+                    };
+                    self.reply(id, Err((ErrorCode::TOO_MANY_REQUESTS, "too many commands, slow down".into())));
+                    return None;
+                }
+                Verdict::Close => {
+                    self.state.metrics.command_floods.inc();
+                    return Some(End::Close(close::COMMAND_FLOOD, "too many commands"));
+                }
+            }
+        }
+        let command = match parsed {
+            Ok(command) => command,
+            Err((id, code, message)) => {
                 self.reply(id, Err((code, message)));
                 return None;
             }
@@ -563,7 +613,7 @@ impl Session {
         // Sized to fit: every idle connection keeps these.
         let user = user.into_boxed_str();
         let channels = channels.into_iter().map(shrunk).collect();
-        let info = Bytes::copy_from_slice(info.as_bytes());
+        let info = Arc::from(info.into_bytes());
         self.identity = Some(Identity { user, channels, info });
         None
     }
@@ -624,9 +674,9 @@ impl Session {
         if track_presence {
             let identity = self.identity();
             let broker = self.state.broker();
-            let _ = broker.presence_add(&channel, &self.client_id(), identity.info.clone()).await;
+            let _ = broker.presence_add(&channel, &self.client_id(), identity.info()).await;
             if namespace.join_leave {
-                let event = BrokerEvent::Join { channel, info: identity.info.clone() };
+                let event = BrokerEvent::Join { channel, info: identity.info() };
                 let _ = broker.publish_event(event).await;
             }
         }
@@ -651,7 +701,7 @@ impl Session {
             let broker = self.state.broker();
             let _ = broker.presence_remove(channel, &self.client_id()).await;
             if self.state.namespace_for(channel).is_some_and(|n| n.join_leave) {
-                let event = BrokerEvent::Leave { channel: channel.to_owned(), info: identity.info.clone() };
+                let event = BrokerEvent::Leave { channel: channel.to_owned(), info: identity.info() };
                 let _ = broker.publish_event(event).await;
             }
         }
@@ -675,7 +725,7 @@ impl Session {
         let position = self
             .state
             .broker()
-            .publish(channel, data, Some(identity.info.clone()), limits)
+            .publish(channel, data, Some(identity.info()), limits)
             .await
             .map_err(|e| broker_error(&e))?;
         self.state.metrics.publications.inc();

@@ -13,6 +13,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::Authenticator;
 use crate::config::{Config, NamespaceConfig, is_valid_channel, namespace_of};
+use crate::limits::{AddressTable, RateLimit};
 use crate::metrics::Metrics;
 use crate::session::SessionOutlet;
 
@@ -39,6 +40,10 @@ pub(crate) struct AppState {
     sessions: Mutex<HashMap<u64, ClientQueue<SessionOutlet>>>,
     system_namespace: NamespaceConfig,
     next_client: AtomicU64,
+    /// Open connections per client address.
+    pub(crate) addresses: AddressTable,
+    /// The command rate of every WebSocket client (`None`: no limit).
+    pub(crate) command_rate: Option<RateLimit>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -91,6 +96,8 @@ impl AppState {
             deflate.client_no_context_takeover = true;
         }
         Ok(Arc::new(Self {
+            addresses: AddressTable::new(config.max_connections_per_address),
+            command_rate: RateLimit::new(config.command_rate, config.command_burst),
             config,
             node,
             auth,

@@ -134,7 +134,8 @@ async fn tokens_are_checked_and_channels_enforced() {
 
 #[tokio::test]
 async fn ten_thousand_subscriptions_from_one_connection_hit_the_limit() {
-    let server = server(|_| {}).await;
+    // 10 000 commands at once: over the command rate, which has its own test.
+    let server = server(|config| config.command_rate = 0).await;
     let addr = server.local_addr();
     let mut client = Client::connect(addr, None).await;
     // Pipelined: all sent, then all answers read.
@@ -160,6 +161,80 @@ async fn ten_thousand_subscriptions_from_one_connection_hit_the_limit() {
     let mut other = Client::connect(addr, None).await;
     subscribe(&mut other, "many:0").await;
     assert!(metric(addr, "ferrows_subscriptions").await >= 129.0);
+}
+
+#[tokio::test]
+async fn commands_over_the_rate_are_refused_then_the_flood_is_closed() {
+    let server = server(|config| {
+        config.command_rate = 10;
+        config.command_burst = 50;
+    })
+    .await;
+    let addr = server.local_addr();
+    let mut client = Client::connect(addr, None).await;
+    // The connect used one command of the burst; pipelined pings, at once.
+    for n in 0..200u32 {
+        client.ws.feed(Message::text(json!({"id": 1000 + n, "ping": {}}).to_string())).await.unwrap();
+    }
+    client.ws.flush().await.unwrap();
+    let (mut ok, mut refused) = (0, 0);
+    let close = loop {
+        match tokio::time::timeout(common::WAIT, client.ws.recv()).await.expect("an answer in time") {
+            Some(Ok(Message::Text(text))) => {
+                let reply: serde_json::Value = serde_json::from_str(text.as_str()).unwrap();
+                match reply["error"]["code"].as_u64() {
+                    None => ok += 1,
+                    Some(110) => refused += 1,
+                    Some(other) => panic!("unexpected error {other}: {reply}"),
+                }
+            }
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    // A burst may take a command or two more: time passes between them.
+    assert!((49..=52).contains(&ok), "{ok} ran");
+    assert!((50..=52).contains(&refused), "{refused} refused");
+    assert_eq!(close.unwrap().code, CloseCode(4006));
+    assert_eq!(metric(addr, "ferrows_command_floods_total").await, 1.0);
+    assert!(metric(addr, "ferrows_commands_over_rate_total").await >= 50.0);
+    // Everybody else is served.
+    let mut other = Client::connect(addr, None).await;
+    subscribe(&mut other, "after-the-flood").await;
+}
+
+#[tokio::test]
+async fn connections_over_the_per_address_limit_get_429() {
+    let server = server(|config| config.max_connections_per_address = 3).await;
+    let addr = server.local_addr();
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(Client::connect(addr, None).await);
+    }
+    // A fourth, WebSocket or not: 429 with a JSON error, then the end.
+    for request in [
+        "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    ] {
+        let answer = common::raw_exchange(addr, request.as_bytes()).await;
+        assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
+        assert!(answer.contains("retry-after: 10") && answer.contains("\"code\":106"), "{answer}");
+    }
+    // One closes: room for another.
+    let mut first = held.remove(0);
+    first.ws.close(CloseCode::NORMAL, "").await.unwrap();
+    drop(first);
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    loop {
+        let answer = common::raw_exchange(addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+        if answer.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no room after a close: {answer}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(metric(addr, "ferrows_refused_by_address_total").await >= 2.0);
 }
 
 #[tokio::test]

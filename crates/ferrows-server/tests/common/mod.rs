@@ -156,6 +156,19 @@ pub async fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, 
     (status, body)
 }
 
+/// Sends `request` as it is and reads the answer until the server closes.
+pub async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> String {
+    let exchange = async {
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(request).await.unwrap();
+        let mut response = Vec::new();
+        let _ = tcp.read_to_end(&mut response).await;
+        response
+    };
+    let response = tokio::time::timeout(WAIT, exchange).await.expect("an answer and the end in time");
+    String::from_utf8_lossy(&response).into_owned()
+}
+
 /// Publishes through the server API.
 pub async fn api_publish(addr: SocketAddr, channel: &str, data: Value) -> Value {
     let body = json!({"channel": channel, "data": data}).to_string();
