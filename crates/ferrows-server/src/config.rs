@@ -26,9 +26,10 @@ pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(25);
 /// On SIGTERM/SIGINT, clients get this long to take their last messages
 /// and the Close 1001 before the process exits anyway.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
-/// Time to send a request head (and to finish the TLS handshake): 10 s,
-/// so clients that trickle bytes cannot hold sockets for ever.
-pub const DEFAULT_REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time to send a request head (and to finish the TLS handshake), and
+/// again to send its body: 10 s each, so clients that trickle bytes cannot
+/// hold sockets for ever (a body is at most 1 MiB: 100 KiB/s suffice).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest request head (request line and headers): 32 KiB, what common
 /// proxies accept (nginx: 4 buffers of 8 KiB), room for big cookies; a
 /// larger head gets 431 before it is buffered further.
@@ -195,10 +196,14 @@ pub struct ServeArgs {
     /// Seconds a client has to send `connect` [default: 10].
     #[arg(long, env = "FERROWS_CONNECT_TIMEOUT")]
     pub connect_timeout: Option<f64>,
+    /// Seconds a client has to answer a keepalive Ping before it is
+    /// dropped as dead [default: 20].
+    #[arg(long, env = "FERROWS_PONG_TIMEOUT")]
+    pub pong_timeout: Option<f64>,
     /// Seconds a client has to send an HTTP request head (and finish the
-    /// TLS handshake) [default: 10].
-    #[arg(long, env = "FERROWS_REQUEST_HEAD_TIMEOUT")]
-    pub request_head_timeout: Option<f64>,
+    /// TLS handshake), and again its body; later: 408 or cut off [default: 10].
+    #[arg(long, env = "FERROWS_REQUEST_TIMEOUT")]
+    pub request_timeout: Option<f64>,
     /// Largest HTTP request head in bytes; larger ones get 431 [default: 32768].
     #[arg(long, env = "FERROWS_MAX_REQUEST_HEAD_SIZE")]
     pub max_request_head_size: Option<usize>,
@@ -241,7 +246,8 @@ struct FileConfig {
     max_connections: Option<usize>,
     ping_interval: Option<f64>,
     connect_timeout: Option<f64>,
-    request_head_timeout: Option<f64>,
+    pong_timeout: Option<f64>,
+    request_timeout: Option<f64>,
     max_request_head_size: Option<usize>,
     max_connections_per_address: Option<usize>,
     command_rate: Option<u32>,
@@ -298,8 +304,10 @@ pub struct Config {
     pub ping_interval: Duration,
     /// Time to send `connect`.
     pub connect_timeout: Duration,
-    /// Time to send an HTTP request head (and finish TLS).
-    pub request_head_timeout: Duration,
+    /// Time to answer a keepalive Ping.
+    pub pong_timeout: Duration,
+    /// Time to send an HTTP request head (and finish TLS), and its body.
+    pub request_timeout: Duration,
     /// Largest HTTP request head.
     pub max_request_head_size: usize,
     /// Open connections per client address (0: no limit).
@@ -389,10 +397,14 @@ impl Config {
                 .connect_timeout
                 .or(file.connect_timeout)
                 .map_or(Ok(DEFAULT_CONNECT_TIMEOUT), |s| seconds(s, "connect_timeout"))?,
-            request_head_timeout: args
-                .request_head_timeout
-                .or(file.request_head_timeout)
-                .map_or(Ok(DEFAULT_REQUEST_HEAD_TIMEOUT), |s| seconds(s, "request_head_timeout"))?,
+            pong_timeout: args
+                .pong_timeout
+                .or(file.pong_timeout)
+                .map_or(Ok(ferrows::DEFAULT_PONG_TIMEOUT), |s| seconds(s, "pong_timeout"))?,
+            request_timeout: args
+                .request_timeout
+                .or(file.request_timeout)
+                .map_or(Ok(DEFAULT_REQUEST_TIMEOUT), |s| seconds(s, "request_timeout"))?,
             // hyper's smallest read buffer is 8 KiB.
             max_request_head_size: args
                 .max_request_head_size

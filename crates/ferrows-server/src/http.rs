@@ -23,6 +23,10 @@ pub(crate) type Body = Full<Bytes>;
 
 /// Largest request body of the server API (a batch): 1 MiB.
 const MAX_API_BODY: usize = 1 << 20;
+/// Publications per batch of the server API: 1 000, so that one request
+/// cannot hold the server (and the broker) for long; more are refused
+/// whole (413, error 106) before any is published.
+pub(crate) const MAX_BATCH: usize = 1000;
 
 const INDEX_HTML: &str = include_str!("../demo/index.html");
 const APP_JS: &str = include_str!("../demo/app.js");
@@ -93,7 +97,7 @@ async fn serve_connection(
     counted: Option<Counted>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let mut builder = hyper::server::conn::http1::Builder::new();
-    let head_timeout = state.config.request_head_timeout;
+    let head_timeout = state.config.request_timeout;
     builder
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(head_timeout)
@@ -145,6 +149,11 @@ pub(crate) fn error_response(status: StatusCode, code: u16, message: &str) -> Re
 }
 
 async fn route(request: Request<Incoming>, state: Arc<AppState>, slot: AddressSlot) -> Response<Body> {
+    // hyper bounds what it buffers of a head near this size; the exact
+    // rule is here, for every route.
+    if head_size(&request) > state.config.max_request_head_size {
+        return error_response(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, 106, "request head too large");
+    }
     match (request.method(), request.uri().path()) {
         (&Method::GET, "/") => respond(StatusCode::OK, "text/html; charset=utf-8", INDEX_HTML),
         (&Method::GET, "/demo/app.js") => respond(StatusCode::OK, "text/javascript; charset=utf-8", APP_JS),
@@ -166,6 +175,14 @@ async fn route(request: Request<Incoming>, state: Arc<AppState>, slot: AddressSl
         }
         _ => error_response(StatusCode::NOT_FOUND, 404, "not found"),
     }
+}
+
+/// The size of a request's head as sent: the request line and the header
+/// lines with their line ends.
+fn head_size<B>(request: &Request<B>) -> usize {
+    let line = request.method().as_str().len() + request.uri().to_string().len() + " HTTP/1.1\r\n".len() + 1;
+    let headers: usize = request.headers().iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum();
+    line + headers + 2
 }
 
 fn health(state: &AppState) -> Response<Body> {
@@ -286,9 +303,9 @@ async fn api(request: Request<Incoming>, state: &Arc<AppState>, batch: bool) -> 
     if !api_key_ok(state, &request) {
         return error_response(StatusCode::UNAUTHORIZED, 101, "missing or wrong API key");
     }
-    let body = match Limited::new(request.into_body(), MAX_API_BODY).collect().await {
-        Ok(body) => body.to_bytes(),
-        Err(_) => return error_response(StatusCode::PAYLOAD_TOO_LARGE, 106, "body over 1 MiB"),
+    let body = match read_body(request, state.config.request_timeout).await {
+        Ok(body) => body,
+        Err(refusal) => return refusal,
     };
     let publications = if batch {
         match serde_json::from_slice::<ApiBatch>(&body) {
@@ -301,6 +318,10 @@ async fn api(request: Request<Incoming>, state: &Arc<AppState>, batch: bool) -> 
             Err(e) => return error_response(StatusCode::BAD_REQUEST, 107, &e.to_string()),
         }
     };
+    if publications.len() > MAX_BATCH {
+        let message = format!("{} publications in one batch, at most {MAX_BATCH}", publications.len());
+        return error_response(StatusCode::PAYLOAD_TOO_LARGE, 106, &message);
+    }
     let mut results = Vec::with_capacity(publications.len());
     for publication in publications {
         results.push(publish_one(state, publication).await);
@@ -318,6 +339,20 @@ async fn api(request: Request<Incoming>, state: &Arc<AppState>, batch: bool) -> 
     match results.pop().expect("one publication") {
         Ok(result) => json_response(StatusCode::OK, &json!({ "result": result })),
         Err((status, code, message)) => error_response(status, code, &message),
+    }
+}
+
+/// A server API request's body, whole: at most [`MAX_API_BODY`] bytes,
+/// sent within `timeout`; otherwise the answer that says why (413, 408, or
+/// 400 for a body that breaks HTTP's framing).
+async fn read_body(request: Request<Incoming>, timeout: std::time::Duration) -> Result<Bytes, Response<Body>> {
+    match tokio::time::timeout(timeout, Limited::new(request.into_body(), MAX_API_BODY).collect()).await {
+        Ok(Ok(body)) => Ok(body.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(error_response(StatusCode::PAYLOAD_TOO_LARGE, 106, "body over 1 MiB"))
+        }
+        Ok(Err(e)) => Err(error_response(StatusCode::BAD_REQUEST, 107, &format!("malformed body: {e}"))),
+        Err(_) => Err(error_response(StatusCode::REQUEST_TIMEOUT, 107, "the body did not arrive in time")),
     }
 }
 

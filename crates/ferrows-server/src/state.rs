@@ -74,6 +74,7 @@ impl AppState {
             subprotocols: vec!["ferrows.json".to_owned()],
             websocket: WebSocketConfig {
                 ping_interval: Some(config.ping_interval),
+                pong_timeout: config.pong_timeout,
                 // Straight to the lot once a session waits: a quiet spell
                 // in the session's task would make a storm of new
                 // subscribers hold their tasks and buffers at once, and

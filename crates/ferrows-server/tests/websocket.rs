@@ -417,7 +417,7 @@ async fn the_batch_api_answers_each_publication() {
 #[tokio::test]
 async fn a_request_head_that_trickles_in_is_cut_off() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let server = server(|config| config.request_head_timeout = std::time::Duration::from_millis(300)).await;
+    let server = server(|config| config.request_timeout = std::time::Duration::from_millis(300)).await;
     let mut slow = tokio::net::TcpStream::connect(server.local_addr()).await.unwrap();
     slow.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\n").await.unwrap();
     // Never finishes the head: the server must close within its timeout.
