@@ -1,0 +1,171 @@
+//! The cases of the suite and the answers `docs/hostile-input.md` promises
+//! for them (the suite checks that the page lists each case with the same
+//! answer).
+
+/// What a case must get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Answer {
+    /// An HTTP status, and the `error.code` of its JSON body when it has one.
+    Http(u16, Option<u64>),
+    /// A WebSocket Close with this code.
+    Close(u16),
+    /// A reply with this error code; the connection stays open.
+    Error(u64),
+    /// Replies with these error codes, then a Close with this code.
+    ErrorThenClose(u64, u16),
+    /// The server closes the connection without an answer.
+    CutOff,
+}
+
+impl std::fmt::Display for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Http(status, None) => write!(f, "HTTP {status}"),
+            Self::Http(status, Some(code)) => write!(f, "HTTP {status}, error {code}"),
+            Self::Close(code) => write!(f, "close {code}"),
+            Self::Error(code) => write!(f, "error {code}, connection kept"),
+            Self::ErrorThenClose(code, close) => write!(f, "error {code}, then close {close}"),
+            Self::CutOff => write!(f, "connection closed"),
+        }
+    }
+}
+
+/// A case that is one request on a new connection.
+pub(crate) struct HttpCase {
+    pub(crate) name: &'static str,
+    pub(crate) request: Vec<u8>,
+    pub(crate) answer: Answer,
+}
+
+fn get(path: &str, headers: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{headers}Connection: close\r\n\r\n").into_bytes()
+}
+
+fn post(path: &str, headers: &str, body: &[u8]) -> Vec<u8> {
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    request
+}
+
+const KEY: &str = "Authorization: apikey k\r\n";
+
+/// Every route: heads, bodies, the server API, polling, the static files.
+pub(crate) fn http_cases() -> Vec<HttpCase> {
+    let case = |name, request, answer| HttpCase { name, request, answer };
+    let big_header = format!("X-Big: {}\r\n", "a".repeat(40 << 10));
+    let many_headers: String = (0..200).map(|i| format!("X-{i}: 1\r\n")).collect();
+    let huge_line = format!("X-Huge: {}\r\n", "a".repeat(1 << 20));
+    let two_mib = vec![b'1'; 2 << 20];
+    let mut chunked_forever =
+        format!("POST /api/publish HTTP/1.1\r\nHost: localhost\r\n{KEY}Transfer-Encoding: chunked\r\n\r\n")
+            .into_bytes();
+    for _ in 0..40 {
+        chunked_forever.extend_from_slice(format!("{:x}\r\n", 64 << 10).as_bytes());
+        chunked_forever.extend(std::iter::repeat_n(b' ', 64 << 10));
+        chunked_forever.extend_from_slice(b"\r\n");
+    }
+    let batch: String = (0..1001).map(|i| format!(r#"{{"channel":"b","data":{i}}}"#)).collect::<Vec<_>>().join(",");
+    let batch = format!(r#"{{"publications":[{batch}]}}"#);
+    let big_data = format!(r#"{{"channel":"big","data":"{}"}}"#, "x".repeat(70 << 10));
+    vec![
+        case("not-http", b"hello world\r\n\r\n".to_vec(), Answer::Http(400, None)),
+        case("unknown-http-version", b"GET / HTTP/9.9\r\nHost: x\r\n\r\n".to_vec(), Answer::Http(400, None)),
+        case("nul-in-a-header", get("/", "X-A: a\0b\r\n"), Answer::Http(400, None)),
+        case("two-content-lengths", post("/api/publish", "Content-Length: 7\r\n", b"{}"), Answer::Http(400, None)),
+        case("head-over-32-kib", get("/healthz", &big_header), Answer::Http(431, Some(106))),
+        case(
+            "uri-over-32-kib",
+            get(&format!("/api/poll?channel={}", "a".repeat(40 << 10)), ""),
+            Answer::Http(431, Some(106)),
+        ),
+        case("head-of-1-mib", get("/", &huge_line), Answer::Http(431, None)),
+        case("200-header-lines", get("/", &many_headers), Answer::Http(431, None)),
+        case("unknown-path", get("/nothing-here", ""), Answer::Http(404, Some(404))),
+        case("path-traversal", get("/../../etc/passwd", ""), Answer::Http(404, Some(404))),
+        case("path-traversal-under-demo", get("/demo/../../Cargo.toml", ""), Answer::Http(404, Some(404))),
+        case("post-to-a-static-file", post("/", "", b"x"), Answer::Http(405, Some(107))),
+        case("post-to-metrics", post("/metrics", "", b""), Answer::Http(405, Some(107))),
+        case("api-without-key", post("/api/publish", "", br#"{"channel":"a","data":1}"#), Answer::Http(401, Some(101))),
+        case(
+            "api-wrong-key",
+            post("/api/publish", "Authorization: apikey nope\r\n", br#"{"channel":"a","data":1}"#),
+            Answer::Http(401, Some(101)),
+        ),
+        case(
+            "api-wrong-scheme",
+            post("/api/publish", "Authorization: Bearer k\r\n", br#"{"channel":"a","data":1}"#),
+            Answer::Http(401, Some(101)),
+        ),
+        case("api-bad-json", post("/api/publish", KEY, b"{not json"), Answer::Http(400, Some(107))),
+        case(
+            "api-unknown-field",
+            post("/api/publish", KEY, br#"{"channel":"a","data":1,"x":2}"#),
+            Answer::Http(400, Some(107)),
+        ),
+        case(
+            "api-bad-channel",
+            post("/api/publish", KEY, br#"{"channel":"a b","data":1}"#),
+            Answer::Http(400, Some(102)),
+        ),
+        case("api-body-over-1-mib", post("/api/publish", KEY, &two_mib), Answer::Http(413, Some(106))),
+        case("api-chunked-body-over-1-mib", chunked_forever, Answer::Http(413, Some(106))),
+        case(
+            "api-broken-chunked-body",
+            format!("POST /api/publish HTTP/1.1\r\nHost: x\r\n{KEY}Transfer-Encoding: chunked\r\n\r\nzz\r\n")
+                .into_bytes(),
+            Answer::Http(400, Some(107)),
+        ),
+        case("api-batch-of-1001", post("/api/batch", KEY, batch.as_bytes()), Answer::Http(413, Some(106))),
+        case(
+            "api-publication-over-64-kib",
+            post("/api/publish", KEY, big_data.as_bytes()),
+            Answer::Http(413, Some(106)),
+        ),
+        case("poll-without-channel", get("/api/poll", ""), Answer::Http(400, Some(102))),
+        case("poll-bad-channel", get("/api/poll?channel=a%00b", ""), Answer::Http(400, Some(102))),
+        case("poll-bad-offset", get("/api/poll?channel=a&offset=x", ""), Answer::Http(400, Some(107))),
+        case("poll-timeout-over-60-s", get("/api/poll?channel=a&timeout=1000", ""), Answer::Http(400, Some(107))),
+        case("poll-unknown-parameter", get("/api/poll?channel=a&x=1", ""), Answer::Http(400, Some(107))),
+        case("poll-bad-token", get("/api/poll?channel=a&token=not.a.jwt", ""), Answer::Http(401, Some(101))),
+        case("poll-post", post("/api/poll", "", b""), Answer::Http(405, Some(107))),
+    ]
+}
+
+/// A case played on a WebSocket of `serve` (opened by hand): `send` after
+/// the handshake, optionally after `connect`.
+pub(crate) struct SocketCase {
+    pub(crate) name: &'static str,
+    pub(crate) connected: bool,
+    pub(crate) send: Vec<u8>,
+    pub(crate) answer: Answer,
+}
+
+/// The protocol of `serve` over a well-formed WebSocket: what is not a
+/// command, commands out of order, and the limits.
+pub(crate) fn socket_cases() -> Vec<SocketCase> {
+    use super::wire::{frame, text};
+    let case = |name, connected, send, answer| SocketCase { name, connected, send, answer };
+    let big = format!(r#"{{"id":2,"publish":{{"channel":"a","data":"{}"}}}}"#, "x".repeat(64 << 10));
+    let mut many_subscribes = Vec::new();
+    for i in 0..129 {
+        many_subscribes.extend(text(&format!(r#"{{"id":{},"subscribe":{{"channel":"many:{i}"}}}}"#, 10 + i)));
+    }
+    vec![
+        case("binary-before-connect", false, frame(0x82, b"{}"), Answer::Close(4000)),
+        case("binary-after-connect", true, frame(0x82, b"{}"), Answer::Close(4000)),
+        case("not-json", true, text("hello"), Answer::Close(4000)),
+        case("json-without-id", true, text(r#"{"ping":{}}"#), Answer::Close(4000)),
+        case("command-before-connect", false, text(r#"{"id":2,"subscribe":{"channel":"a"}}"#), Answer::Error(108)),
+        case("unknown-method", true, text(r#"{"id":2,"fly":{}}"#), Answer::Error(104)),
+        case("two-methods", true, text(r#"{"id":2,"ping":{},"presence":{"channel":"a"}}"#), Answer::Error(107)),
+        case("connect-twice", true, text(r#"{"id":2,"connect":{}}"#), Answer::Error(107)),
+        case("bad-token", false, text(r#"{"id":1,"connect":{"token":"x.y.z"}}"#), Answer::ErrorThenClose(101, 4001)),
+        case("bad-channel-name", true, text(r#"{"id":2,"subscribe":{"channel":"a b"}}"#), Answer::Error(102)),
+        case("message-over-64-kib", true, text(&big), Answer::Close(1009)),
+        case("129-subscriptions", true, many_subscribes, Answer::Error(106)),
+    ]
+}
