@@ -73,9 +73,20 @@ const isTransient = (err) => err.code === 100 || err.code === 110 || err.code ==
  *   4000, 4001, a rejected `connect`, a bad URL).
  */
 export class Client {
-  /** @param {string} url e.g. `ws://127.0.0.1:8000/ws` @param {ClientOptions} [options] */
+  /**
+   * @param {string|string[]} url e.g. `ws://127.0.0.1:8000/ws`, or several
+   *   servers of one service (nodes on one Redis): the client starts with the
+   *   first and moves to the next one each time a connection is lost or
+   *   cannot be opened (give clients the list in different orders to spread
+   *   them over the nodes)
+   * @param {ClientOptions} [options]
+   */
   constructor(url, options = {}) {
-    this.url = url;
+    /** The servers, in the order they are tried. */
+    this.urls = Array.isArray(url) ? [...url] : [url];
+    if (this.urls.length === 0) throw new FerrowsError("closed", "no server URL");
+    /** The server of the current (or next) connection. */
+    this.url = this.urls[0];
     this.options = { timeout: 10000, minReconnectDelay: 250, maxReconnectDelay: 10000, ...options };
     /** @type {"connecting"|"connected"|"disconnected"} */
     this.state = "disconnected";
@@ -230,8 +241,12 @@ export class Client {
       if (this.state !== "disconnected" || wasWaiting) this._setState("disconnected", { code, reason, reconnect: false, delay: 0 });
       return;
     }
+    // The next server, if there are several: this one was lost or is down.
+    this.url = this.urls[(this.urls.indexOf(this.url) + 1) % this.urls.length];
     const { minReconnectDelay: min, maxReconnectDelay: max } = this.options;
-    const delay = Math.round(Math.random() * Math.min(max, min * 2 ** this._attempt)); // full jitter
+    // Full jitter; with several servers the backoff grows once per round.
+    const round = Math.floor(this._attempt / this.urls.length);
+    const delay = Math.round(Math.random() * Math.min(max, min * 2 ** round));
     this._attempt += 1;
     this._setState("disconnected", { code, reason, reconnect: true, delay, attempt: this._attempt });
     this._timers.reconnect = setTimeout(() => {

@@ -136,3 +136,100 @@ export function uniqueChannel(prefix = "chat") {
   serial += 1;
   return `${prefix}:t${process.pid}-${serial}`;
 }
+
+/** A port of 127.0.0.1 that was free a moment ago. */
+async function freePort() {
+  const net = await import("node:net");
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.once("error", reject);
+    probe.listen(0, "127.0.0.1", () => {
+      const { port } = probe.address();
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * A real `redis-server` on a free port of 127.0.0.1, in a directory of its
+ * own. `appendonly`: every write is in the append-only file (fsync always)
+ * before Redis answers, so a restart keeps what was acknowledged.
+ * `replicaOf`: another RedisServer this one replicates.
+ */
+export class RedisServer {
+  constructor({ appendonly = false, replicaOf = null } = {}) {
+    this.appendonly = appendonly;
+    this.replicaOf = replicaOf;
+    this.port = 0;
+    this.dir = null;
+    this.child = null;
+  }
+
+  get url() {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  /** Starts it (again, on the same port and files, after `kill`). */
+  async start() {
+    const { mkdtempSync } = await import("node:fs");
+    const os = await import("node:os");
+    this.dir ??= mkdtempSync(path.join(os.tmpdir(), "ferrows-js-redis-"));
+    // A port found free may be taken before redis binds it: try another
+    // (only on the first start: a restart keeps its port).
+    for (let attempt = 1; ; attempt++) {
+      if (!this.port || (attempt > 1 && !this._started)) this.port = await freePort();
+      const args = ["--port", String(this.port), "--bind", "127.0.0.1", "--dir", this.dir, "--save", ""];
+      args.push("--appendonly", this.appendonly ? "yes" : "no", "--appendfsync", "always");
+      if (this.replicaOf) args.push("--replicaof", "127.0.0.1", String(this.replicaOf.port));
+      const child = spawn("redis-server", args, { stdio: ["ignore", "pipe", "pipe"] });
+      let output = "";
+      const ready = new Promise((resolve, reject) => {
+        const onData = (chunk) => {
+          output += chunk;
+          if (/Ready to accept connections/.test(output)) resolve();
+        };
+        child.stdout.setEncoding("utf8").on("data", onData);
+        child.stderr.setEncoding("utf8").on("data", onData);
+        child.once("error", reject);
+        child.once("exit", (code) => reject(new Error(`redis-server exited (${code}):\n${output}`)));
+      });
+      try {
+        await withTimeout(ready, "redis-server to be ready");
+        this.child = child;
+        this._started = true;
+        return this;
+      } catch (e) {
+        child.kill("SIGKILL");
+        if (attempt >= 5) throw e;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }
+  }
+
+  /** Sends one command with redis-cli; resolves with its output. */
+  async cli(...command) {
+    const child = spawn("redis-cli", ["-p", String(this.port), ...command], { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    child.stdout.setEncoding("utf8").on("data", (c) => { out += c; });
+    await withTimeout(new Promise((resolve) => child.once("exit", resolve)), `redis-cli ${command.join(" ")}`);
+    return out.trim();
+  }
+
+  /** Kills it (SIGKILL: nothing is flushed but what was already written). */
+  async kill(signal = "SIGKILL") {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((resolve) => child.once("exit", resolve));
+    child.kill(signal);
+    await withTimeout(exited, "redis-server to exit");
+  }
+
+  /** Kills it and removes its files. */
+  async stop() {
+    await this.kill();
+    if (this.dir) {
+      const { rmSync } = await import("node:fs");
+      rmSync(this.dir, { recursive: true, force: true });
+    }
+  }
+}
