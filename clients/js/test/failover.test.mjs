@@ -27,10 +27,11 @@ function configFile() {
   return { file, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
-async function startNodes(redis, count, config) {
+async function startNodes(redis, count, config, extra = []) {
   const nodes = [];
   for (let i = 0; i < count; i++) {
-    nodes.push(await startServer({ args: ["--broker", "redis", "--redis-url", redis.url, "--config", config.file, "--shutdown-timeout", "5"] }));
+    const args = ["--broker", "redis", "--redis-url", redis.url, "--config", config.file, "--shutdown-timeout", "5", ...extra];
+    nodes.push(await startServer({ args }));
   }
   return nodes;
 }
@@ -87,10 +88,9 @@ function publisher(urls, channel) {
 
 /** Waits until every subscriber has every acknowledged publication, then checks order and duplicates. */
 async function checkDelivery(subscribers, pub, what) {
-  const last = pub.acked[pub.acked.length - 1];
   await withTimeout(
     (async () => {
-      while (!subscribers.every((s) => s.got.filter((seq) => seq <= last).length >= pub.acked.length)) {
+      while (!subscribers.every((s) => { const got = new Set(s.got); return pub.acked.every((seq) => got.has(seq)); })) {
         await new Promise((r) => setTimeout(r, 50));
       }
     })(),
@@ -182,12 +182,15 @@ test("a client given several servers skips one that is down", async () => {
 /**
  * Three nodes, 30 subscribers spread over them, a publisher on the first;
  * `failure` runs 1.5 s into the stream, publishing goes on 1.5 s after it;
- * resolves with what the subscribers got.
+ * then `check` looks at what the subscribers got (before anything stops).
  */
-async function streamThrough(failure, { appendonly = false } = {}) {
+async function streamThrough(failure, check, { appendonly = false, replica = false, nodeArgs = [] } = {}) {
   const redis = await new RedisServer({ appendonly }).start();
+  // A replica of it, and nodes that know both.
+  const second = replica ? await new RedisServer({ replicaOf: redis }).start() : null;
+  const service = { url: second ? `${redis.url},${second.url}` : redis.url };
   const config = configFile();
-  const nodes = await startNodes(redis, 3, config);
+  const nodes = await startNodes(service, 3, config, nodeArgs);
   const urls = nodes.map((n) => n.ws);
   const subscribers = [];
   try {
@@ -197,14 +200,15 @@ async function streamThrough(failure, { appendonly = false } = {}) {
     const pub = publisher(urls, "feed:stream");
     await connected(pub.client);
     await new Promise((r) => setTimeout(r, 1500));
-    const detail = await failure({ redis, nodes, urls, subscribers, pub });
+    const detail = await failure({ redis, replica: second, nodes, urls, subscribers, pub });
     await new Promise((r) => setTimeout(r, 1500));
     await pub.stop();
-    return { subscribers, pub, detail };
+    await check({ subscribers, pub, detail });
   } finally {
     for (const s of subscribers) s.client.disconnect();
     for (const node of nodes) await node.stop("SIGKILL");
     await redis.stop();
+    await second?.stop();
     config.remove();
   }
 }
@@ -217,39 +221,41 @@ async function restartRedis(redis, downMs) {
 }
 
 test("Redis restarted with append-only persistence: every acknowledged publication reaches every subscriber once, in order", async () => {
-  const { subscribers, pub } = await streamThrough(async ({ redis }) => restartRedis(redis, 500), { appendonly: true });
-  const summary = await checkDelivery(subscribers, pub, "Redis restarted (appendonly)");
-  for (const s of subscribers) assert.ok(s.recoveries.every((r) => r.recovered), "no reset: the history survived");
-  assert.ok(summary.unacked > 0, "publications failed while Redis was down");
-  console.log(`Redis restarted with appendonly (500 ms down): ${summary.acked} acknowledged, all delivered once and in order; ` +
-    `${summary.unacked} refused while it was down (error 100), ${summary.unackedDeliveredPerSubscriber} of them delivered`);
+  await streamThrough(async ({ redis }) => restartRedis(redis, 500), async ({ subscribers, pub }) => {
+    const summary = await checkDelivery(subscribers, pub, "Redis restarted (appendonly)");
+    for (const s of subscribers) assert.ok(s.recoveries.every((r) => r.recovered), "no reset: the history survived");
+    assert.ok(summary.unacked > 0, "publications failed while Redis was down");
+    console.log(`Redis restarted with appendonly (500 ms down): ${summary.acked} acknowledged, all delivered once and in order; ` +
+      `${summary.unacked} refused while it was down (error 100), ${summary.unackedDeliveredPerSubscriber} of them delivered`);
+  }, { appendonly: true });
 });
 
 test("Redis restarted without persistence: every subscriber gets the reset, and what was lost is counted", async () => {
-  const { subscribers, pub } = await streamThrough(async ({ redis }) => restartRedis(redis, 500));
-  await withTimeout(
-    (async () => {
-      while (!subscribers.every((s) => s.recoveries.some((r) => !r.recovered))) await new Promise((r) => setTimeout(r, 20));
-    })(),
-    "the reset at every subscriber",
-  );
-  // Nothing repeated, nothing out of order within an epoch: the numbers
-  // still only grow.
-  let lost = 0;
-  for (const [i, s] of subscribers.entries()) {
-    for (let k = 1; k < s.got.length; k++) assert.ok(s.got[k] > s.got[k - 1], `subscriber ${i}: ${s.got[k]} after ${s.got[k - 1]}`);
-    assert.equal(s.recoveries.filter((r) => !r.recovered).length, 1, `subscriber ${i}: one reset`);
-    const got = new Set(s.got);
-    lost += pub.acked.filter((seq) => !got.has(seq)).length;
-  }
-  console.log(`Redis restarted without persistence (500 ms down): ${pub.acked.length} acknowledged, ` +
-    `${pub.failed.length} refused while it was down; every subscriber got one reset; acknowledged but not delivered: ` +
-    `${lost / subscribers.length} per subscriber (published in the new epoch before the subscriber's node had subscribed again)`);
+  await streamThrough(async ({ redis }) => restartRedis(redis, 500), async ({ subscribers, pub }) => {
+    await withTimeout(
+      (async () => {
+        while (!subscribers.every((s) => s.recoveries.some((r) => !r.recovered))) await new Promise((r) => setTimeout(r, 20));
+      })(),
+      "the reset at every subscriber",
+    );
+    // Nothing repeated, nothing out of order within an epoch: the numbers
+    // still only grow.
+    let lost = 0;
+    for (const [i, s] of subscribers.entries()) {
+      for (let k = 1; k < s.got.length; k++) assert.ok(s.got[k] > s.got[k - 1], `subscriber ${i}: ${s.got[k]} after ${s.got[k - 1]}`);
+      assert.equal(s.recoveries.filter((r) => !r.recovered).length, 1, `subscriber ${i}: one reset`);
+      const got = new Set(s.got);
+      lost += pub.acked.filter((seq) => !got.has(seq)).length;
+    }
+    console.log(`Redis restarted without persistence (500 ms down): ${pub.acked.length} acknowledged, ` +
+      `${pub.failed.length} refused while it was down; every subscriber got one reset; acknowledged but not delivered: ` +
+      `${lost / subscribers.length} per subscriber (published in the new epoch before the subscriber's node had subscribed again)`);
+  });
 });
 
 test("a node drained with SIGTERM while publications flow: its clients move and recover, the others miss nothing", async () => {
   let moved = 0;
-  const { subscribers, pub, detail } = await streamThrough(async ({ nodes, urls, subscribers: subs }) => {
+  await streamThrough(async ({ nodes, urls, subscribers: subs }) => {
     const onNode = subs.filter((s) => s.client.url === urls[0]);
     moved = onNode.length;
     const started = Date.now();
@@ -264,9 +270,66 @@ test("a node drained with SIGTERM while publications flow: its clients move and 
       BACK_WITHIN_MS,
     );
     return { drainedAndBackMs: Date.now() - started };
+  }, async ({ subscribers, pub, detail }) => {
+    const summary = await checkDelivery(subscribers, pub, "node drained");
+    for (const s of subscribers) assert.ok(s.recoveries.every((r) => r.recovered), "every resubscription recovered");
+    console.log(`node drained (SIGTERM): ${moved} subscribers moved, drained and back in ${detail.drainedAndBackMs} ms; ` +
+      `${summary.acked} acknowledged, all delivered once and in order; ${summary.unacked} not acknowledged`);
   });
-  const summary = await checkDelivery(subscribers, pub, "node drained");
-  for (const s of subscribers) assert.ok(s.recoveries.every((r) => r.recovered), "every resubscription recovered");
-  console.log(`node drained (SIGTERM): ${moved} subscribers moved, drained and back in ${detail.drainedAndBackMs} ms; ` +
-    `${summary.acked} acknowledged, all delivered once and in order; ${summary.unacked} not acknowledged`);
+});
+
+/**
+ * The primary killed, the replica promoted 300 ms later (what Sentinel or
+ * an operator does); resolves with the time from the kill to the first
+ * publication acknowledged again.
+ */
+async function failOver({ redis, replica, pub }, { reattach = false } = {}) {
+  const killedAt = Date.now();
+  const ackedBefore = pub.acked.length;
+  await redis.kill();
+  await new Promise((r) => setTimeout(r, 300));
+  await replica.cli("REPLICAOF", "NO", "ONE");
+  if (reattach) {
+    // The old primary comes back as a replica of the new one.
+    redis.replicaOf = replica;
+    await redis.start();
+  }
+  await withTimeout(
+    (async () => { while (pub.acked.length === ackedBefore || pub.acked.length < ackedBefore + 5) await new Promise((r) => setTimeout(r, 10)); })(),
+    "publications acknowledged again after the failover",
+  );
+  return { publishingAgainMs: Date.now() - killedAt };
+}
+
+test("Redis primary killed and its replica promoted: the nodes follow without a restart; what was lost is counted", async () => {
+  await streamThrough((ctx) => failOver(ctx), async ({ subscribers, pub, detail }) => {
+    // Wait for what can still arrive.
+    await new Promise((r) => setTimeout(r, 500));
+    let lost = 0;
+    for (const [i, s] of subscribers.entries()) {
+      for (let k = 1; k < s.got.length; k++) assert.ok(s.got[k] > s.got[k - 1], `subscriber ${i}: ${s.got[k]} after ${s.got[k - 1]}`);
+      const got = new Set(s.got);
+      lost += pub.acked.filter((seq) => !got.has(seq)).length;
+    }
+    const resets = subscribers.reduce((n, s) => n + s.recoveries.filter((r) => !r.recovered).length, 0);
+    // Whatever the replica missed made the nodes start a new epoch (a reset
+    // to every subscriber); with nothing lost there is no reset.
+    if (lost > 0) assert.equal(resets, subscribers.length, "a loss is announced to every subscriber");
+    console.log(`Redis failover (primary killed, replica promoted after 300 ms, asynchronous replication): publishing again after ` +
+      `${detail.publishingAgainMs} ms; ${pub.acked.length} acknowledged, ${pub.failed.length} refused during the failover; ` +
+      `acknowledged but lost: ${lost / subscribers.length} per subscriber; resets: ${resets / subscribers.length} per subscriber`);
+  }, { replica: true });
+});
+
+test("Redis failover with --redis-min-replicas 1: every acknowledged publication survives it, once and in order", async () => {
+  await streamThrough((ctx) => failOver(ctx, { reattach: true }), async ({ subscribers, pub, detail }) => {
+    const summary = await checkDelivery(subscribers, pub, "Redis failover, min replicas 1");
+    // A publication the old primary delivered but could not confirm may be
+    // gone: the nodes then restart their subscribers in a new epoch (a
+    // reset), and nothing acknowledged is missed.
+    const resets = subscribers.reduce((n, s) => n + s.recoveries.filter((r) => !r.recovered).length, 0);
+    console.log(`Redis failover with --redis-min-replicas 1 (old primary back as a replica): publishing again after ` +
+      `${detail.publishingAgainMs} ms; ${summary.acked} acknowledged, all delivered once and in order; ${summary.unacked} refused ` +
+      `(${summary.unackedDeliveredPerSubscriber} of them delivered); resets: ${resets / subscribers.length} per subscriber`);
+  }, { replica: true, nodeArgs: ["--redis-min-replicas", "1"] });
 });

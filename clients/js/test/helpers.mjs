@@ -180,6 +180,8 @@ export class RedisServer {
       if (!this.port || (attempt > 1 && !this._started)) this.port = await freePort();
       const args = ["--port", String(this.port), "--bind", "127.0.0.1", "--dir", this.dir, "--save", ""];
       args.push("--appendonly", this.appendonly ? "yes" : "no", "--appendfsync", "always");
+      // Replicas sync at once, without files.
+      args.push("--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0");
       if (this.replicaOf) args.push("--replicaof", "127.0.0.1", String(this.replicaOf.port));
       const child = spawn("redis-server", args, { stdio: ["ignore", "pipe", "pipe"] });
       let output = "";

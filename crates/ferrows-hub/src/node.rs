@@ -37,6 +37,15 @@ struct ChannelState {
     /// The last publication delivered here (drops duplicates after a
     /// broker reconnect or a recovery race).
     last: Option<StreamPosition>,
+    /// When that publication was made (ms; 0: not known, the position came
+    /// from a history read): with its offset, it identifies it.
+    last_time_ms: u64,
+    /// Subscribers whose subscribe reply went further than `last` (their
+    /// history read saw publications whose live copies had not reached
+    /// this node yet): the offset up to which they have them. Their own,
+    /// not the channel's: the others have not had those yet. Rare and
+    /// short-lived: an entry goes once a live publication passes it.
+    floors: HashMap<ClientId, u64>,
     broker_subscribed: bool,
     pace: Pace,
 }
@@ -269,6 +278,7 @@ impl Node {
                     self.reset_locked(&mut state, &channel, restart);
                 }
                 state.last = Some(StreamPosition { offset, epoch: epoch.clone() });
+                state.last_time_ms = published_ms.unwrap_or(0);
                 self.stats.publications.fetch_add(1, Ordering::Relaxed);
                 Some((offset, epoch.as_str()))
             }
@@ -359,11 +369,21 @@ impl Node {
                 overflow = queue.push(message).is_err();
             }
         }
-        if state.last.as_ref().is_none_or(|last| last.epoch != position.epoch || last.offset < position.offset) {
-            state.last = Some(position.clone());
+        // The channel's own position only when it had none: publications
+        // the others have not had yet may be on their way.
+        match &state.last {
+            None => {
+                state.last = Some(position.clone());
+                state.last_time_ms = 0;
+            }
+            Some(last) if last.epoch == position.epoch && last.offset < position.offset => {
+                state.floors.insert(client, position.offset);
+            }
+            Some(_) => {}
         }
         if overflow {
             self.stats.slow_consumers.fetch_add(u64::from(queue.overflowed()), Ordering::Relaxed);
+            state.floors.remove(&client);
         } else {
             state.subscribers.insert(client, Subscriber::Live(queue.clone()));
         }
@@ -388,9 +408,19 @@ impl Node {
         let started = Instant::now();
         let direct = state.pace.direct(started, state.subscribers.len());
         let mut writes = 0u32;
-        for (client, subscriber) in state.subscribers.iter_mut() {
+        let ChannelState { subscribers, floors, .. } = state;
+        for (client, subscriber) in subscribers.iter_mut() {
             match subscriber {
                 Subscriber::Live(queue) => {
+                    if let (false, Some((offset, _))) = (floors.is_empty(), hold)
+                        && let Some(&floor) = floors.get(client)
+                    {
+                        if offset <= floor {
+                            // Its subscribe reply had this one.
+                            continue;
+                        }
+                        floors.remove(client);
+                    }
                     let taken =
                         if direct { queue.deliver(message) } else { queue.push(message.clone()).map(|_| false) };
                     match taken {
@@ -414,6 +444,7 @@ impl Node {
         state.pace.done(started, Instant::now(), writes);
         for client in &slow {
             state.subscribers.remove(client);
+            state.floors.remove(client);
         }
         self.stats.slow_consumers.fetch_add(overflowed, Ordering::Relaxed);
         (delivered, u64::from(writes))
@@ -428,9 +459,12 @@ impl Node {
     fn reset_locked(&self, state: &mut ChannelState, channel: &str, position: StreamPosition) {
         let message = text_message(reset_push(channel, &position));
         state.last = Some(position);
+        state.last_time_ms = 0;
         if let Some(message) = message {
             self.fan_out(state, &message, None);
         }
+        // Floors were offsets of the old stream.
+        state.floors.clear();
     }
 
     /// Drops `local` from the map if nobody subscribed to it since.
@@ -449,6 +483,7 @@ impl Node {
         let (empty, subscribed) = {
             let mut state = lock(&local.state);
             state.subscribers.remove(&client);
+            state.floors.remove(&client);
             (state.subscribers.is_empty(), state.broker_subscribed)
         };
         if !empty {
@@ -471,15 +506,19 @@ impl Node {
         let channels: Vec<(String, Arc<LocalChannel>)> =
             lock(&self.channels).iter().map(|(name, local)| (name.clone(), local.clone())).collect();
         for (name, local) in channels {
-            let last = lock(&local.state).last.clone();
+            let (last, time_ms) = {
+                let state = lock(&local.state);
+                (state.last.clone(), state.last_time_ms)
+            };
             let query = match &last {
-                Some(last) => HistoryQuery::Since(last.clone(), 1000),
+                Some(last) => HistoryQuery::Resync { last: last.clone(), time_ms, limit: 1000 },
                 None => HistoryQuery::Position,
             };
             let Ok(answer) = self.broker.history(&name, query).await else { continue };
             if last.is_some() && !answer.recovered {
-                self.reset(&name, &local, answer.position);
-                continue;
+                // Lost: the subscribers restart, then get what the answer
+                // holds (what was made since the loss, after a failover).
+                self.reset(&name, &local, answer.position.clone());
             }
             for publication in answer.publications {
                 self.on_event(BrokerEvent::Publication {
@@ -495,6 +534,8 @@ impl Node {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::OnceLock;
+
     use crate::broker::MemoryBroker;
     use crate::history::HistoryLimits;
 
@@ -656,6 +697,121 @@ mod tests {
         assert_eq!(got.len(), 2, "{got:?}");
         assert!(got[0].contains(r#""reset":{"position":{"offset":0,"epoch":"new"}}"#), "{}", got[0]);
         assert!(got[1].contains(r#""offset":1,"data":2"#), "{}", got[1]);
+    }
+
+    /// A memory broker whose deliveries to the node can be held back, as a
+    /// remote broker's are in flight while its history already has them.
+    #[derive(Default)]
+    struct Delaying {
+        inner: MemoryBroker,
+        node: OnceLock<Arc<dyn BrokerHandler>>,
+        held: Mutex<Option<Vec<BrokerEvent>>>,
+    }
+
+    struct Forward(Arc<Delaying>);
+
+    impl BrokerHandler for Forward {
+        fn on_event(&self, event: BrokerEvent) {
+            if let Some(held) = lock(&self.0.held).as_mut() {
+                return held.push(event);
+            }
+            self.0.node.get().expect("started").on_event(event);
+        }
+        fn on_connection_change(&self, _: bool) {}
+    }
+
+    impl Delaying {
+        fn hold(&self) {
+            *lock(&self.held) = Some(Vec::new());
+        }
+        fn release(&self) {
+            let held = lock(&self.held).take().unwrap_or_default();
+            for event in held {
+                self.node.get().expect("started").on_event(event);
+            }
+        }
+    }
+
+    struct Shared(Arc<Delaying>);
+
+    impl Broker for Shared {
+        fn start(&self, handler: Arc<dyn BrokerHandler>) -> crate::broker::BoxFuture<'_, Result<(), BrokerError>> {
+            let _ = self.0.node.set(handler);
+            self.0.inner.start(Arc::new(Forward(self.0.clone())))
+        }
+        fn publish<'a>(
+            &'a self,
+            channel: &'a str,
+            data: Bytes,
+            info: Option<Bytes>,
+            limits: HistoryLimits,
+        ) -> crate::broker::BoxFuture<'a, Result<StreamPosition, BrokerError>> {
+            self.0.inner.publish(channel, data, info, limits)
+        }
+        fn publish_event(&self, event: BrokerEvent) -> crate::broker::BoxFuture<'_, Result<(), BrokerError>> {
+            self.0.inner.publish_event(event)
+        }
+        fn subscribe<'a>(&'a self, channel: &'a str) -> crate::broker::BoxFuture<'a, Result<(), BrokerError>> {
+            self.0.inner.subscribe(channel)
+        }
+        fn unsubscribe<'a>(&'a self, channel: &'a str) -> crate::broker::BoxFuture<'a, Result<(), BrokerError>> {
+            self.0.inner.unsubscribe(channel)
+        }
+        fn history<'a>(
+            &'a self,
+            channel: &'a str,
+            query: HistoryQuery,
+        ) -> crate::broker::BoxFuture<'a, Result<HistoryAnswer, BrokerError>> {
+            self.0.inner.history(channel, query)
+        }
+        fn presence_add<'a>(
+            &'a self,
+            channel: &'a str,
+            client: &'a str,
+            info: Bytes,
+        ) -> crate::broker::BoxFuture<'a, Result<(), BrokerError>> {
+            self.0.inner.presence_add(channel, client, info)
+        }
+        fn presence_remove<'a>(
+            &'a self,
+            channel: &'a str,
+            client: &'a str,
+        ) -> crate::broker::BoxFuture<'a, Result<(), BrokerError>> {
+            self.0.inner.presence_remove(channel, client)
+        }
+        fn presence<'a>(
+            &'a self,
+            channel: &'a str,
+        ) -> crate::broker::BoxFuture<'a, Result<HashMap<String, Bytes>, BrokerError>> {
+            self.0.inner.presence(channel)
+        }
+        fn health(&self) -> crate::broker::BrokerHealth {
+            self.0.inner.health()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_that_recovered_further_does_not_take_the_others_live_publications() {
+        let delaying = Arc::new(Delaying::default());
+        let node = Node::start(Arc::new(Shared(delaying.clone())), None).await.unwrap();
+        let early = queue();
+        node.subscribe("c", 1, &early, None, 100, reply).await.unwrap();
+        let seen = publish(&node, "c", "1").await;
+        // Publication 2 is in the history, its live copy still on the way
+        // to this node, when a second subscriber recovers from 1.
+        delaying.hold();
+        publish(&node, "c", "2").await;
+        let late = queue();
+        let answer = node.subscribe("c", 2, &late, Some(seen), 100, reply).await.unwrap();
+        assert_eq!(answer.publications.iter().map(|p| p.offset).collect::<Vec<_>>(), vec![2]);
+        delaying.release();
+        publish(&node, "c", "3").await;
+        let early = texts(&early).await;
+        assert_eq!(early.len(), 4, "the early one gets 1, 2 and 3 live: {early:?}");
+        assert!(early[2].contains(r#""offset":2"#), "{}", early[2]);
+        let late = texts(&late).await;
+        assert_eq!(late.len(), 2, "the late one got 2 in its reply, then 3 once: {late:?}");
+        assert!(late[1].contains(r#""offset":3"#), "{}", late[1]);
     }
 
     #[tokio::test]

@@ -15,6 +15,9 @@ pub struct RedisServer {
     /// The port it listens on.
     pub port: u16,
     child: Option<Child>,
+    /// Its working directory (a replica's full sync writes files there),
+    /// removed when dropped.
+    dir: std::path::PathBuf,
 }
 
 /// A port of 127.0.0.1 that was free a moment ago.
@@ -38,7 +41,12 @@ impl RedisServer {
     pub fn start() -> Self {
         let mut last = String::new();
         for _ in 0..5 {
-            let mut server = Self { port: free_port(), child: None };
+            let port = free_port();
+            static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let serial = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let dir = std::env::temp_dir().join(format!("ferrows-redis-{}-{serial}", std::process::id()));
+            std::fs::create_dir_all(&dir).expect("a directory for redis-server");
+            let mut server = Self { port, child: None, dir };
             match server.spawn() {
                 Ok(()) => return server,
                 Err(why) => last = why,
@@ -59,6 +67,10 @@ impl RedisServer {
         assert!(self.child.is_none(), "already running");
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            // Replicas sync at once, without files.
+            .args(["--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0"])
+            .arg("--dir")
+            .arg(&self.dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn();
@@ -109,5 +121,6 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

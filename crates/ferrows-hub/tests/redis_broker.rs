@@ -402,3 +402,120 @@ async fn connecting_to_no_redis_fails_with_unavailable() {
     assert!(started.elapsed() < Duration::from_secs(3));
     assert!(matches!(RedisBroker::connect("nonsense://", options()).await, Err(BrokerError::Backend(_))));
 }
+
+/// A command to one server, outside any broker.
+async fn redis_cmd(server: &RedisServer, args: &[&str]) -> redis::Value {
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let mut cmd = redis::cmd(args[0]);
+    for arg in &args[1..] {
+        cmd.arg(*arg);
+    }
+    cmd.query_async(&mut connection).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_given_a_primary_and_a_replica_follows_a_failover() {
+    let (primary, replica) = (RedisServer::start(), RedisServer::start());
+    let primary_port = primary.port.to_string();
+    redis_cmd(&replica, &["REPLICAOF", "127.0.0.1", &primary_port]).await;
+    // The replica first in the list: the broker must pick the primary.
+    let urls = format!("{},{}", replica.url(), primary.url());
+    let broker = RedisBroker::connect(&urls, options()).await.expect("connects to the primary");
+    let recorder = Arc::new(Recorder::default());
+    broker.start(recorder.clone()).await.unwrap();
+    broker.subscribe("f").await.unwrap();
+    let first = broker.publish("f", data("one"), None, HistoryLimits::default()).await.unwrap();
+    assert_eq!(first.offset, 1);
+    wait_for("the first publication", || recorder.publications().len() == 1).await;
+    // A failover: the replica is promoted, the old primary follows it.
+    let deadline = Instant::now() + WAIT;
+    while redis_cmd(&replica, &["HGET", "ferrows.meta.f", "top"]).await != redis::Value::BulkString(b"1".to_vec()) {
+        assert!(Instant::now() < deadline, "the replica never got the publication");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    redis_cmd(&replica, &["REPLICAOF", "NO", "ONE"]).await;
+    let replica_port = replica.port.to_string();
+    redis_cmd(&primary, &["REPLICAOF", "127.0.0.1", &replica_port]).await;
+    // The broker notices (its check runs every second) and moves.
+    let deadline = Instant::now() + WAIT;
+    let second = loop {
+        match broker.publish("f", data("two"), None, HistoryLimits::default()).await {
+            Ok(position) => break position,
+            Err(e) => assert!(Instant::now() < deadline, "never published after the failover: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!((second.offset, &second.epoch), (2, &first.epoch), "the history went over with the replica");
+    wait_for("the second publication, from the new primary", || recorder.publications().len() == 2).await;
+    assert_eq!(recorder.publications()[1].2, "two");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_history_that_went_back_gets_a_new_epoch_when_a_node_resyncs() {
+    let server = RedisServer::start();
+    let (broker, _recorder) = node(&server, options()).await;
+    let mut last = None;
+    for text in ["a", "b", "c"] {
+        last = Some(broker.publish("h", data(text), None, HistoryLimits::default()).await.unwrap());
+    }
+    let seen = last.unwrap();
+    // A failover to a replica that had only the first publication.
+    redis_cmd(&server, &["HSET", "ferrows.meta.h", "top", "1"]).await;
+    redis_cmd(&server, &["DEL", "ferrows.history.h"]).await;
+    redis_cmd(&server, &["XADD", "ferrows.history.h", "1-0", "t", "1", "d", "a"]).await;
+    // A client's position does not change the epoch (anybody can name an
+    // offset) ...
+    let client = broker.history("h", HistoryQuery::Since(seen.clone(), 100)).await.unwrap();
+    assert!(!client.recovered);
+    assert_eq!(client.position.epoch, seen.epoch);
+    // ... a node's resync does: nobody recovers across the loss.
+    let resync =
+        broker.history("h", HistoryQuery::Resync { last: seen.clone(), time_ms: 0, limit: 100 }).await.unwrap();
+    assert!(!resync.recovered);
+    assert_ne!(resync.position.epoch, seen.epoch);
+    assert_eq!(resync.position.offset, 1);
+    let later = broker.publish("h", data("d"), None, HistoryLimits::default()).await.unwrap();
+    assert_eq!((later.offset, &later.epoch), (2, &resync.position.epoch));
+    let old = StreamPosition { offset: 1, epoch: seen.epoch.clone() };
+    assert!(!broker.history("h", HistoryQuery::Since(old, 100)).await.unwrap().recovered);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publication_replaced_at_the_same_offset_gets_a_new_epoch_when_a_node_resyncs() {
+    let server = RedisServer::start();
+    let (broker, recorder) = node(&server, options()).await;
+    broker.subscribe("r").await.unwrap();
+    for text in ["a", "b"] {
+        broker.publish("r", data(text), None, HistoryLimits::default()).await.unwrap();
+    }
+    wait_for("both publications", || recorder.publications().len() == 2).await;
+    let (epoch, time_ms) = recorder
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            BrokerEvent::Publication { epoch, publication, .. } => Some((epoch.clone(), publication.time_ms)),
+            _ => None,
+        })
+        .unwrap();
+    let seen = StreamPosition { offset: 2, epoch };
+    let same = HistoryQuery::Resync { last: seen.clone(), time_ms, limit: 100 };
+    assert!(broker.history("r", same.clone()).await.unwrap().recovered, "nothing lost");
+    // The promoted replica had only "a", and took another publication as
+    // offset 2 before this node came back.
+    redis_cmd(&server, &["DEL", "ferrows.history.r"]).await;
+    redis_cmd(&server, &["XADD", "ferrows.history.r", "1-0", "t", "1", "d", "a"]).await;
+    let other_time = (time_ms + 7).to_string();
+    redis_cmd(&server, &["XADD", "ferrows.history.r", "2-0", "t", &other_time, "d", "c"]).await;
+    let resync = broker.history("r", same).await.unwrap();
+    assert!(!resync.recovered);
+    assert_ne!(resync.position.epoch, seen.epoch, "a new epoch: the offset now names another publication");
+    // The node restarts its subscribers at 1 and replays what the new
+    // primary took since: "c" at 2.
+    assert_eq!(resync.position.offset, 1);
+    assert_eq!(offsets(&resync), vec![2]);
+    assert_eq!(&resync.publications[0].data[..], b"c");
+}

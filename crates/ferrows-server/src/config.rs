@@ -142,9 +142,16 @@ pub struct ServeArgs {
     /// Broker [default: memory].
     #[arg(long, env = "FERROWS_BROKER", value_enum)]
     pub broker: Option<BrokerKind>,
-    /// Redis URL for `--broker redis` [default: redis://127.0.0.1:6379].
+    /// Redis URL for `--broker redis`; several, comma-separated, for a
+    /// primary and its replicas: the broker uses the primary and follows a
+    /// failover [default: redis://127.0.0.1:6379].
     #[arg(long, env = "FERROWS_REDIS_URL")]
     pub redis_url: Option<String>,
+    /// Replicas that must confirm a publication before it is acknowledged
+    /// (Redis `WAIT`): 1 keeps acknowledged publications through a
+    /// failover; 0 does not wait [default: 0].
+    #[arg(long, env = "FERROWS_REDIS_MIN_REPLICAS")]
+    pub redis_min_replicas: Option<usize>,
     /// Key for the server API (`Authorization: apikey KEY`); without one
     /// the API is disabled.
     #[arg(long, env = "FERROWS_API_KEY")]
@@ -230,6 +237,7 @@ struct FileConfig {
     port: Option<u16>,
     broker: Option<BrokerKind>,
     redis_url: Option<String>,
+    redis_min_replicas: Option<usize>,
     api_key: Option<String>,
     token_hmac_secret: Option<String>,
     token_rsa_public_key: Option<PathBuf>,
@@ -278,8 +286,11 @@ pub struct Config {
     pub listen: SocketAddr,
     /// The broker.
     pub broker: BrokerKind,
-    /// Redis URL (redis broker).
+    /// Redis URLs (redis broker): one, or a primary and its replicas,
+    /// comma-separated.
     pub redis_url: String,
+    /// Replicas that must confirm a publication (Redis `WAIT`).
+    pub redis_min_replicas: usize,
     /// Server API key (API disabled without one).
     pub api_key: Option<String>,
     /// Token verification.
@@ -363,6 +374,7 @@ impl Config {
             listen: SocketAddr::new(host, port),
             broker: args.broker.or(file.broker).unwrap_or_default(),
             redis_url: args.redis_url.or(file.redis_url).unwrap_or_else(|| "redis://127.0.0.1:6379".into()),
+            redis_min_replicas: args.redis_min_replicas.or(file.redis_min_replicas).unwrap_or(0),
             api_key: args.api_key.or(file.api_key).filter(|k| !k.is_empty()),
             auth: AuthConfig {
                 hmac_secret: args.token_hmac_secret.or(file.token_hmac_secret).filter(|s| !s.is_empty()),

@@ -56,9 +56,12 @@ impl Server {
         let broker: Arc<dyn Broker> = match config.broker {
             BrokerKind::Memory => Arc::new(MemoryBroker::new()),
             BrokerKind::Redis => Arc::new(
-                ferrows_hub::broker::RedisBroker::connect(&config.redis_url, Default::default())
-                    .await
-                    .map_err(|e| StartError(format!("redis {}: {e}", config.redis_url)))?,
+                ferrows_hub::broker::RedisBroker::connect(
+                    &config.redis_url,
+                    ferrows_hub::broker::RedisOptions { min_replicas: config.redis_min_replicas, ..Default::default() },
+                )
+                .await
+                .map_err(|e| StartError(format!("redis {}: {e}", config.redis_url)))?,
             ),
         };
         let tls = match &config.tls {

@@ -156,10 +156,14 @@ impl Broker for MemoryBroker {
         let (publications, recovered) = match query {
             HistoryQuery::Position => (Vec::new(), true),
             HistoryQuery::Latest(limit) => (entry.history.latest(limit, now), true),
-            HistoryQuery::Since(since, limit) => match entry.history.recover(&since, limit, now) {
-                Recovery::Recovered(missed) => (missed, true),
-                Recovery::NotRecoverable => (Vec::new(), false),
-            },
+            // One process: its history cannot go back behind what it
+            // delivered.
+            HistoryQuery::Since(since, limit) | HistoryQuery::Resync { last: since, limit, .. } => {
+                match entry.history.recover(&since, limit, now) {
+                    Recovery::Recovered(missed) => (missed, true),
+                    Recovery::NotRecoverable => (Vec::new(), false),
+                }
+            }
         };
         let answer = HistoryAnswer { position: entry.history.position(), publications, recovered };
         Box::pin(async move { Ok(answer) })

@@ -23,7 +23,7 @@ pub mod redis;
 
 pub use memory::MemoryBroker;
 #[cfg(feature = "redis")]
-pub use redis::RedisBroker;
+pub use redis::{RedisBroker, RedisOptions};
 
 /// A boxed future, so brokers can be used as `Arc<dyn Broker>`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -109,6 +109,23 @@ pub enum HistoryQuery {
     Latest(usize),
     /// Everything after this position, if at most `limit` publications.
     Since(StreamPosition, usize),
+    /// Like `Since`, from the last publication this node delivered, asked
+    /// after the broker reconnected. A history that lost that publication
+    /// in the same epoch (a failover to a replica that had not received
+    /// it: the offset is past the end, or holds a publication made at
+    /// another time) gets a new epoch, so that no client can recover
+    /// across what was lost; the answer's position is then where this
+    /// node's subscribers restart in the new epoch (before the publications
+    /// made since the loss, which the answer holds). (Never from a client's
+    /// position: a client could name any offset.)
+    Resync {
+        /// Its position.
+        last: StreamPosition,
+        /// When it was made (ms since the Unix epoch; 0: not known).
+        time_ms: u64,
+        /// At most this many publications.
+        limit: usize,
+    },
 }
 
 /// A broker's health, for `/healthz` and `/metrics`.

@@ -147,7 +147,9 @@ return {epoch, top}
 
 const HISTORY_SCRIPT: &str = r#"
 -- KEYS: meta, history. ARGV: epoch if new, mode (p: position, l: latest,
--- s: since), limit, since offset, since epoch, meta ttl ms if none is set.
+-- s: since, r: since the last publication a node delivered), limit, since
+-- offset, since epoch, meta ttl ms if none is set, (r) the time of that
+-- publication in ms (0: not known).
 local meta, hist = KEYS[1], KEYS[2]
 local epoch = redis.call('HGET', meta, 'epoch')
 if not epoch then
@@ -181,6 +183,44 @@ if mode == 'l' then
   return {epoch, top, 1, out}
 end
 local since = tonumber(ARGV[4])
+if mode == 'r' and ARGV[5] == epoch and since > 0 then
+  -- Did the history lose what a node delivered (a replica promoted before
+  -- it had it)? Its offset is past the end, or holds another publication.
+  local lost = since > top
+  if not lost and ARGV[7] ~= '0' then
+    local at = redis.call('XRANGE', hist, string.format('%d', since), string.format('%d', since))
+    if #at == 1 then
+      local fields = at[1][2]
+      for i = 1, #fields, 2 do
+        if fields[i] == 't' and fields[i + 1] ~= ARGV[7] then lost = true end
+      end
+    end
+  end
+  if lost then
+    -- A new epoch: nobody recovers across the loss. What the new primary
+    -- took since (entries made after the lost publication) is new to the
+    -- node: its subscribers restart before it, and it is replayed.
+    epoch = ARGV[1]
+    redis.call('HSET', meta, 'epoch', epoch)
+    local start, newer = top, {}
+    if ARGV[7] ~= '0' and top > 0 then
+      local tail = redis.call('XREVRANGE', hist, '+', '-', 'COUNT', ARGV[3])
+      for i = 1, #tail do
+        local t = 0
+        local fields = tail[i][2]
+        for k = 1, #fields, 2 do
+          if fields[k] == 't' then t = tonumber(fields[k + 1]) end
+        end
+        if t <= tonumber(ARGV[7]) then break end
+        newer[#newer + 1] = tail[i]
+        start = tonumber(string.match(tail[i][1], '^(%d+)')) - 1
+      end
+    end
+    local replay = {}
+    for i = #newer, 1, -1 do replay[#replay + 1] = newer[i] end
+    return {epoch, start, 0, replay}
+  end
+end
 if ARGV[5] ~= epoch or since > top then return {epoch, top, 0, {}} end
 if since == top then return {epoch, top, 1, {}} end
 local missed = top - since
@@ -238,6 +278,14 @@ pub struct RedisOptions {
     /// Bound of every Redis call, connecting included (default 2 s): past
     /// it the operation fails with [`BrokerError::Unavailable`].
     pub command_timeout: Duration,
+    /// Replicas that must have a publication before it is acknowledged
+    /// (Redis's `WAIT`, bounded by `command_timeout`); default 0: Redis
+    /// replicates asynchronously, and a failover may lose the last
+    /// publications acknowledged before it. With 1 or more, a publication
+    /// fewer replicas confirmed fails with [`BrokerError::Unavailable`]
+    /// (it is in the primary's history, and may still be delivered), and
+    /// while no replica is attached every publication fails.
+    pub min_replicas: usize,
 }
 
 impl Default for RedisOptions {
@@ -248,6 +296,7 @@ impl Default for RedisOptions {
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(5),
             command_timeout: Duration::from_secs(2),
+            min_replicas: 0,
         }
     }
 }
@@ -266,7 +315,11 @@ struct HealthState {
 }
 
 struct Inner {
-    client: Client,
+    /// One per server given; with several, the broker uses the one that is
+    /// the primary (`ROLE`).
+    clients: Vec<Client>,
+    /// The client in use (or tried first on the next connection).
+    current: std::sync::atomic::AtomicUsize,
     options: RedisOptions,
     /// `None` while disconnected.
     live: Mutex<Option<Live>>,
@@ -321,10 +374,22 @@ impl RedisBroker {
     /// [`BrokerError::Backend`] for a malformed URL and with
     /// [`BrokerError::Unavailable`] when Redis cannot be reached now. Must
     /// be called within a Tokio runtime.
+    ///
+    /// `url` may name several servers, comma-separated: a primary and its
+    /// replicas. The broker uses the one whose `ROLE` is `master`, checks
+    /// that it still is every second, and after a failover (a replica
+    /// promoted by Sentinel, an operator or `REPLICAOF NO ONE`) moves to the
+    /// new primary as it would reconnect.
     pub async fn connect(url: &str, options: RedisOptions) -> Result<Self, BrokerError> {
-        let client = Client::open(url).map_err(|e| BrokerError::Backend(format!("bad Redis URL: {e}")))?;
+        let clients = url
+            .split(',')
+            .map(|url| {
+                Client::open(url.trim()).map_err(|e| BrokerError::Backend(format!("bad Redis URL {url:?}: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let inner = Arc::new(Inner {
-            client,
+            clients,
+            current: std::sync::atomic::AtomicUsize::new(0),
             options,
             live: Mutex::new(None),
             subscribed: tokio::sync::Mutex::new(HashSet::new()),
@@ -434,14 +499,37 @@ impl Inner {
             .map_err(|_| BrokerError::Unavailable("Redis is not answering subscriptions in time".into()))
     }
 
-    /// Opens both connections, subscribes to every channel in the set and
-    /// marks the broker connected. Returns the pub/sub message stream.
+    /// Opens both connections to the primary (the first server given
+    /// that is one, starting with the one used last), subscribes to every
+    /// channel in the set and marks the broker connected. Returns the
+    /// pub/sub message stream.
     async fn establish(&self) -> Result<PubSubStream, BrokerError> {
+        let count = self.clients.len();
+        let first = self.current.load(Ordering::Relaxed);
+        let mut last_error = None;
+        for k in 0..count {
+            let index = (first + k) % count;
+            match self.establish_with(index).await {
+                Ok(stream) => {
+                    self.current.store(index, Ordering::Relaxed);
+                    return Ok(stream);
+                }
+                Err(e) => last_error = Some(e),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| BrokerError::Unavailable("no Redis server".into())))
+    }
+
+    async fn establish_with(&self, index: usize) -> Result<PubSubStream, BrokerError> {
+        let client = &self.clients[index];
         let timeout = self.options.command_timeout;
         let config =
             AsyncConnectionConfig::new().set_connection_timeout(Some(timeout)).set_response_timeout(Some(timeout));
-        let commands = self.call("connect", self.client.get_multiplexed_async_connection_with_config(&config)).await?;
-        let pubsub = self.call("connect pub/sub", self.client.get_async_pubsub()).await?;
+        let mut commands = self.call("connect", client.get_multiplexed_async_connection_with_config(&config)).await?;
+        if self.clients.len() > 1 {
+            self.check_primary(&mut commands).await?;
+        }
+        let pubsub = self.call("connect pub/sub", client.get_async_pubsub()).await?;
         let (mut sink, stream) = pubsub.split();
         let subscribed = self.subscribed.lock().await;
         let names: Vec<String> = subscribed.iter().map(|c| self.pubsub_channel(c)).collect();
@@ -452,6 +540,20 @@ impl Inner {
         self.set_health(true, None);
         drop(subscribed);
         Ok(stream)
+    }
+
+    /// Fails unless the server behind `commands` is a primary.
+    async fn check_primary(&self, commands: &mut MultiplexedConnection) -> Result<(), BrokerError> {
+        let role: Value = self.call("ROLE", redis::cmd("ROLE").query_async(commands)).await?;
+        let role = as_array(&role).and_then(|items| items.first()).and_then(as_bytes).unwrap_or_default();
+        if role == b"master" {
+            Ok(())
+        } else {
+            Err(BrokerError::Unavailable(format!(
+                "Redis server is a {}, not the primary",
+                String::from_utf8_lossy(role)
+            )))
+        }
     }
 
     /// Forgets the connections after a failure.
@@ -482,6 +584,10 @@ impl Inner {
         let ping = redis::cmd("PING");
         self.call("PING", ping.query_async::<Value>(&mut live.commands)).await.map_err(|e| e.to_string())?;
         self.call("PING (pub/sub)", live.pubsub.ping::<Value>()).await.map_err(|e| e.to_string())?;
+        if self.clients.len() > 1 {
+            // Demoted (a failover elsewhere): find the new primary.
+            self.check_primary(&mut live.commands).await.map_err(|e| e.to_string())?;
+        }
         Ok(())
     }
 }
@@ -725,7 +831,22 @@ impl Broker for RedisBroker {
                 }),
                 _ => None,
             });
-            parsed.ok_or_else(|| bad_reply("publish"))
+            let position = parsed.ok_or_else(|| bad_reply("publish"))?;
+            let wanted = inner.options.min_replicas;
+            if wanted > 0 {
+                let mut wait = redis::cmd("WAIT");
+                // Half the call's bound: a late answer is a refusal, not a
+                // broker that stopped answering.
+                wait.arg(wanted).arg(ms(inner.options.command_timeout / 2));
+                let reached: i64 = inner.call("WAIT", wait.query_async(&mut live.commands)).await?;
+                if (reached.max(0) as usize) < wanted {
+                    return Err(BrokerError::Unavailable(format!(
+                        "publication {} reached {reached} of the {wanted} replicas required",
+                        position.offset
+                    )));
+                }
+            }
+            Ok(position)
         })
     }
 
@@ -782,10 +903,11 @@ impl Broker for RedisBroker {
             let inner = &self.inner;
             let mut live = inner.live()?;
             let clamp = |limit: usize| limit.min(u32::MAX as usize);
-            let (mode, limit, since) = match &query {
-                HistoryQuery::Position => ("p", 0, None),
-                HistoryQuery::Latest(limit) => ("l", clamp(*limit), None),
-                HistoryQuery::Since(position, limit) => ("s", clamp(*limit), Some(position)),
+            let (mode, limit, since, time_ms) = match &query {
+                HistoryQuery::Position => ("p", 0, None, 0),
+                HistoryQuery::Latest(limit) => ("l", clamp(*limit), None, 0),
+                HistoryQuery::Since(position, limit) => ("s", clamp(*limit), Some(position), 0),
+                HistoryQuery::Resync { last, time_ms, limit } => ("r", clamp(*limit), Some(last), *time_ms),
             };
             let mut invocation = inner.history.key(inner.key("meta", channel));
             invocation
@@ -795,7 +917,8 @@ impl Broker for RedisBroker {
                 .arg(limit)
                 .arg(since.map_or(0, |p| p.offset.min(1 << 52)))
                 .arg(since.map_or("", |p| p.epoch.as_str()))
-                .arg(ms(META_MIN_TTL));
+                .arg(ms(META_MIN_TTL))
+                .arg(time_ms);
             let reply: Value = inner.call("history", invocation.invoke_async(&mut live.commands)).await?;
             parse_history(&reply).ok_or_else(|| bad_reply("history"))
         })
