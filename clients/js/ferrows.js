@@ -16,7 +16,7 @@
 /** Close codes after which reconnecting cannot help (the client must change). */
 const FATAL_CLOSE_CODES = new Set([1009, 4000, 4001]);
 
-/** An error of a command: `code` is the server's error code (100-109, see
+/** An error of a command: `code` is the server's error code (100-110, see
  * docs/protocol.md) or, for errors found by the client, `"timeout"`,
  * `"disconnected"` (the connection went away before the reply) or
  * `"closed"` (a close code that stops the client; `closeCode` says which). */
@@ -87,6 +87,8 @@ export class Client {
     if (this.urls.length === 0) throw new FerrowsError("closed", "no server URL");
     /** The server of the current (or next) connection. */
     this.url = this.urls[0];
+    this._urlIndex = 0;
+    this._badUrls = new Set(); // URLs the WebSocket constructor refused
     this.options = { timeout: 10000, minReconnectDelay: 250, maxReconnectDelay: 10000, ...options };
     /** @type {"connecting"|"connected"|"disconnected"} */
     this.state = "disconnected";
@@ -165,7 +167,14 @@ export class Client {
     try {
       ws = new WS(this.url);
     } catch (e) {
-      return this._fail(new FerrowsError("closed", `cannot open ${this.url}: ${e?.message ?? e}`));
+      // A URL the constructor refuses (malformed) stays bad: the next one,
+      // unless none is left.
+      this._badUrls.add(this.url);
+      if (this._badUrls.size >= new Set(this.urls).size) {
+        return this._fail(new FerrowsError("closed", `cannot open ${this.url}: ${e?.message ?? e}`));
+      }
+      this._nextUrl();
+      return this._open();
     }
     this._ws = ws;
     this._timers.open = setTimeout(() => this._drop("connect timeout"), this.options.timeout);
@@ -242,7 +251,7 @@ export class Client {
       return;
     }
     // The next server, if there are several: this one was lost or is down.
-    this.url = this.urls[(this.urls.indexOf(this.url) + 1) % this.urls.length];
+    this._nextUrl();
     const { minReconnectDelay: min, maxReconnectDelay: max } = this.options;
     // Full jitter; with several servers the backoff grows once per round.
     const round = Math.floor(this._attempt / this.urls.length);
@@ -253,6 +262,15 @@ export class Client {
       this._timers.reconnect = null;
       if (this._wanted && !this._ws) this._open();
     }, delay);
+  }
+
+  /** Moves to the next server of the list that is not known to be bad. */
+  _nextUrl() {
+    for (let k = 0; k < this.urls.length; k++) {
+      this._urlIndex = (this._urlIndex + 1) % this.urls.length;
+      if (!this._badUrls.has(this.urls[this._urlIndex])) break;
+    }
+    this.url = this.urls[this._urlIndex];
   }
 
   /** Stops for good with an error. */

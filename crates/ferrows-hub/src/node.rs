@@ -46,6 +46,11 @@ struct ChannelState {
     /// not the channel's: the others have not had those yet. Rare and
     /// short-lived: an entry goes once a live publication passes it.
     floors: HashMap<ClientId, u64>,
+    /// While the broker reconnects and until this channel's history was
+    /// read again: the events that arrive meanwhile, in order (delivered
+    /// after what the history read gives, so that a live publication of
+    /// a new primary cannot pass for the continuation of the old stream).
+    held: Option<Vec<BrokerEvent>>,
     broker_subscribed: bool,
     pace: Pace,
 }
@@ -176,8 +181,14 @@ impl BrokerHandler for Handler {
     }
 
     fn on_connection_change(&self, connected: bool) {
-        if let Some(node) = self.0.upgrade()
-            && connected
+        let Some(node) = self.0.upgrade() else { return };
+        if !connected {
+            // Until each channel's history was read again.
+            for local in lock(&node.channels).values() {
+                lock(&local.state).held.get_or_insert_with(Vec::new);
+            }
+            return;
+        }
         {
             node.stats.broker_reconnects.fetch_add(1, Ordering::Relaxed);
             tokio::spawn(async move { node.resync().await });
@@ -244,6 +255,15 @@ impl Node {
         // The memory broker delivers every publication: most channels may
         // have no subscriber here.
         let Some(local) = lock(&self.channels).get(channel).cloned() else { return };
+        if let Some(held) = &mut lock(&local.state).held {
+            held.push(event);
+            return;
+        }
+        self.process(&local, event);
+    }
+
+    /// Delivers one event to the channel's subscribers.
+    fn process(&self, local: &LocalChannel, event: BrokerEvent) {
         let (channel, epoch, offset, push, published_ms) = match event {
             BrokerEvent::Publication { channel, epoch, publication } => {
                 let push =
@@ -371,10 +391,16 @@ impl Node {
         }
         // The channel's own position only when it had none: publications
         // the others have not had yet may be on their way.
+        let others_joining = state.subscribers.values().any(|s| matches!(s, Subscriber::Joining(_)));
         match &state.last {
-            None => {
+            // The channel's first position, unless another first subscriber
+            // is still reading (its reply may end before this one's).
+            None if !others_joining => {
                 state.last = Some(position.clone());
                 state.last_time_ms = 0;
+            }
+            None => {
+                state.floors.insert(client, position.offset);
             }
             Some(last) if last.epoch == position.epoch && last.offset < position.offset => {
                 state.floors.insert(client, position.offset);
@@ -514,18 +540,40 @@ impl Node {
                 Some(last) => HistoryQuery::Resync { last: last.clone(), time_ms, limit: 1000 },
                 None => HistoryQuery::Position,
             };
-            let Ok(answer) = self.broker.history(&name, query).await else { continue };
-            if last.is_some() && !answer.recovered {
-                // Lost: the subscribers restart, then get what the answer
-                // holds (what was made since the loss, after a failover).
-                self.reset(&name, &local, answer.position.clone());
+            // A failed read leaves the stream as it was (the live events
+            // held meanwhile go out below, as they would have).
+            if let Ok(answer) = self.broker.history(&name, query).await {
+                if last.is_some() && !answer.recovered {
+                    // Lost: the subscribers restart, then get what the
+                    // answer holds (what was made since the loss, after a
+                    // failover).
+                    self.reset(&name, &local, answer.position.clone());
+                }
+                for publication in answer.publications {
+                    let epoch = answer.position.epoch.clone();
+                    self.process(&local, BrokerEvent::Publication { channel: name.clone(), epoch, publication });
+                }
             }
-            for publication in answer.publications {
-                self.on_event(BrokerEvent::Publication {
-                    channel: name.clone(),
-                    epoch: answer.position.epoch.clone(),
-                    publication,
-                });
+            self.release_held(&local);
+        }
+    }
+
+    /// Delivers the events held while the broker reconnected, in order,
+    /// until none is left (those arriving meanwhile are held behind them).
+    fn release_held(&self, local: &LocalChannel) {
+        loop {
+            let events = {
+                let mut state = lock(&local.state);
+                match state.held.as_mut() {
+                    Some(held) if !held.is_empty() => std::mem::take(held),
+                    _ => {
+                        state.held = None;
+                        return;
+                    }
+                }
+            };
+            for event in events {
+                self.process(local, event);
             }
         }
     }
@@ -812,6 +860,31 @@ mod tests {
         let late = texts(&late).await;
         assert_eq!(late.len(), 2, "the late one got 2 in its reply, then 3 once: {late:?}");
         assert!(late[1].contains(r#""offset":3"#), "{}", late[1]);
+    }
+
+    #[tokio::test]
+    async fn live_events_wait_while_the_broker_reconnects_until_the_history_was_read_again() {
+        let delaying = Arc::new(Delaying::default());
+        let node = Node::start(Arc::new(Shared(delaying.clone())), None).await.unwrap();
+        let q = queue();
+        node.subscribe("c", 1, &q, None, 100, reply).await.unwrap();
+        publish(&node, "c", "1").await;
+        assert_eq!(texts(&q).await.len(), 2);
+        let handler = Handler(Arc::downgrade(&node));
+        handler.on_connection_change(false);
+        // Published while the node was away; their live copies come in
+        // after the reconnect, before the node read the history again.
+        delaying.hold();
+        publish(&node, "c", "2").await;
+        publish(&node, "c", "3").await;
+        delaying.release();
+        assert!(q.is_empty(), "held until the history was read again");
+        handler.on_connection_change(true);
+        let got = tokio::time::timeout(Duration::from_secs(10), texts(&q)).await.unwrap();
+        assert_eq!(got.len(), 2, "2 and 3 once each: {got:?}");
+        assert!(got[0].contains(r#""offset":2"#) && got[1].contains(r#""offset":3"#), "{got:?}");
+        publish(&node, "c", "4").await;
+        assert!(texts(&q).await[0].contains(r#""offset":4"#), "live again");
     }
 
     #[tokio::test]

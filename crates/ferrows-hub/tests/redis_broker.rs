@@ -518,4 +518,19 @@ async fn a_publication_replaced_at_the_same_offset_gets_a_new_epoch_when_a_node_
     assert_eq!(resync.position.offset, 1);
     assert_eq!(offsets(&resync), vec![2]);
     assert_eq!(&resync.publications[0].data[..], b"c");
+    // Another node that had delivered "b" too comes second: the same fork
+    // and replay in the new epoch. One that had only "a" replays from
+    // there.
+    let second = broker.history("r", HistoryQuery::Resync { last: seen.clone(), time_ms, limit: 100 }).await.unwrap();
+    assert_eq!((second.position.clone(), offsets(&second)), (resync.position.clone(), vec![2]));
+    let behind = StreamPosition { offset: 1, epoch: seen.epoch.clone() };
+    let third = broker.history("r", HistoryQuery::Resync { last: behind, time_ms: 0, limit: 100 }).await.unwrap();
+    assert_eq!((third.position.offset, offsets(&third)), (1, vec![2]));
+    // A trimmed entry cannot be checked: not recoverable, no new epoch.
+    let later = broker.publish("r", data("d"), None, HistoryLimits::default()).await.unwrap();
+    redis_cmd(&server, &["XDEL", "ferrows.history.r", "3-0"]).await;
+    let at = StreamPosition { offset: 3, epoch: later.epoch.clone() };
+    let trimmed = broker.history("r", HistoryQuery::Resync { last: at, time_ms: 5, limit: 100 }).await.unwrap();
+    assert!(!trimmed.recovered);
+    assert_eq!(trimmed.position, later);
 }

@@ -289,7 +289,8 @@ pub struct Config {
     /// Redis URLs (redis broker): one, or a primary and its replicas,
     /// comma-separated.
     pub redis_url: String,
-    /// Replicas that must confirm a publication (Redis `WAIT`).
+    /// Replicas that must confirm a publication (Redis `WAIT`); 0 by
+    /// default: Redis's own asynchronous replication, no wait.
     pub redis_min_replicas: usize,
     /// Server API key (API disabled without one).
     pub api_key: Option<String>,

@@ -45,10 +45,12 @@ pub(crate) async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>,
             }
         };
         let _ = tcp.set_nodelay(true);
-        let counted = state.addresses.enter(peer.ip()).map(|slot| Counted { state: state.clone(), slot });
-        if counted.is_none() {
+        let Some(slot) = state.addresses.enter(peer.ip()) else {
             refused_by_address(&state, peer);
-        }
+            tokio::spawn(refuse(tcp, tls.is_some()));
+            continue;
+        };
+        let counted = Counted { state: state.clone(), slot };
         let (state, tls) = (state.clone(), tls.clone());
         tokio::spawn(async move {
             if let Err(e) = serve_connection(tcp, tls, state, counted).await {
@@ -87,31 +89,55 @@ fn refused_by_address(state: &AppState, peer: std::net::SocketAddr) {
     }
 }
 
+/// How long a refused connection is kept to take our answer: 1 s, so
+/// that refusals cost the server little even in a flood.
+const REFUSE_LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Answers a connection over `max_connections_per_address` at once, before
+/// its request (HTTP allows an early answer), without hyper: 429 with
+/// `Retry-After`, then its end, reading what the client still sends for at
+/// most [`REFUSE_LINGER`] so that the answer is not lost to a reset. Over
+/// TLS the connection is only closed: answering would need a handshake.
+async fn refuse(mut tcp: TcpStream, tls: bool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if tls {
+        return;
+    }
+    let body = json!({"error": {"code": 106, "message": "too many connections from this address"}}).to_string();
+    let answer = format!(
+        "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\ncache-control: no-store\r\n\
+         retry-after: 10\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(REFUSE_LINGER, async {
+        tcp.write_all(answer.as_bytes()).await?;
+        tcp.shutdown().await?;
+        let mut sink = [0u8; 1024];
+        while tcp.read(&mut sink).await? > 0 {}
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
+}
+
 /// Serves one HTTP connection: its requests, and the WebSocket it may turn
-/// into. A connection that is not `counted` (its address had too many
-/// open) gets 429 to its first request and is closed.
+/// into; counted for its address until it ends.
 async fn serve_connection(
     tcp: TcpStream,
     tls: Option<TlsAcceptor>,
     state: Arc<AppState>,
-    counted: Option<Counted>,
+    counted: Counted,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let mut builder = hyper::server::conn::http1::Builder::new();
     let head_timeout = state.config.request_timeout;
     builder
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(head_timeout)
-        .max_buf_size(state.config.max_request_head_size)
-        .keep_alive(counted.is_some());
-    let slot = counted.as_ref().map(|c| c.slot);
+        // hyper's smallest buffer is 8 KiB.
+        .max_buf_size(state.config.max_request_head_size.max(8192));
+    let slot = counted.slot;
     let service = service_fn(move |request| {
         let state = state.clone();
-        async move {
-            Ok::<_, Infallible>(match slot {
-                Some(slot) => route(request, state, slot).await,
-                None => too_many_connections(),
-            })
-        }
+        async move { Ok::<_, Infallible>(route(request, state, slot).await) }
     });
     match tls {
         Some(acceptor) => {
@@ -122,13 +148,6 @@ async fn serve_connection(
     }
     drop(counted);
     Ok(())
-}
-
-/// The answer on a connection over `max_connections_per_address`.
-fn too_many_connections() -> Response<Body> {
-    let mut response = error_response(StatusCode::TOO_MANY_REQUESTS, 106, "too many connections from this address");
-    response.headers_mut().insert(header::RETRY_AFTER, http::HeaderValue::from_static("10"));
-    response
 }
 
 fn respond(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {

@@ -123,11 +123,19 @@ impl AddressTable {
     }
 }
 
+/// The clock of the command rate: 100 µs, so that a connection's state is
+/// 32 bits (it wraps after 5 days: a command that comes exactly a multiple
+/// of that after the last, within about a second, may be refused once) and
+/// rates up to 10 000 commands per second are exact enough.
+const TICK_MICROS: u32 = 100;
+const TICKS_PER_SECOND: u32 = 1_000_000 / TICK_MICROS;
+
 /// The command rate a connection is held to: `rate` per second on average,
 /// with bursts of `burst` commands.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RateLimit {
-    /// Microseconds one command uses of the allowance (1 s / rate).
+    /// Ticks (of [`TICK_MICROS`]) one command uses of the allowance (1 s /
+    /// rate).
     interval: u32,
     /// How far ahead of now the allowance may be used before commands are
     /// refused: the burst, less one command.
@@ -156,27 +164,27 @@ impl RateLimit {
         if rate == 0 {
             return None;
         }
-        let interval = (1_000_000 / rate).max(1);
+        let interval = (TICKS_PER_SECOND / rate).max(1);
         let burst = burst.max(1);
         // Bounded so that the allowance never runs more than a few minutes
-        // ahead (the clock below wraps after 71 minutes).
-        let tolerance = interval.saturating_mul(burst - 1).min(60_000_000);
-        let flood = tolerance.saturating_add(interval.saturating_mul(burst)).min(120_000_000);
+        // ahead (the clock below wraps after 5 days).
+        let tolerance = interval.saturating_mul(burst - 1).min(60 * TICKS_PER_SECOND);
+        let flood = tolerance.saturating_add(interval.saturating_mul(burst)).min(120 * TICKS_PER_SECOND);
         Some(Self { interval, tolerance, flood, started: Instant::now() })
     }
 
-    /// Microseconds since the limit was made, wrapping (71 minutes).
+    /// Ticks since the limit was made, wrapping (after 5 days).
     fn now(&self) -> u32 {
         self.now_at(Instant::now())
     }
 
     fn now_at(&self, at: Instant) -> u32 {
-        at.saturating_duration_since(self.started).as_micros() as u32
+        (at.saturating_duration_since(self.started).as_micros() / u128::from(TICK_MICROS)) as u32
     }
 }
 
 /// One connection's use of its command allowance: the generic cell rate
-/// algorithm, whose whole state is the time (in microseconds, wrapping)
+/// algorithm, whose whole state is the time (in ticks, wrapping)
 /// at which the allowance is used up (the "theoretical arrival time").
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct CommandRate {
@@ -214,8 +222,8 @@ impl CommandRate {
 }
 
 #[cfg(test)]
-fn micros(d: std::time::Duration) -> u32 {
-    d.as_micros() as u32
+fn ticks(d: std::time::Duration) -> u32 {
+    (d.as_micros() / u128::from(TICK_MICROS)) as u32
 }
 
 #[cfg(test)]
@@ -271,7 +279,7 @@ mod tests {
         // 10 per second, bursts of 5.
         let limit = RateLimit::new(10, 5).unwrap();
         let mut rate = CommandRate { used_until: 0 };
-        let t = micros(Duration::from_secs(1));
+        let t = ticks(Duration::from_secs(1));
         let verdicts: Vec<Verdict> = (0..12).map(|_| rate.check_at(&limit, t)).collect();
         assert_eq!(&verdicts[..5], &[Verdict::Run; 5], "the burst runs");
         assert_eq!(&verdicts[5..10], &[Verdict::Refuse; 5], "then one more burst is refused");
@@ -283,7 +291,7 @@ mod tests {
         let limit = RateLimit::new(100, 1).unwrap();
         let mut rate = CommandRate { used_until: 0 };
         for i in 0..10_000u64 {
-            let t = micros(Duration::from_millis(10 * i + 1));
+            let t = ticks(Duration::from_millis(10 * i + 1));
             assert_eq!(rate.check_at(&limit, t), Verdict::Run, "command {i}");
         }
     }
@@ -291,16 +299,18 @@ mod tests {
     #[test]
     fn the_allowance_comes_back_after_a_pause_and_across_the_clock_wrap() {
         let limit = RateLimit::new(10, 2).unwrap();
-        let t = u32::MAX - 50_000;
+        let t = u32::MAX - 2_000;
         let mut rate = CommandRate { used_until: t };
         assert_eq!(rate.check_at(&limit, t), Verdict::Run);
         assert_eq!(rate.check_at(&limit, t), Verdict::Run);
         assert_eq!(rate.check_at(&limit, t), Verdict::Refuse);
         // 0.5 s later, past the wrap: the allowance is back.
-        let later = t.wrapping_add(500_000);
+        let later = t.wrapping_add(ticks(Duration::from_millis(500)));
+        assert!(later < t, "the clock wrapped");
         assert_eq!(rate.check_at(&limit, later), Verdict::Run);
-        // An hour later (the clock wrapped meanwhile): unused, not ahead.
-        let much_later = later.wrapping_add(micros(Duration::from_secs(3600)));
+        // Six days later (the clock wrapped again meanwhile): unused, not
+        // ahead.
+        let much_later = later.wrapping_add(ticks(Duration::from_secs(6 * 86_400)));
         assert_eq!(rate.check_at(&limit, much_later), Verdict::Run);
         assert_eq!(rate.check_at(&limit, much_later), Verdict::Run);
     }

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use cases::Answer;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wire::{ANSWER_WITHIN, Serve, exchange, listen, text};
 
 /// Connections per address of the main server: small, so that the flood
@@ -262,6 +262,13 @@ async fn connection_flood(addr: SocketAddr) -> Answer {
         if answer.status != 200 {
             let other = exchange(addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
             assert_eq!(other.status, 200, "another address is refused too: {}", other.text);
+            // A refused connection that sends nothing gets the answer at once
+            // and its end within a second: a flood of them holds no sockets.
+            let mut silent = wire::connect_from(flooder, addr).await.unwrap();
+            let mut all = Vec::new();
+            let ended = tokio::time::timeout(Duration::from_secs(3), silent.read_to_end(&mut all)).await;
+            assert!(ended.is_ok(), "a refused connection was held open");
+            assert!(String::from_utf8_lossy(&all).starts_with("HTTP/1.1 429"), "{}", String::from_utf8_lossy(&all));
             return Answer::Http(answer.status, answer.error);
         }
         tokio::time::sleep(Duration::from_millis(10)).await;

@@ -7,7 +7,7 @@
 //!
 //! | key | type | holds |
 //! | --- | --- | --- |
-//! | `P.meta.C` | hash | `epoch`, `top` (the last offset), `bytes` (payload bytes in history), `age` (max age in ms), `ttl` (the meta's own expiry in ms) |
+//! | `P.meta.C` | hash | `epoch`, `top` (the last offset), `bytes` (payload bytes in history), `age` (max age in ms), `ttl` (the meta's own expiry in ms); after a failover lost publications, `prev` (the epoch before) and `fork` (the last offset both share) |
 //! | `P.history.C` | stream | one entry per kept publication, ID `offset-0`, fields `t` (time, ms), `d` (data), `i` (info, when there is one) |
 //! | `P.presence.C` | hash | client id -> info |
 //! | `P.presence-expiry.C` | sorted set | client id, scored by the time (ms) its entry expires |
@@ -183,42 +183,57 @@ if mode == 'l' then
   return {epoch, top, 1, out}
 end
 local since = tonumber(ARGV[4])
-if mode == 'r' and ARGV[5] == epoch and since > 0 then
-  -- Did the history lose what a node delivered (a replica promoted before
-  -- it had it)? Its offset is past the end, or holds another publication.
-  local lost = since > top
-  if not lost and ARGV[7] ~= '0' then
-    local at = redis.call('XRANGE', hist, string.format('%d', since), string.format('%d', since))
-    if #at == 1 then
-      local fields = at[1][2]
-      for i = 1, #fields, 2 do
-        if fields[i] == 't' and fields[i + 1] ~= ARGV[7] then lost = true end
-      end
-    end
-  end
-  if lost then
-    -- A new epoch: nobody recovers across the loss. What the new primary
-    -- took since (entries made after the lost publication) is new to the
-    -- node: its subscribers restart before it, and it is replayed.
-    epoch = ARGV[1]
-    redis.call('HSET', meta, 'epoch', epoch)
-    local start, newer = top, {}
-    if ARGV[7] ~= '0' and top > 0 then
-      local tail = redis.call('XREVRANGE', hist, '+', '-', 'COUNT', ARGV[3])
-      for i = 1, #tail do
-        local t = 0
-        local fields = tail[i][2]
-        for k = 1, #fields, 2 do
-          if fields[k] == 't' then t = tonumber(fields[k + 1]) end
+-- Entries after `start`, at most `limit` (a node's replay after a loss).
+local function after(start)
+  if start >= top then return {} end
+  return redis.call('XRANGE', hist, string.format('%d', start + 1), '+', 'COUNT', ARGV[3])
+end
+if mode == 'r' and since > 0 then
+  if ARGV[5] == epoch then
+    -- Did the history lose what a node delivered (a replica promoted
+    -- before it had it)? Its offset is past the end, or holds another
+    -- publication (made at another time).
+    local lost, unknown = since > top, false
+    if not lost and ARGV[7] ~= '0' then
+      local at = redis.call('XRANGE', hist, string.format('%d', since), string.format('%d', since))
+      if #at == 1 then
+        local fields = at[1][2]
+        for i = 1, #fields, 2 do
+          if fields[i] == 't' and fields[i + 1] ~= ARGV[7] then lost = true end
         end
-        if t <= tonumber(ARGV[7]) then break end
-        newer[#newer + 1] = tail[i]
-        start = tonumber(string.match(tail[i][1], '^(%d+)')) - 1
+      else
+        -- Trimmed away: it cannot be checked, nor recovered from.
+        unknown = true
       end
     end
-    local replay = {}
-    for i = #newer, 1, -1 do replay[#replay + 1] = newer[i] end
-    return {epoch, start, 0, replay}
+    if lost then
+      -- A new epoch: nobody recovers across the loss. The fork is the last
+      -- entry made before the lost publication: what follows it was made
+      -- since, is new to every node, and is replayed.
+      local fork = top
+      if ARGV[7] ~= '0' then
+        local tail = redis.call('XREVRANGE', hist, '+', '-', 'COUNT', ARGV[3])
+        for i = 1, #tail do
+          local t = 0
+          local fields = tail[i][2]
+          for k = 1, #fields, 2 do
+            if fields[k] == 't' then t = tonumber(fields[k + 1]) end
+          end
+          if t <= tonumber(ARGV[7]) then break end
+          fork = tonumber(string.match(tail[i][1], '^(%d+)')) - 1
+        end
+      end
+      local previous = epoch
+      epoch = ARGV[1]
+      redis.call('HSET', meta, 'epoch', epoch, 'prev', previous, 'fork', fork)
+      return {epoch, fork, 0, after(fork)}
+    end
+    if unknown then return {epoch, top, 0, {}} end
+  elseif ARGV[5] == redis.call('HGET', meta, 'prev') then
+    -- Another node found the loss first: the same fork, from where this
+    -- one is (it may not have had everything before the fork).
+    local start = math.min(since, tonumber(redis.call('HGET', meta, 'fork') or top))
+    return {epoch, start, 0, after(start)}
   end
 end
 if ARGV[5] ~= epoch or since > top then return {epoch, top, 0, {}} end
@@ -306,6 +321,10 @@ impl Default for RedisOptions {
 struct Live {
     commands: MultiplexedConnection,
     pubsub: PubSubSink,
+    /// With `min_replicas`: publications and their `WAIT`, which blocks
+    /// the connection it runs on (every other command stays on
+    /// `commands`, the health checks included).
+    durable: Option<MultiplexedConnection>,
 }
 
 #[derive(Debug)]
@@ -529,6 +548,10 @@ impl Inner {
         if self.clients.len() > 1 {
             self.check_primary(&mut commands).await?;
         }
+        let durable = match self.options.min_replicas {
+            0 => None,
+            _ => Some(self.call("connect", client.get_multiplexed_async_connection_with_config(&config)).await?),
+        };
         let pubsub = self.call("connect pub/sub", client.get_async_pubsub()).await?;
         let (mut sink, stream) = pubsub.split();
         let subscribed = self.subscribed.lock().await;
@@ -536,7 +559,7 @@ impl Inner {
         for chunk in names.chunks(RESUBSCRIBE_CHUNK) {
             self.call("subscribe", sink.subscribe(chunk)).await?;
         }
-        *lock(&self.live) = Some(Live { commands, pubsub: sink });
+        *lock(&self.live) = Some(Live { commands, pubsub: sink, durable });
         self.set_health(true, None);
         drop(subscribed);
         Ok(stream)
@@ -823,7 +846,10 @@ impl Broker for RedisBroker {
                 .arg(max_age)
                 .arg(meta_ttl)
                 .arg(inner.pubsub_channel(channel));
-            let reply: Value = inner.call("publish", invocation.invoke_async(&mut live.commands)).await?;
+            // With replicas to wait for, the publication and its WAIT go on
+            // their own connection (WAIT holds it).
+            let connection = live.durable.as_mut().unwrap_or(&mut live.commands);
+            let reply: Value = inner.call("publish", invocation.invoke_async(connection)).await?;
             let parsed = as_array(&reply).and_then(|items| match items {
                 [epoch, top] => Some(StreamPosition {
                     offset: u64::try_from(as_int(top)?).ok()?,
@@ -838,7 +864,7 @@ impl Broker for RedisBroker {
                 // Half the call's bound: a late answer is a refusal, not a
                 // broker that stopped answering.
                 wait.arg(wanted).arg(ms(inner.options.command_timeout / 2));
-                let reached: i64 = inner.call("WAIT", wait.query_async(&mut live.commands)).await?;
+                let reached: i64 = inner.call("WAIT", wait.query_async(connection)).await?;
                 if (reached.max(0) as usize) < wanted {
                     return Err(BrokerError::Unavailable(format!(
                         "publication {} reached {reached} of the {wanted} replicas required",
