@@ -168,6 +168,8 @@ async fn commands_over_the_rate_are_refused_then_the_flood_is_closed() {
     let server = server(|config| {
         config.command_rate = 10;
         config.command_burst = 50;
+        // The flood's place is given back when it is closed (checked below).
+        config.max_connections_per_address = 2;
     })
     .await;
     let addr = server.local_addr();
@@ -199,9 +201,16 @@ async fn commands_over_the_rate_are_refused_then_the_flood_is_closed() {
     assert_eq!(close.unwrap().code, CloseCode(4006));
     assert_eq!(metric(addr, "ferrows_command_floods_total").await, 1.0);
     assert!(metric(addr, "ferrows_commands_over_rate_total").await >= 50.0);
-    // Everybody else is served.
+    // Everybody else is served, in the flood's place too.
+    drop(client);
     let mut other = Client::connect(addr, None).await;
     subscribe(&mut other, "after-the-flood").await;
+    common::eventually("the flood's place given back", || async {
+        common::raw_exchange(addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .starts_with("HTTP/1.1 200")
+    })
+    .await;
 }
 
 #[tokio::test]
