@@ -2,6 +2,7 @@
 # The whole test suite, from a fresh Debian machine with a Rust toolchain:
 # installs what the tests need, then runs formatting and lint checks, every
 # unit/integration/doc test (Redis ones against a real redis-server), the
+# packaging of every crate (`cargo package`, built from its tarball), the
 # interop tests against real peers, the JavaScript client's tests and the
 # browser end-to-end tests of `ferrows serve`, the fuzz
 # smoke runs and Autobahn|Testsuite in
@@ -40,6 +41,9 @@ fi
 
 step "release build"
 cargo build --release -p ferrows-cli
+
+step "cargo package: every crate packages and builds from its tarball alone"
+cargo package --workspace --allow-dirty --quiet
 
 step "interop: Python websockets, Node ws, headless Chromium"
 interop/run.sh

@@ -31,7 +31,7 @@ pub(crate) const MAX_BATCH: usize = 1000;
 const INDEX_HTML: &str = include_str!("../demo/index.html");
 const APP_JS: &str = include_str!("../demo/app.js");
 const STYLE_CSS: &str = include_str!("../demo/style.css");
-const CLIENT_JS: &str = include_str!("../../../clients/js/ferrows.js");
+const CLIENT_JS: &str = include_str!("../demo/ferrows.js");
 
 pub(crate) async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, state: Arc<AppState>) {
     loop {
