@@ -51,7 +51,8 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds, connects the broker and starts serving.
+    /// Binds, connects the broker the configuration names (memory or
+    /// Redis) and starts serving.
     pub async fn start(config: Config) -> Result<Self, StartError> {
         let broker: Arc<dyn Broker> = match config.broker {
             BrokerKind::Memory => Arc::new(MemoryBroker::new()),
@@ -64,6 +65,13 @@ impl Server {
                 .map_err(|e| StartError(format!("redis {}: {e}", config.redis_url)))?,
             ),
         };
+        Self::start_with(config, broker).await
+    }
+
+    /// Binds and starts serving over `broker`, any [`Broker`] (one of an
+    /// embedding application's own, say); `config.broker` and
+    /// `config.redis_url` are not used.
+    pub async fn start_with(config: Config, broker: Arc<dyn Broker>) -> Result<Self, StartError> {
         let tls = match &config.tls {
             Some((cert, key)) => Some(tokio_rustls::TlsAcceptor::from(
                 ferrows::tls::server_config_from_files(cert, key).map_err(|e| StartError(format!("TLS: {e}")))?,

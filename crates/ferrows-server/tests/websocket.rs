@@ -466,3 +466,27 @@ async fn hostile_frames_get_the_close_codes_of_the_library() {
     let mut fine = Client::connect(addr, None).await;
     subscribe(&mut fine, "after:hostile").await;
 }
+
+/// An embedder brings its own broker: the configuration's broker and Redis
+/// URL are not used.
+#[tokio::test]
+async fn a_server_runs_over_a_broker_it_is_given() {
+    let config = ferrows_server::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        api_key: Some("test-key".into()),
+        broker: ferrows_server::BrokerKind::Redis,
+        redis_url: "redis://127.0.0.1:1".into(),
+        ..ferrows_server::Config::default()
+    };
+    let broker = std::sync::Arc::new(ferrows_hub::broker::MemoryBroker::new());
+    let server = ferrows_server::Server::start_with(config, broker.clone()).await.expect("starts without Redis");
+    let addr = server.local_addr();
+    let mut client = Client::connect(addr, None).await;
+    subscribe(&mut client, "given").await;
+    // Published straight into the broker: the server delivers it.
+    use ferrows_hub::broker::Broker;
+    broker.publish("given", bytes::Bytes::from_static(b"7"), None, Default::default()).await.unwrap();
+    assert_eq!(next_publication(&mut client).await["data"], 7);
+    let (status, health) = http(addr, "GET", "/healthz", &[], "").await;
+    assert_eq!((status, health["broker"]["kind"].as_str()), (200, Some("memory")));
+}
