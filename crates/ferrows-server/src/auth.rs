@@ -4,7 +4,18 @@
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
-use crate::config::AuthConfig;
+/// Token verification keys and the anonymous policy.
+#[derive(Debug, Clone, Default)]
+pub struct AuthConfig {
+    /// HS256 secret.
+    pub hmac_secret: Option<String>,
+    /// RS256 public key (PEM).
+    pub rsa_public_key: Option<Vec<u8>>,
+    /// ES256 public key (PEM).
+    pub ecdsa_public_key: Option<Vec<u8>>,
+    /// Clients may connect without a token.
+    pub allow_anonymous: bool,
+}
 
 /// The claims a token carries.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]

@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ferrows_hub::HistoryLimits;
+
+pub use crate::auth::AuthConfig;
 use serde::Deserialize;
 
 /// Largest client message: 64 KiB. Commands are small; a publication
@@ -264,19 +266,6 @@ struct FileConfig {
     /// every namespace when no `[namespaces]` are configured.
     default_namespace: Option<NamespaceConfig>,
     namespaces: HashMap<String, NamespaceConfig>,
-}
-
-/// Token verification keys and the anonymous policy.
-#[derive(Debug, Clone, Default)]
-pub struct AuthConfig {
-    /// HS256 secret.
-    pub hmac_secret: Option<String>,
-    /// RS256 public key (PEM).
-    pub rsa_public_key: Option<Vec<u8>>,
-    /// ES256 public key (PEM).
-    pub ecdsa_public_key: Option<Vec<u8>>,
-    /// Clients may connect without a token.
-    pub allow_anonymous: bool,
 }
 
 /// The resolved configuration of a server.

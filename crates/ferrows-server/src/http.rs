@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -15,11 +15,9 @@ use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
+use crate::answer::{Body, error_body, error_response, json_response, respond};
 use crate::limits::AddressSlot;
 use crate::state::{AppState, broker_error};
-
-/// The body of answers.
-pub(crate) type Body = Full<Bytes>;
 
 /// Largest request body of the server API (a batch): 1 MiB.
 const MAX_API_BODY: usize = 1 << 20;
@@ -103,7 +101,7 @@ async fn refuse(mut tcp: TcpStream, tls: bool) {
     if tls {
         return;
     }
-    let body = json!({"error": {"code": 106, "message": "too many connections from this address"}}).to_string();
+    let body = error_body(106, "too many connections from this address");
     let answer = format!(
         "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\ncache-control: no-store\r\n\
          retry-after: 10\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
@@ -148,23 +146,6 @@ async fn serve_connection(
     }
     drop(counted);
     Ok(())
-}
-
-fn respond(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, content_type)
-        .header(header::CACHE_CONTROL, "no-store")
-        .body(Full::new(body.into()))
-        .expect("static parts are valid")
-}
-
-pub(crate) fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
-    respond(status, "application/json", value.to_string())
-}
-
-pub(crate) fn error_response(status: StatusCode, code: u16, message: &str) -> Response<Body> {
-    json_response(status, &json!({"error": {"code": code, "message": message}}))
 }
 
 async fn route(request: Request<Incoming>, state: Arc<AppState>, slot: AddressSlot) -> Response<Body> {

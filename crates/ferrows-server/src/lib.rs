@@ -11,6 +11,7 @@
 //! # Ok(()) }
 //! ```
 
+mod answer;
 pub mod auth;
 pub mod config;
 mod http;

@@ -18,8 +18,8 @@ use ferrows_hub::StreamPosition;
 use ferrows_hub::broker::{HistoryAnswer, HistoryQuery};
 use ferrows_hub::queue::ClientQueue;
 
+use crate::answer::{Body, error_response, json_response};
 use crate::config::MAX_LONG_POLL;
-use crate::http::{Body, error_response, json_response};
 use crate::session::position_result;
 use crate::state::AppState;
 
