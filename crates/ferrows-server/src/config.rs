@@ -266,6 +266,8 @@ struct FileConfig {
     /// every namespace when no `[namespaces]` are configured.
     default_namespace: Option<NamespaceConfig>,
     namespaces: HashMap<String, NamespaceConfig>,
+    /// Refuse channels of namespaces not named (default: when some are).
+    strict_namespaces: Option<bool>,
 }
 
 /// The resolved configuration of a server.
@@ -319,18 +321,24 @@ pub struct Config {
     pub command_burst: u32,
     /// The default namespace's options.
     pub default_namespace: NamespaceConfig,
-    /// Namespaces with their own options. Without a configuration file
-    /// that names some, this is the demo's `chat` (join/leave pushes on).
+    /// Namespaces with their own options (none by default; `ferrows serve`
+    /// without a configuration file has the demo's `chat`).
     pub namespaces: HashMap<String, NamespaceConfig>,
     /// Channels of namespaces not in `namespaces` are refused (error 102)
-    /// rather than given the default namespace's options: the case when
-    /// the configuration file names its namespaces.
+    /// rather than given the default namespace's options: by default, when
+    /// the configuration file names namespaces (`strict_namespaces` in it
+    /// says otherwise).
     pub strict_namespaces: bool,
 }
 
+/// The demo's configuration (`demo/serve.toml`): what [`Config::resolve`]
+/// reads when it is given no configuration file.
+const DEMO_CONFIG: &str = include_str!("../demo/serve.toml");
+
+/// The library's defaults: no namespace of the demo.
 impl Default for Config {
     fn default() -> Self {
-        Self::resolve(ServeArgs::default()).expect("defaults are valid")
+        Self::merge(ServeArgs::default(), FileConfig::default()).expect("defaults are valid")
     }
 }
 
@@ -339,16 +347,20 @@ fn seconds(value: f64, what: &str) -> Result<Duration, String> {
 }
 
 impl Config {
-    /// Merges flags and environment (`args`), the TOML file they name, and
-    /// the defaults.
+    /// Merges flags and environment (`args`), the TOML file they name (the
+    /// demo's, `demo/serve.toml`, when they name none), and the defaults.
     pub fn resolve(args: ServeArgs) -> Result<Self, String> {
         let file = match &args.config {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
                 toml::from_str::<FileConfig>(&text).map_err(|e| format!("{}: {e}", path.display()))?
             }
-            None => FileConfig::default(),
+            None => toml::from_str::<FileConfig>(DEMO_CONFIG).map_err(|e| format!("the demo's configuration: {e}"))?,
         };
+        Self::merge(args, file)
+    }
+
+    fn merge(args: ServeArgs, file: FileConfig) -> Result<Self, String> {
         let read_key = |path: Option<PathBuf>| -> Result<Option<Vec<u8>>, String> {
             path.map(|p| std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))).transpose()
         };
@@ -420,12 +432,8 @@ impl Config {
             command_rate: args.command_rate.or(file.command_rate).unwrap_or(DEFAULT_COMMAND_RATE),
             command_burst: args.command_burst.or(file.command_burst).unwrap_or(DEFAULT_COMMAND_BURST).max(1),
             default_namespace: file.default_namespace.unwrap_or_default(),
-            strict_namespaces: !file.namespaces.is_empty(),
-            namespaces: if file.namespaces.is_empty() {
-                HashMap::from([("chat".to_owned(), NamespaceConfig { join_leave: true, ..NamespaceConfig::default() })])
-            } else {
-                file.namespaces
-            },
+            strict_namespaces: file.strict_namespaces.unwrap_or(!file.namespaces.is_empty()),
+            namespaces: file.namespaces,
         };
         Ok(config)
     }
@@ -497,8 +505,15 @@ publish = false
     }
 
     #[test]
-    fn defaults_serve_the_demo() {
+    fn the_library_defaults_have_no_demo() {
         let config = Config::default();
+        assert!(config.namespaces.is_empty() && !config.strict_namespaces);
+        assert!(config.namespace("chat").is_some_and(|n| !n.join_leave), "the default namespace's options");
+    }
+
+    #[test]
+    fn defaults_serve_the_demo() {
+        let config = Config::resolve(ServeArgs::default()).unwrap();
         assert_eq!(config.listen.to_string(), "127.0.0.1:8000");
         assert!(config.auth.allow_anonymous);
         assert!(config.namespace("chat").is_some_and(|n| n.anonymous && n.publish && n.presence && n.join_leave));
