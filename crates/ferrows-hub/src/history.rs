@@ -12,6 +12,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+/// The clock of publication times: milliseconds since the Unix epoch (0
+/// if the system clock is before it). Brokers that keep history in this
+/// process and the node's local channels read it here.
+pub(crate) fn now_ms() -> u64 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
 /// Where a publication stands in its channel's stream.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct StreamPosition {

@@ -242,7 +242,7 @@ impl Node {
             Some(last) => (last.epoch.clone(), last.offset + 1),
             None => ("local".to_owned(), 1),
         };
-        let publication = Publication { offset, data, info: None, time_ms: crate::broker::memory::now_ms() };
+        let publication = Publication { offset, data, info: None, time_ms: crate::history::now_ms() };
         self.on_event(BrokerEvent::Publication { channel: channel.to_owned(), epoch, publication });
     }
 
@@ -310,7 +310,7 @@ impl Node {
         drop(state);
         self.stats.deliveries.fetch_add(delivered, Ordering::Relaxed);
         if let Some(observe) = &self.fanout_observer {
-            let now_ms = crate::broker::memory::now_ms();
+            let now_ms = crate::history::now_ms();
             let seconds = published_ms.map(|published| now_ms.saturating_sub(published) as f64 / 1000.0);
             let direct_bytes = direct * message.payload().len() as u64;
             observe(&Fanout { seconds, direct, direct_bytes });

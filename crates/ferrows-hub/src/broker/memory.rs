@@ -5,12 +5,11 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
 use super::{BoxFuture, Broker, BrokerError, BrokerEvent, BrokerHandler, BrokerHealth, HistoryAnswer, HistoryQuery};
-use crate::history::{ChannelHistory, HistoryLimits, Recovery, StreamPosition};
+use crate::history::{ChannelHistory, HistoryLimits, Recovery, StreamPosition, now_ms};
 
 /// Operations between two sweeps of channels left with nothing in them.
 const SWEEP_EVERY: u64 = 4096;
@@ -41,10 +40,6 @@ impl std::fmt::Debug for MemoryBroker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MemoryBroker").field("channels", &self.lock().len()).finish()
     }
-}
-
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 impl MemoryBroker {
