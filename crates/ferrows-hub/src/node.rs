@@ -10,7 +10,6 @@
 //! repeated between "what you missed" and "what comes next".
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
@@ -105,20 +104,6 @@ struct LocalChannel {
     state: Mutex<ChannelState>,
 }
 
-/// Counters of a node, for metrics.
-#[derive(Debug, Default)]
-pub struct NodeStats {
-    /// Publications received from the broker for a channel with local
-    /// subscribers.
-    pub publications: AtomicU64,
-    /// Messages put in subscribers' queues by fan-out.
-    pub deliveries: AtomicU64,
-    /// Subscribers dropped because their queue overflowed.
-    pub slow_consumers: AtomicU64,
-    /// Broker reconnections seen.
-    pub broker_reconnects: AtomicU64,
-}
-
 /// What one fan-out did, for an observer's metrics.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Fanout {
@@ -132,9 +117,15 @@ pub struct Fanout {
     pub direct_bytes: u64,
 }
 
-/// Called after each fan-out (counting there, once per fan-out, what no
-/// connection sees: the direct writes).
-pub type FanoutObserver = Box<dyn Fn(&Fanout) + Send + Sync>;
+/// What a node reports, for its server's metrics (the node keeps no
+/// counters of its own: one registry, the server's).
+pub trait NodeObserver: Send + Sync {
+    /// After each fan-out (counting there, once per fan-out, what no
+    /// connection sees: the direct writes).
+    fn fanout(&self, fanout: &Fanout);
+    /// The broker reconnected (the node reads its channels' history again).
+    fn broker_reconnected(&self) {}
+}
 
 /// Why a subscribe failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,8 +140,7 @@ pub enum SubscribeError {
 pub struct Node {
     broker: Arc<dyn Broker>,
     channels: Mutex<HashMap<String, Arc<LocalChannel>>>,
-    stats: NodeStats,
-    fanout_observer: Option<FanoutObserver>,
+    observer: Option<Box<dyn NodeObserver>>,
 }
 
 impl std::fmt::Debug for Node {
@@ -190,7 +180,9 @@ impl BrokerHandler for Handler {
             return;
         }
         {
-            node.stats.broker_reconnects.fetch_add(1, Ordering::Relaxed);
+            if let Some(observer) = &node.observer {
+                observer.broker_reconnected();
+            }
             tokio::spawn(async move { node.resync().await });
         }
     }
@@ -200,14 +192,9 @@ impl Node {
     /// A node on `broker`; starts the broker's delivery to it.
     pub async fn start(
         broker: Arc<dyn Broker>,
-        fanout_observer: Option<FanoutObserver>,
+        observer: Option<Box<dyn NodeObserver>>,
     ) -> Result<Arc<Self>, BrokerError> {
-        let node = Arc::new(Self {
-            broker: broker.clone(),
-            channels: Mutex::new(HashMap::new()),
-            stats: NodeStats::default(),
-            fanout_observer,
-        });
+        let node = Arc::new(Self { broker: broker.clone(), channels: Mutex::new(HashMap::new()), observer });
         broker.start(Arc::new(Handler(Arc::downgrade(&node)))).await?;
         Ok(node)
     }
@@ -215,11 +202,6 @@ impl Node {
     /// The broker behind this node.
     pub fn broker(&self) -> &Arc<dyn Broker> {
         &self.broker
-    }
-
-    /// This node's counters.
-    pub fn stats(&self) -> &NodeStats {
-        &self.stats
     }
 
     /// Channels with local subscribers.
@@ -299,21 +281,19 @@ impl Node {
                 }
                 state.last = Some(StreamPosition { offset, epoch: epoch.clone() });
                 state.last_time_ms = published_ms.unwrap_or(0);
-                self.stats.publications.fetch_add(1, Ordering::Relaxed);
                 Some((offset, epoch.as_str()))
             }
             // Join and leave events are not part of the stream: a joining
             // subscriber simply starts with the next one.
             None => None,
         };
-        let (delivered, direct) = self.fan_out(&mut state, &message, hold);
+        let direct = self.fan_out(&mut state, &message, hold);
         drop(state);
-        self.stats.deliveries.fetch_add(delivered, Ordering::Relaxed);
-        if let Some(observe) = &self.fanout_observer {
+        if let Some(observer) = &self.observer {
             let now_ms = crate::history::now_ms();
             let seconds = published_ms.map(|published| now_ms.saturating_sub(published) as f64 / 1000.0);
             let direct_bytes = direct * message.payload().len() as u64;
-            observe(&Fanout { seconds, direct, direct_bytes });
+            observer.fanout(&Fanout { seconds, direct, direct_bytes });
         }
     }
 
@@ -407,8 +387,8 @@ impl Node {
             }
             Some(_) => {}
         }
+        // An overflow ends the session, which counts it.
         if overflow {
-            self.stats.slow_consumers.fetch_add(u64::from(queue.overflowed()), Ordering::Relaxed);
             state.floors.remove(&client);
         } else {
             state.subscribers.insert(client, Subscriber::Live(queue.clone()));
@@ -422,15 +402,8 @@ impl Node {
     /// joining. Subscribers whose queue overflows are dropped as slow (and
     /// those whose queue was closed, as gone). Returns how many subscribers
     /// took it, and how many of those by a direct write.
-    fn fan_out(
-        &self,
-        state: &mut ChannelState,
-        message: &Arc<PreparedMessage>,
-        hold: Option<(u64, &str)>,
-    ) -> (u64, u64) {
+    fn fan_out(&self, state: &mut ChannelState, message: &Arc<PreparedMessage>, hold: Option<(u64, &str)>) -> u64 {
         let mut slow = Vec::new();
-        let mut overflowed = 0;
-        let mut delivered = 0;
         let started = Instant::now();
         let direct = state.pace.direct(started, state.subscribers.len());
         let mut writes = 0u32;
@@ -450,14 +423,9 @@ impl Node {
                     let taken =
                         if direct { queue.deliver(message) } else { queue.push(message.clone()).map(|_| false) };
                     match taken {
-                        Ok(wrote) => {
-                            delivered += 1;
-                            writes += u32::from(wrote);
-                        }
-                        Err(_) => {
-                            overflowed += u64::from(queue.overflowed());
-                            slow.push(*client);
-                        }
+                        Ok(wrote) => writes += u32::from(wrote),
+                        // The session ends on the overflow, and counts it.
+                        Err(_) => slow.push(*client),
                     }
                 }
                 Subscriber::Joining(held) => {
@@ -472,8 +440,7 @@ impl Node {
             state.subscribers.remove(client);
             state.floors.remove(client);
         }
-        self.stats.slow_consumers.fetch_add(overflowed, Ordering::Relaxed);
-        (delivered, u64::from(writes))
+        u64::from(writes)
     }
 
     /// Tells the live subscribers of a channel that its stream restarted
@@ -681,7 +648,6 @@ mod tests {
             assert!(got[1].contains(r#""offset":1,"data":{"n":1}"#), "{}", got[1]);
             assert!(got[2].contains(r#""offset":2,"data":{"n":2}"#), "{}", got[2]);
         }
-        assert_eq!(node.stats().deliveries.load(Ordering::Relaxed), 4);
         let again = node.subscribe("chat", 1, &a, None, 100, reply).await;
         assert_eq!(again.unwrap_err(), SubscribeError::AlreadySubscribed);
     }
@@ -726,7 +692,6 @@ mod tests {
         }
         assert!(slow.overflowed());
         assert_eq!(node.subscriber_count("c"), 1);
-        assert_eq!(node.stats().slow_consumers.load(Ordering::Relaxed), 1);
         assert_eq!(texts(&fast).await.len(), 6);
     }
 

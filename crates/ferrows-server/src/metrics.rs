@@ -34,6 +34,9 @@ pub struct Metrics {
     pub slow_consumers: Counter,
     /// Whether the broker is reachable (1) or not (0).
     pub broker_up: Gauge,
+    /// Times the broker reconnected (each followed by a history read of
+    /// every channel with subscribers here).
+    pub broker_reconnects: Counter,
     /// HTTP polling requests answered.
     pub poll_requests: Counter,
     /// Commands answered with an error.
@@ -70,6 +73,7 @@ impl Metrics {
             fanout_latency: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
             slow_consumers: Counter::default(),
             broker_up: Gauge::default(),
+            broker_reconnects: Counter::default(),
             poll_requests: Counter::default(),
             command_errors: Counter::default(),
             refused_by_address: Counter::default(),
@@ -105,6 +109,11 @@ impl Metrics {
             metrics.slow_consumers.clone(),
         );
         registry.register("broker_up", "Whether the broker is reachable", metrics.broker_up.clone());
+        registry.register(
+            "broker_reconnects",
+            "Times the broker reconnected (every channel's history read again)",
+            metrics.broker_reconnects.clone(),
+        );
         registry.register("poll_requests", "HTTP polling requests answered", metrics.poll_requests.clone());
         registry.register("command_errors", "Commands answered with an error", metrics.command_errors.clone());
         registry.register(

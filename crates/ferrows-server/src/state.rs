@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use ferrows::{ServerConfig, WebSocketConfig};
 use ferrows_hub::broker::{Broker, BrokerError};
-use ferrows_hub::node::{Fanout, Node, SubscribeError};
+use ferrows_hub::node::{Fanout, Node, NodeObserver, SubscribeError};
 use ferrows_hub::queue::ClientQueue;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -16,6 +16,27 @@ use crate::config::{Config, NamespaceConfig, is_valid_channel, namespace_of};
 use crate::limits::{AddressTable, RateLimit};
 use crate::metrics::Metrics;
 use crate::session::SessionOutlet;
+
+/// The node's reports, counted in the server's metrics.
+struct MetricsObserver(Arc<Metrics>);
+
+impl NodeObserver for MetricsObserver {
+    fn fanout(&self, fanout: &Fanout) {
+        let metrics = &self.0;
+        if let Some(seconds) = fanout.seconds {
+            metrics.fanout_latency.observe(seconds);
+        }
+        if fanout.direct > 0 {
+            metrics.messages_out.inc_by(fanout.direct);
+            metrics.direct_out.inc_by(fanout.direct);
+            metrics.bytes_out.inc_by(fanout.direct_bytes);
+        }
+    }
+
+    fn broker_reconnected(&self) {
+        self.0.broker_reconnects.inc();
+    }
+}
 
 /// The namespace of server-made channels (`$sys:stats`): anyone connected
 /// may subscribe, nobody may publish, nothing is tracked.
@@ -56,19 +77,7 @@ impl AppState {
     pub(crate) async fn new(config: Config, broker: Arc<dyn Broker>) -> Result<Arc<Self>, String> {
         let auth = Authenticator::new(&config.auth)?;
         let metrics = Arc::new(Metrics::new());
-        let observer = {
-            let metrics = metrics.clone();
-            Box::new(move |fanout: &Fanout| {
-                if let Some(seconds) = fanout.seconds {
-                    metrics.fanout_latency.observe(seconds);
-                }
-                if fanout.direct > 0 {
-                    metrics.messages_out.inc_by(fanout.direct);
-                    metrics.direct_out.inc_by(fanout.direct);
-                    metrics.bytes_out.inc_by(fanout.direct_bytes);
-                }
-            })
-        };
+        let observer = Box::new(MetricsObserver(metrics.clone()));
         let node = Node::start(broker, Some(observer)).await.map_err(|e| e.to_string())?;
         let mut websocket = ServerConfig {
             subprotocols: vec!["ferrows.json".to_owned()],

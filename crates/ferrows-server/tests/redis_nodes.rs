@@ -110,4 +110,5 @@ async fn redis_killed_and_restarted_while_clients_stay_connected() {
     let reply = on_a.call(json!({"publish": {"channel": "live", "data": "from a again"}})).await;
     assert!(reply.get("result").is_some(), "{reply}");
     assert_eq!(next_publication(&mut on_b).await["data"], "from a again");
+    assert_eq!(metric(addr, "ferrows_broker_reconnects_total").await, 1.0);
 }
