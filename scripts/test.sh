@@ -43,7 +43,14 @@ step "release build"
 cargo build --release -p ferrows-cli
 
 step "cargo package: every crate packages and builds from its tarball alone"
-cargo package --workspace --allow-dirty --quiet
+# Cargo treats the workspace's own packages, verified from its temporary
+# registry, like published ones: their extraction (under CARGO_HOME) and
+# their build are reused by a later run of the same version even though
+# the sources changed. So: no old extraction, and a target directory of
+# its own, emptied first.
+rm -rf target/package-check "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/ferrows*
+CARGO_TARGET_DIR=target/package-check cargo package --workspace --allow-dirty --quiet
+rm -rf target/package-check
 
 step "interop: Python websockets, Node ws, headless Chromium"
 interop/run.sh
