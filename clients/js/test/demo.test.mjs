@@ -1,7 +1,8 @@
 // The browser demo served by `ferrows serve`, in headless Chromium. Needs
 // /usr/bin/chromium and playwright-core (both installed for the interop
 // tests by scripts/install-interop.sh; PLAYWRIGHT_CORE may name another
-// copy of the package); skipped without them.
+// copy of the package). Without them the tests fail and say what to
+// install: scripts/test.sh installs both before it runs them.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
@@ -17,7 +18,7 @@ let server;
 let browser;
 
 before(async () => {
-  if (missing) return;
+  if (missing) throw new Error(`${missing}: run scripts/install-interop.sh (scripts/test.sh does)`);
   const { chromium } = await import(pathToFileURL(path.join(playwrightDir, "index.mjs")).href);
   server = await startServer();
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
@@ -45,7 +46,7 @@ const waitConnected = (page) => page.waitForFunction(() => document.querySelecto
 const hasMessage = (page, text) =>
   page.waitForFunction((t) => [...document.querySelectorAll("#messages .message")].some((m) => m.textContent.includes(t)), text);
 
-test("chat between two pages: messages, presence, stats, rooms, history", { skip: missing ?? false }, async (t) => {
+test("chat between two pages: messages, presence, stats, rooms, history", async (t) => {
   const a = await openDemo(t);
   const b = await openDemo(t);
   await a.fill("#name", "alice");
@@ -86,7 +87,7 @@ test("chat between two pages: messages, presence, stats, rooms, history", { skip
   assert.equal(await c.$$eval("#messages .message", (m) => m.length), 2);
 });
 
-test("the status shows the reconnection; the page works again after a restart", { skip: missing ?? false }, async (t) => {
+test("the status shows the reconnection; the page works again after a restart", async (t) => {
   const page = await openDemo(t, "#restart-room");
   const port = server.port;
   await server.stop();
