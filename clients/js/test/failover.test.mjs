@@ -114,6 +114,19 @@ async function checkDelivery(subscribers, pub, what) {
   return { acked: pub.acked.length, unacked: pub.failed.length, unackedDeliveredPerSubscriber: unackedDelivered / subscribers.length };
 }
 
+/** Resolves once every client of `moved` is connected and subscribed again, on another server than `gone`. */
+function backElsewhere(moved, gone, what) {
+  return withTimeout(
+    (async () => {
+      while (!moved.every((s) => s.client.state === "connected" && s.client.url !== gone && s.sub.state === "subscribed")) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    })(),
+    what,
+    BACK_WITHIN_MS,
+  );
+}
+
 test("a node killed with SIGKILL while publications flow: every client is back within 10 s and gets every acknowledged publication once, in order", async () => {
   const redis = await new RedisServer().start();
   const config = configFile();
@@ -134,15 +147,7 @@ test("a node killed with SIGKILL while publications flow: every client is back w
     const killedAt = Date.now();
     await nodes[0].stop("SIGKILL");
     // Every client of the dead node is connected again, elsewhere.
-    await withTimeout(
-      (async () => {
-        while (!onVictim.every((s) => s.client.state === "connected" && s.client.url !== urls[0] && s.sub.state === "subscribed")) {
-          await new Promise((r) => setTimeout(r, 20));
-        }
-      })(),
-      "the dead node's clients to be back elsewhere",
-      BACK_WITHIN_MS,
-    );
+    await backElsewhere(onVictim, urls[0], "the dead node's clients to be back elsewhere");
     const backMs = Date.now() - killedAt;
     await new Promise((r) => setTimeout(r, 1500));
     await pub.stop();
@@ -266,15 +271,7 @@ test("a node drained with SIGTERM while publications flow: its clients move and 
     moved = onNode.length;
     const started = Date.now();
     await nodes[0].stop("SIGTERM");
-    await withTimeout(
-      (async () => {
-        while (!onNode.every((s) => s.client.state === "connected" && s.client.url !== urls[0] && s.sub.state === "subscribed")) {
-          await new Promise((r) => setTimeout(r, 20));
-        }
-      })(),
-      "the drained node's clients to be back elsewhere",
-      BACK_WITHIN_MS,
-    );
+    await backElsewhere(onNode, urls[0], "the drained node's clients to be back elsewhere");
     return { drainedAndBackMs: Date.now() - started };
   }, async ({ subscribers, pub, detail }) => {
     const summary = await checkDelivery(subscribers, pub, "node drained");

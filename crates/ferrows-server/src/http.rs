@@ -24,7 +24,7 @@ const MAX_API_BODY: usize = 1 << 20;
 /// Publications per batch of the server API: 1 000, so that one request
 /// cannot hold the server (and the broker) for long; more are refused
 /// whole (413, error 106) before any is published.
-pub(crate) const MAX_BATCH: usize = 1000;
+const MAX_BATCH: usize = 1000;
 
 const INDEX_HTML: &str = include_str!("../demo/index.html");
 const APP_JS: &str = include_str!("../demo/app.js");

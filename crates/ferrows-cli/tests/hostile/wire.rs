@@ -125,25 +125,10 @@ pub(crate) async fn exchange(addr: SocketAddr, request: &[u8]) -> HttpAnswer {
     read_answer(&mut tcp).await
 }
 
-/// A masked client frame (key 0x01020304) with the first header byte
-/// `first` (FIN, RSV and opcode).
+/// A masked client frame with the first header byte `first` (FIN, RSV and
+/// opcode): the library's test frame builder.
 pub(crate) fn frame(first: u8, payload: &[u8]) -> Vec<u8> {
-    let key = [1u8, 2, 3, 4];
-    let mut out = vec![first];
-    match payload.len() {
-        n if n < 126 => out.push(0x80 | n as u8),
-        n if n <= 0xFFFF => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&key);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-    out
+    ferrows::testing::client_frame(first, payload)
 }
 
 /// A text frame of `text`.
