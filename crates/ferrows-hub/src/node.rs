@@ -371,11 +371,12 @@ impl Node {
         }
         // The channel's own position only when it had none: publications
         // the others have not had yet may be on their way.
-        let others_joining = state.subscribers.values().any(|s| matches!(s, Subscriber::Joining(_)));
         match &state.last {
             // The channel's first position, unless another first subscriber
-            // is still reading (its reply may end before this one's).
-            None if !others_joining => {
+            // is still reading (its reply may end before this one's). (Looked
+            // for only while the channel has no position: not once per
+            // subscribe of a storm.)
+            None if !state.subscribers.values().any(|s| matches!(s, Subscriber::Joining(_))) => {
                 state.last = Some(position.clone());
                 state.last_time_ms = 0;
             }
