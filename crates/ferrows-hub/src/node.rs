@@ -14,11 +14,11 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ferrows_proto::{PreparedMessage, Utf8Bytes};
+use ferrows_proto::PreparedMessage;
 
 use crate::broker::{Broker, BrokerError, BrokerEvent, BrokerHandler, HistoryAnswer, HistoryQuery};
 use crate::history::{Publication, StreamPosition};
-use crate::protocol::{event_push, publication_push, reset_push};
+use crate::protocol::{Encoded, Event, Info, Pub, Push};
 use crate::queue::ClientQueue;
 
 /// Identifies a client connection within this node.
@@ -27,7 +27,7 @@ pub type ClientId = u64;
 enum Subscriber {
     Live(ClientQueue),
     /// Reading its history: publications wait here (offset, epoch, push).
-    Joining(Vec<(u64, String, Arc<PreparedMessage>)>),
+    Joining(Vec<(u64, String, Arc<Encoded>)>),
 }
 
 #[derive(Default)]
@@ -153,13 +153,6 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// A push as the WebSocket message every subscriber shares; `None` if it
-/// is not UTF-8 (data from a broker that another writer corrupted).
-fn text_message(push: Vec<u8>) -> Option<Arc<PreparedMessage>> {
-    let text = Utf8Bytes::try_from_bytes(Bytes::from(push)).ok()?;
-    Some(Arc::new(PreparedMessage::text(text)))
-}
-
 /// Forwards the broker's events to a node without keeping it alive.
 struct Handler(Weak<Node>);
 
@@ -246,25 +239,16 @@ impl Node {
 
     /// Delivers one event to the channel's subscribers.
     fn process(&self, local: &LocalChannel, event: BrokerEvent) {
-        let (channel, epoch, offset, push, published_ms) = match event {
+        let (channel, epoch, offset, event, published_ms) = match event {
             BrokerEvent::Publication { channel, epoch, publication } => {
-                let push =
-                    publication_push(&channel, publication.offset, &publication.data, publication.info.as_deref());
-                (channel, Some(epoch), publication.offset, push, Some(publication.time_ms))
+                let offset = publication.offset;
+                (channel, Some(epoch), offset, Event::Pub(Pub::from(&publication)), Some(publication.time_ms))
             }
-            BrokerEvent::Join { channel, info } => {
-                let push = event_push(&channel, "join", &info);
-                (channel, None, 0, push, None)
-            }
-            BrokerEvent::Leave { channel, info } => {
-                let push = event_push(&channel, "leave", &info);
-                (channel, None, 0, push, None)
-            }
+            BrokerEvent::Join { channel, info } => (channel, None, 0, Event::Join(Info(info)), None),
+            BrokerEvent::Leave { channel, info } => (channel, None, 0, Event::Leave(Info(info)), None),
         };
-        let Some(message) = text_message(push) else {
-            tracing::warn!(channel, "dropped a publication that is not UTF-8");
-            return;
-        };
+        let push = Encoded::new(Push { channel, event });
+        let channel = &push.push().channel;
         // One lock from the duplicate check to the last queue: concurrent
         // deliveries into one channel cannot overtake each other.
         let mut state = lock(&local.state);
@@ -277,7 +261,7 @@ impl Node {
                     // The broker lost the stream (a new epoch): subscribers
                     // hold positions of the old one and must hear of it first.
                     let restart = StreamPosition { offset: offset.saturating_sub(1), epoch: epoch.clone() };
-                    self.reset_locked(&mut state, &channel, restart);
+                    self.reset_locked(&mut state, channel, restart);
                 }
                 state.last = Some(StreamPosition { offset, epoch: epoch.clone() });
                 state.last_time_ms = published_ms.unwrap_or(0);
@@ -287,12 +271,11 @@ impl Node {
             // subscriber simply starts with the next one.
             None => None,
         };
-        let direct = self.fan_out(&mut state, &message, hold);
+        let (direct, direct_bytes) = self.fan_out(&mut state, &push, hold);
         drop(state);
         if let Some(observer) = &self.observer {
             let now_ms = crate::history::now_ms();
             let seconds = published_ms.map(|published| now_ms.saturating_sub(published) as f64 / 1000.0);
-            let direct_bytes = direct * message.payload().len() as u64;
             observer.fanout(&Fanout { seconds, direct, direct_bytes });
         }
     }
@@ -364,9 +347,9 @@ impl Node {
         };
         let position = &answer.position;
         let mut overflow = queue.push(Arc::new(reply(&answer))).is_err();
-        for (offset, epoch, message) in held {
+        for (offset, epoch, push) in held {
             if !overflow && epoch == position.epoch && offset > position.offset {
-                overflow = queue.push(message).is_err();
+                overflow = queue.push(push.message(queue.encoding()).clone()).is_err();
             }
         }
         // The channel's own position only when it had none: publications
@@ -397,17 +380,17 @@ impl Node {
         Ok(answer)
     }
 
-    /// Puts `message` in the queue of every live subscriber (or straight
-    /// into its outlet, as the channel's [`Pace`] says), and holds it
-    /// (with its stream position `hold`, if it has one) for those still
-    /// joining. Subscribers whose queue overflows are dropped as slow (and
-    /// those whose queue was closed, as gone). Returns how many subscribers
-    /// took it, and how many of those by a direct write.
-    fn fan_out(&self, state: &mut ChannelState, message: &Arc<PreparedMessage>, hold: Option<(u64, &str)>) -> u64 {
+    /// Puts `push` in the queue of every live subscriber, in its encoding
+    /// (or straight into its outlet, as the channel's [`Pace`] says), and
+    /// holds it (with its stream position `hold`, if it has one) for those
+    /// still joining. Subscribers whose queue overflows are dropped as slow
+    /// (and those whose queue was closed, as gone). Returns how many
+    /// subscribers took it by a direct write, and their payload bytes.
+    fn fan_out(&self, state: &mut ChannelState, push: &Arc<Encoded>, hold: Option<(u64, &str)>) -> (u64, u64) {
         let mut slow = Vec::new();
         let started = Instant::now();
         let direct = state.pace.direct(started, state.subscribers.len());
-        let mut writes = 0u32;
+        let (mut writes, mut bytes) = (0u32, 0u64);
         let ChannelState { subscribers, floors, .. } = state;
         for (client, subscriber) in subscribers.iter_mut() {
             match subscriber {
@@ -421,17 +404,21 @@ impl Node {
                         }
                         floors.remove(client);
                     }
+                    let message = push.message(queue.encoding());
                     let taken =
                         if direct { queue.deliver(message) } else { queue.push(message.clone()).map(|_| false) };
                     match taken {
-                        Ok(wrote) => writes += u32::from(wrote),
+                        Ok(wrote) => {
+                            writes += u32::from(wrote);
+                            bytes += if wrote { message.payload().len() as u64 } else { 0 };
+                        }
                         // The session ends on the overflow, and counts it.
                         Err(_) => slow.push(*client),
                     }
                 }
                 Subscriber::Joining(held) => {
                     if let Some((offset, epoch)) = hold {
-                        held.push((offset, epoch.to_owned(), message.clone()));
+                        held.push((offset, epoch.to_owned(), push.clone()));
                     }
                 }
             }
@@ -441,7 +428,7 @@ impl Node {
             state.subscribers.remove(client);
             state.floors.remove(client);
         }
-        u64::from(writes)
+        (u64::from(writes), bytes)
     }
 
     /// Tells the live subscribers of a channel that its stream restarted
@@ -451,12 +438,11 @@ impl Node {
     }
 
     fn reset_locked(&self, state: &mut ChannelState, channel: &str, position: StreamPosition) {
-        let message = text_message(reset_push(channel, &position));
+        let event = Event::Reset { position: position.clone().into() };
+        let push = Encoded::new(Push { channel: channel.to_owned(), event });
         state.last = Some(position);
         state.last_time_ms = 0;
-        if let Some(message) = message {
-            self.fan_out(state, &message, None);
-        }
+        self.fan_out(state, &push, None);
         // Floors were offsets of the old stream.
         state.floors.clear();
     }
@@ -626,7 +612,7 @@ mod tests {
             }
         }
         let node = Node::start(Arc::new(MemoryBroker::new()), None).await.unwrap();
-        let outlet = ClientQueue::with_outlet(64, 1 << 20, Counting::default());
+        let outlet = ClientQueue::with_outlet(64, 1 << 20, crate::protocol::Encoding::Json, Counting::default());
         node.subscribe("chat", 1, &outlet.erased(), None, 100, reply).await.unwrap();
         assert_eq!(texts(&outlet.erased()).await, vec!["reply 0 0"], "the reply is queued");
         publish(&node, "chat", r#"{"n":1}"#).await;

@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
+use crate::protocol::Encoding;
 use ferrows_proto::PreparedMessage;
 
 /// Default bound of one client's queue: 1024 messages.
@@ -185,6 +186,9 @@ impl<O: ?Sized + Outlet> std::fmt::Debug for ClientQueue<O> {
 }
 
 struct Inner<O: ?Sized> {
+    /// What its client speaks: the fan-out hands it pushes in that
+    /// encoding (a byte in what was padding).
+    encoding: Encoding,
     overflowed: AtomicBool,
     closed: AtomicBool,
     max_messages: u32,
@@ -198,18 +202,20 @@ pub struct Overflow;
 
 impl ClientQueue {
     /// A queue bounded by `max_messages` and `max_bytes`, without an
-    /// outlet.
+    /// outlet, for a client that speaks JSON.
     pub fn new(max_messages: usize, max_bytes: usize) -> Self {
-        ClientQueue::with_outlet(max_messages, max_bytes, NoOutlet).erased()
+        ClientQueue::with_outlet(max_messages, max_bytes, Encoding::Json, NoOutlet).erased()
     }
 }
 
 impl<O: Outlet> ClientQueue<O> {
     /// A queue bounded by `max_messages` and `max_bytes` (each at most
-    /// `u32::MAX`: larger bounds are that), with `outlet`.
-    pub fn with_outlet(max_messages: usize, max_bytes: usize, outlet: O) -> Self {
+    /// `u32::MAX`: larger bounds are that), with `outlet`, for a client
+    /// that speaks `encoding`.
+    pub fn with_outlet(max_messages: usize, max_bytes: usize, encoding: Encoding, outlet: O) -> Self {
         Self {
             inner: Arc::new(Inner {
+                encoding,
                 overflowed: AtomicBool::new(false),
                 closed: AtomicBool::new(false),
                 max_messages: u32::try_from(max_messages).unwrap_or(u32::MAX),
@@ -226,6 +232,11 @@ impl<O: Outlet> ClientQueue<O> {
 }
 
 impl<O: ?Sized + Outlet> ClientQueue<O> {
+    /// What its client speaks.
+    pub fn encoding(&self) -> Encoding {
+        self.inner.encoding
+    }
+
     /// Holds the queue: the outlet gets nothing while the guard lives.
     pub fn lock(&self) -> QueueGuard<'_, O> {
         QueueGuard { inner: &self.inner, locked: self.inner.locked.lock().unwrap_or_else(|p| p.into_inner()) }
@@ -519,7 +530,7 @@ mod tests {
 
     #[test]
     fn the_outlet_takes_what_is_delivered_while_nothing_waits() {
-        let queue = ClientQueue::with_outlet(10, 1 << 20, Recorder::default());
+        let queue = ClientQueue::with_outlet(10, 1 << 20, Encoding::Json, Recorder::default());
         let erased = queue.erased();
         let mut cx = Context::from_waker(Waker::noop());
         assert!(queue.poll_take(&mut cx).is_pending());
@@ -542,7 +553,7 @@ mod tests {
 
     #[test]
     fn a_message_the_outlet_began_is_taken_first_with_what_went() {
-        let queue = ClientQueue::with_outlet(10, 1 << 20, Recorder::default());
+        let queue = ClientQueue::with_outlet(10, 1 << 20, Encoding::Json, Recorder::default());
         set_answer(&queue, Sent::Part(3));
         queue.deliver(&message(10)).unwrap();
         queue.deliver(&message(11)).unwrap();
@@ -559,7 +570,7 @@ mod tests {
 
     #[test]
     fn a_message_over_the_bound_overflows_before_the_outlet_sees_it() {
-        let queue = ClientQueue::with_outlet(10, 100, Recorder::default());
+        let queue = ClientQueue::with_outlet(10, 100, Encoding::Json, Recorder::default());
         set_answer(&queue, Sent::All);
         assert_eq!(queue.deliver(&message(200)), Err(Overflow));
         assert!(queue.lock().outlet().offered.is_empty());

@@ -5,13 +5,13 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use ferrows_hub::protocol::{Answer, ApiBatch, ApiPublish, BatchResults, Encoding, Error, Outcome, Published};
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use serde::Deserialize;
-use serde_json::json;
+use serde::Serialize;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
@@ -101,14 +101,17 @@ async fn refuse(mut tcp: TcpStream, tls: bool) {
     if tls {
         return;
     }
-    let body = error_body(106, "too many connections from this address");
-    let answer = format!(
-        "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\ncache-control: no-store\r\n\
-         retry-after: 10\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+    let error = Error::TooManyRequests("too many connections from this address".into());
+    let body = error_body(&error);
+    let head = format!(
+        "HTTP/1.1 {} Too Many Requests\r\ncontent-type: application/json\r\ncache-control: no-store\r\n\
+         retry-after: 10\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
+        error.http_status(),
         body.len()
     );
+    let answer = [head.as_bytes(), &body].concat();
     let _ = tokio::time::timeout(REFUSE_LINGER, async {
-        tcp.write_all(answer.as_bytes()).await?;
+        tcp.write_all(&answer).await?;
         tcp.shutdown().await?;
         let mut sink = [0u8; 1024];
         while tcp.read(&mut sink).await? > 0 {}
@@ -152,7 +155,7 @@ async fn route(request: Request<Incoming>, state: Arc<AppState>, slot: AddressSl
     // hyper bounds what it buffers of a head near this size; the exact
     // rule is here, for every route.
     if head_size(&request) > state.config.max_request_head_size {
-        return error_response(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, 106, "request head too large");
+        return error_response(&Error::HeadTooLarge);
     }
     match (request.method(), request.uri().path()) {
         (&Method::GET, "/") => respond(StatusCode::OK, "text/html; charset=utf-8", INDEX_HTML),
@@ -171,9 +174,9 @@ async fn route(request: Request<Incoming>, state: Arc<AppState>, slot: AddressSl
             respond(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", state.metrics.render())
         }
         (_, "/" | "/api/poll" | "/api/publish" | "/api/batch" | "/healthz" | "/metrics") => {
-            error_response(StatusCode::METHOD_NOT_ALLOWED, 107, "method not allowed")
+            error_response(&Error::MethodNotAllowed)
         }
-        _ => error_response(StatusCode::NOT_FOUND, 404, "not found"),
+        _ => error_response(&Error::NotFound("not found".into())),
     }
 }
 
@@ -196,12 +199,27 @@ fn health(state: &AppState) -> Response<Body> {
     } else {
         "broker unavailable"
     };
-    let body = json!({
-        "status": status,
-        "broker": {"kind": broker.kind, "connected": broker.connected, "detail": broker.detail},
-        "connections": state.metrics.connections.get(),
-    });
+    let body = Health {
+        status,
+        broker: BrokerHealth { kind: broker.kind, connected: broker.connected, detail: broker.detail.as_deref() },
+        connections: state.metrics.connections.get(),
+    };
     json_response(if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, &body)
+}
+
+/// `GET /healthz`'s answer.
+#[derive(Serialize)]
+struct Health<'a> {
+    status: &'a str,
+    broker: BrokerHealth<'a>,
+    connections: i64,
+}
+
+#[derive(Serialize)]
+struct BrokerHealth<'a> {
+    kind: &'a str,
+    connected: bool,
+    detail: Option<&'a str>,
 }
 
 fn origin_allowed(state: &AppState, request: &Request<Incoming>) -> bool {
@@ -217,7 +235,7 @@ fn origin_allowed(state: &AppState, request: &Request<Incoming>) -> bool {
 
 fn websocket(mut request: Request<Incoming>, state: &Arc<AppState>, slot: AddressSlot) -> Response<Body> {
     if state.shutdown.is_cancelled() {
-        return error_response(StatusCode::SERVICE_UNAVAILABLE, 100, "shutting down");
+        return error_response(&Error::Unavailable("shutting down".into()));
     }
     // An invalid handshake gets the answer `ferrows::accept_with` gives.
     let (response, handover) = match ferrows::hyper_upgrade::upgrade_handover::<_, Body>(&mut request, &state.websocket)
@@ -226,10 +244,10 @@ fn websocket(mut request: Request<Incoming>, state: &Arc<AppState>, slot: Addres
         Err(e) => return ferrows::hyper_upgrade::reject(&e),
     };
     if !origin_allowed(state, &request) {
-        return error_response(StatusCode::FORBIDDEN, 103, "origin not allowed");
+        return error_response(&Error::PermissionDenied("origin not allowed".into()));
     }
     if state.metrics.connections.get() as usize >= state.config.max_connections {
-        return error_response(StatusCode::SERVICE_UNAVAILABLE, 106, "too many connections");
+        return error_response(&Error::ServerFull);
     }
     // Boxed: the task keeps what it captured for its whole life, and the
     // upgrade's state (a copy of the WebSocket configuration, hyper's
@@ -269,19 +287,6 @@ fn spawn_session(handover: ferrows::hyper_upgrade::Handover, state: Arc<AppState
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ApiPublication {
-    channel: String,
-    data: Box<serde_json::value::RawValue>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ApiBatch {
-    publications: Vec<ApiPublication>,
-}
-
 fn api_key_ok(state: &AppState, request: &Request<Incoming>) -> bool {
     let Some(key) = &state.config.api_key else { return false };
     let Some(given) = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
@@ -298,47 +303,39 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 async fn api(request: Request<Incoming>, state: &Arc<AppState>, batch: bool) -> Response<Body> {
     if state.config.api_key.is_none() {
-        return error_response(StatusCode::NOT_FOUND, 104, "the server API is disabled (no --api-key)");
+        return error_response(&Error::NotFound("the server API is disabled (no --api-key)".into()));
     }
     if !api_key_ok(state, &request) {
-        return error_response(StatusCode::UNAUTHORIZED, 101, "missing or wrong API key");
+        return error_response(&Error::Unauthorized("missing or wrong API key".into()));
     }
     let body = match read_body(request, state.config.request_timeout).await {
         Ok(body) => body,
         Err(refusal) => return refusal,
     };
-    let publications = if batch {
-        match serde_json::from_slice::<ApiBatch>(&body) {
-            Ok(batch) => batch.publications,
-            Err(e) => return error_response(StatusCode::BAD_REQUEST, 107, &e.to_string()),
-        }
+    let decoded = if batch {
+        Encoding::Json.decode::<ApiBatch>(&body).map(|batch| batch.publications)
     } else {
-        match serde_json::from_slice::<ApiPublication>(&body) {
-            Ok(publication) => vec![publication],
-            Err(e) => return error_response(StatusCode::BAD_REQUEST, 107, &e.to_string()),
-        }
+        Encoding::Json.decode::<ApiPublish>(&body).map(|publication| vec![publication])
+    };
+    let publications = match decoded {
+        Ok(publications) => publications,
+        Err(e) => return error_response(&Error::BadRequest(e)),
     };
     if publications.len() > MAX_BATCH {
         let message = format!("{} publications in one batch, at most {MAX_BATCH}", publications.len());
-        return error_response(StatusCode::PAYLOAD_TOO_LARGE, 106, &message);
+        return error_response(&Error::LimitExceeded(message));
     }
     let mut results = Vec::with_capacity(publications.len());
     for publication in publications {
         results.push(publish_one(state, publication).await);
     }
     if batch {
-        let results: Vec<serde_json::Value> = results
-            .into_iter()
-            .map(|r| match r {
-                Ok(result) => json!({ "result": result }),
-                Err((_, code, message)) => json!({"error": {"code": code, "message": message}}),
-            })
-            .collect();
-        return json_response(StatusCode::OK, &json!({ "results": results }));
+        let results = results.into_iter().map(Outcome::from).collect();
+        return json_response(StatusCode::OK, &BatchResults { results });
     }
     match results.pop().expect("one publication") {
-        Ok(result) => json_response(StatusCode::OK, &json!({ "result": result })),
-        Err((status, code, message)) => error_response(status, code, &message),
+        Ok(result) => json_response(StatusCode::OK, &Answer { result }),
+        Err(error) => error_response(&error),
     }
 }
 
@@ -349,28 +346,22 @@ async fn read_body(request: Request<Incoming>, timeout: std::time::Duration) -> 
     match tokio::time::timeout(timeout, Limited::new(request.into_body(), MAX_API_BODY).collect()).await {
         Ok(Ok(body)) => Ok(body.to_bytes()),
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(error_response(StatusCode::PAYLOAD_TOO_LARGE, 106, "body over 1 MiB"))
+            Err(error_response(&Error::LimitExceeded("body over 1 MiB".into())))
         }
-        Ok(Err(e)) => Err(error_response(StatusCode::BAD_REQUEST, 107, &format!("malformed body: {e}"))),
-        Err(_) => Err(error_response(StatusCode::REQUEST_TIMEOUT, 107, "the body did not arrive in time")),
+        Ok(Err(e)) => Err(error_response(&Error::BadRequest(format!("malformed body: {e}")))),
+        Err(_) => Err(error_response(&Error::RequestTimeout)),
     }
 }
 
-async fn publish_one(
-    state: &AppState,
-    publication: ApiPublication,
-) -> Result<serde_json::Value, (StatusCode, u16, String)> {
+async fn publish_one(state: &AppState, publication: ApiPublish) -> Result<Published, Error> {
     let channel = &publication.channel;
-    let namespace = state.channel_namespace(channel).map_err(|why| (StatusCode::BAD_REQUEST, 102, why))?;
-    let data = Bytes::copy_from_slice(publication.data.get().as_bytes());
+    let namespace = state.channel_namespace(channel)?;
+    let data = publication.data.0;
     if data.len() > state.config.max_message_size {
-        return Err((StatusCode::PAYLOAD_TOO_LARGE, 106, "publication too large".into()));
+        return Err(Error::LimitExceeded("publication too large".into()));
     }
-    match state.broker().publish(channel, data, None, namespace.history_limits()).await {
-        Ok(position) => {
-            state.metrics.publications.inc();
-            Ok(json!({"offset": position.offset, "epoch": position.epoch}))
-        }
-        Err(e) => Err((StatusCode::SERVICE_UNAVAILABLE, broker_error(&e).0.0, e.to_string())),
-    }
+    let position = state.broker().publish(channel, data, None, namespace.history_limits()).await;
+    let position = position.map_err(|e| broker_error(&e))?;
+    state.metrics.publications.inc();
+    Ok(position.into())
 }

@@ -11,16 +11,15 @@ use std::time::Duration;
 
 use http::{Request, Response, StatusCode, header};
 use hyper::body::Incoming;
-use serde_json::json;
 
 use ferrows::{PreparedMessage, Utf8Bytes};
 use ferrows_hub::StreamPosition;
 use ferrows_hub::broker::{HistoryAnswer, HistoryQuery};
+use ferrows_hub::protocol::{Answer, Error, Positioned};
 use ferrows_hub::queue::ClientQueue;
 
 use crate::answer::{Body, error_response, json_response};
 use crate::config::MAX_LONG_POLL;
-use crate::session::position_result;
 use crate::state::AppState;
 
 #[derive(Default)]
@@ -57,7 +56,7 @@ pub(crate) async fn handle(request: Request<Incoming>, state: Arc<AppState>) -> 
     state.metrics.poll_requests.inc();
     let query = match parse_query(request.uri().query().unwrap_or("")) {
         Ok(query) => query,
-        Err(e) => return error_response(StatusCode::BAD_REQUEST, 107, &e),
+        Err(e) => return error_response(&Error::BadRequest(e)),
     };
     let bearer = request
         .headers()
@@ -66,23 +65,23 @@ pub(crate) async fn handle(request: Request<Incoming>, state: Arc<AppState>) -> 
         .and_then(|v| v.strip_prefix("Bearer ").map(str::to_owned));
     let claims = match state.auth.identify(bearer.or(query.token).as_deref()) {
         Ok(claims) => claims,
-        Err(e) => return error_response(StatusCode::UNAUTHORIZED, 101, &e.0),
+        Err(e) => return error_response(&Error::Unauthorized(e.0)),
     };
     let Some(channel) = query.channel else {
-        return error_response(StatusCode::BAD_REQUEST, 102, "a channel is required");
+        return error_response(&Error::UnknownChannel("a channel is required".into()));
     };
     let namespace = match state.channel_namespace(&channel) {
         Ok(namespace) => namespace,
-        Err(why) => return error_response(StatusCode::BAD_REQUEST, 102, &why),
+        Err(error) => return error_response(&error),
     };
     if !namespace.may_read(&claims.sub, &claims.channels, &channel) {
-        return error_response(StatusCode::FORBIDDEN, 103, "not allowed");
+        return error_response(&Error::PermissionDenied("not allowed".into()));
     }
     let limit = namespace.history_size.max(1);
     let since = match (query.offset, query.epoch) {
         (Some(offset), Some(epoch)) => StreamPosition { offset, epoch },
         (None, None) => return answer(state.broker().history(&channel, HistoryQuery::Position).await, false),
-        _ => return error_response(StatusCode::BAD_REQUEST, 107, "offset and epoch go together"),
+        _ => return error_response(&Error::BadRequest("offset and epoch go together".into())),
     };
     let read = || state.broker().history(&channel, HistoryQuery::Since(since.clone(), limit));
     let timeout = query.timeout.map_or(Duration::ZERO, Duration::from_secs_f64);
@@ -90,7 +89,7 @@ pub(crate) async fn handle(request: Request<Incoming>, state: Arc<AppState>) -> 
         return answer(read().await, true);
     }
     if state.shutdown.is_cancelled() {
-        return error_response(StatusCode::SERVICE_UNAVAILABLE, 100, "shutting down");
+        return error_response(&Error::Unavailable("shutting down".into()));
     }
     // Long poll: be woken by the channel's next publication.
     let wakeup = ClientQueue::new(16, 1 << 20);
@@ -101,7 +100,7 @@ pub(crate) async fn handle(request: Request<Incoming>, state: Arc<AppState>) -> 
     match subscribed {
         Ok(now) if !now.recovered || !now.publications.is_empty() => return answer(Ok(now), true),
         Ok(_) => {}
-        Err(e) => return error_response(StatusCode::SERVICE_UNAVAILABLE, 100, &format!("{e:?}")),
+        Err(e) => return error_response(&crate::state::subscribe_error(&e)),
     }
     let mut woken = Vec::new();
     // The acknowledgement is queued first; wait for what follows it.
@@ -133,10 +132,8 @@ impl Drop for Unsubscribe {
 fn answer(result: Result<HistoryAnswer, ferrows_hub::broker::BrokerError>, with_recovered: bool) -> Response<Body> {
     match result {
         Ok(answer) => {
-            let body = position_result(&answer, with_recovered, with_recovered);
-            let value: serde_json::Value = serde_json::from_str(&body).expect("position_result writes JSON");
-            json_response(StatusCode::OK, &json!({ "result": value }))
+            json_response(StatusCode::OK, &Answer { result: Positioned::of(&answer, with_recovered, with_recovered) })
         }
-        Err(e) => error_response(StatusCode::SERVICE_UNAVAILABLE, 100, &e.to_string()),
+        Err(e) => error_response(&crate::state::broker_error(&e)),
     }
 }

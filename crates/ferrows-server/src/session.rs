@@ -15,14 +15,15 @@ use bytes::Bytes;
 use ferrows::ParkedWebSocket;
 #[cfg(unix)]
 use ferrows::lot::{Lot, LotStream, Tenant};
-use ferrows::{CloseCode, Message, ParkingWebSocket, PreparedMessage, Utf8Bytes, WebSocket};
+use ferrows::{CloseCode, Message, ParkingWebSocket, PreparedMessage, WebSocket};
+use ferrows_hub::StreamPosition;
 use ferrows_hub::broker::{BrokerEvent, HistoryAnswer};
 use ferrows_hub::protocol::{
-    ChannelArg, Command, Connect, ErrorCode, History, Method, ParseError, Publish, Subscribe, error_reply,
+    ChannelArg, ClientInfo, Connect, Connected, Empty, Encoding, Error, History, Info, Method, ParseError, Positioned,
+    Presence, Publish, Published, Reply, Subscribe, close,
 };
 use ferrows_hub::queue::{Batch, ClientQueue, Outlet, QueueGuard, Sent};
-use ferrows_hub::{Publication, StreamPosition};
-use serde_json::json;
+use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
@@ -33,14 +34,9 @@ use crate::config::NamespaceConfig;
 use crate::limits::{AddressSlot, CommandRate, Verdict};
 use crate::state::{AppState, broker_error, subscribe_error};
 
-/// Close codes of docs/protocol.md.
-pub(crate) mod close {
-    use ferrows::CloseCode;
-    pub(crate) const BAD_REQUEST: CloseCode = CloseCode(4000);
-    pub(crate) const UNAUTHORIZED: CloseCode = CloseCode(4001);
-    pub(crate) const SLOW_CONSUMER: CloseCode = CloseCode(4004);
-    pub(crate) const CONNECT_TIMEOUT: CloseCode = CloseCode(4005);
-    pub(crate) const COMMAND_FLOOD: CloseCode = CloseCode(4006);
+/// A close code of the protocol ([`close`]).
+fn closing(code: u16, reason: &'static str) -> End {
+    End::Close(CloseCode(code), reason)
 }
 
 /// Longest display name kept (longer ones are cut).
@@ -51,8 +47,8 @@ const MAX_NAME_CHARS: usize = 64;
 struct Identity {
     user: Box<str>,
     channels: Box<[String]>,
-    /// `{"client","user","name"}`, raw JSON for presence and `info`
-    /// (16 bytes here, not the 32 of `Bytes`: see [`Identity::info`]).
+    /// Its [`ClientInfo`] as JSON, for presence and `info` (16 bytes
+    /// here, not the 32 of `Bytes`: see [`Identity::info`]).
     info: Arc<[u8]>,
 }
 
@@ -99,7 +95,7 @@ enum End {
 
 /// What the idle wait of a session ends with.
 enum Step {
-    Command(Utf8Bytes),
+    Command(Bytes),
     End(End),
     /// Connected, parked and waiting: the session may leave its task for
     /// the lot.
@@ -111,8 +107,6 @@ enum Served {
     End(End),
     Idle,
 }
-
-type Reply = Result<serde_json::Value, (ErrorCode, String)>;
 
 /// A stream sessions run over, and whether its idle sessions leave their
 /// task for the server's [`Lot`] (plain TCP only: the lot holds standard
@@ -308,7 +302,10 @@ pub(crate) fn run<S: Transport>(
 ) -> impl Future<Output = ()> {
     let client = state.next_client_id();
     let outlet = SessionOutlet::default();
-    let queue = ClientQueue::with_outlet(state.config.client_queue_messages, state.config.client_queue_bytes, outlet);
+    // The handshake offered only the encodings' subprotocols.
+    let encoding = Encoding::from_subprotocol(ws.subprotocol()).unwrap_or_default();
+    let (messages, bytes) = (state.config.client_queue_messages, state.config.client_queue_bytes);
+    let queue = ClientQueue::with_outlet(messages, bytes, encoding, outlet);
     state.register_session(client, &queue);
     let rate = CommandRate::new(state.command_rate.as_ref());
     let session = Session { state, client, queue, identity: None, subscriptions: Box::default(), address, rate };
@@ -443,9 +440,16 @@ impl Session {
                 return Poll::Ready(Step::End(End::Peer));
             }
             match ws.poll_recv(cx) {
-                Poll::Ready(Some(Ok(Message::Text(text)))) => return Poll::Ready(Step::Command(text)),
-                Poll::Ready(Some(Ok(Message::Binary(_)))) => {
-                    return Poll::Ready(Step::End(End::Close(close::BAD_REQUEST, "binary messages are not commands")));
+                // Commands come in the frames of the connection's encoding.
+                Poll::Ready(Some(Ok(Message::Text(text)))) if !self.encoding().is_binary() => {
+                    return Poll::Ready(Step::Command(text.into()));
+                }
+                Poll::Ready(Some(Ok(Message::Binary(bytes)))) if self.encoding().is_binary() => {
+                    return Poll::Ready(Step::Command(bytes));
+                }
+                Poll::Ready(Some(Ok(Message::Text(_) | Message::Binary(_)))) => {
+                    let why = if self.encoding().is_binary() { "text in a binary encoding" } else { "binary in JSON" };
+                    return Poll::Ready(Step::End(closing(close::BAD_REQUEST, why)));
                 }
                 // Control frames: the WebSocket answered them.
                 Poll::Ready(Some(Ok(_))) => continue,
@@ -472,7 +476,7 @@ impl Session {
             && let Some(deadline) = connect_deadline
             && deadline.as_mut().poll(cx).is_ready()
         {
-            return Poll::Ready(Step::End(End::Close(close::CONNECT_TIMEOUT, "no connect command in time")));
+            return Poll::Ready(Step::End(closing(close::CONNECT_TIMEOUT, "no connect command in time")));
         }
         Poll::Pending
     }
@@ -501,7 +505,7 @@ impl Session {
     fn queue_ended(&self) -> End {
         if self.queue.overflowed() {
             self.state.metrics.slow_consumers.inc();
-            End::Close(close::SLOW_CONSUMER, "slow consumer")
+            closing(close::SLOW_CONSUMER, "slow consumer")
         } else if self.state.shutdown.is_cancelled() {
             End::Close(CloseCode::GOING_AWAY, "server shutting down")
         } else {
@@ -509,28 +513,30 @@ impl Session {
         }
     }
 
-    fn send(&self, text: String) {
-        // An overflow is noticed by the serve loop (the queue says so).
-        let _ = self.queue.push(Arc::new(PreparedMessage::text(Utf8Bytes::from(text))));
+    /// What the client speaks.
+    fn encoding(&self) -> Encoding {
+        self.queue.encoding()
     }
 
-    fn reply(&self, id: u64, reply: Reply) {
-        match reply {
-            Ok(result) => self.send(json!({"id": id, "result": result}).to_string()),
-            Err((code, message)) => {
+    fn reply<R: Serialize>(&self, id: u64, reply: Result<R, Error>) {
+        let message = match reply {
+            Ok(result) => self.encoding().message(&Reply::ok(id, result)),
+            Err(error) => {
                 self.state.metrics.command_errors.inc();
-                self.send(error_reply(id, code, &message));
+                self.encoding().message(&Reply::<Empty>::error(id, &error))
             }
-        }
+        };
+        // An overflow is noticed by the serve loop (the queue says so).
+        let _ = self.queue.push(Arc::new(message));
     }
 
     /// Handles one client message; `Some` ends the session.
-    async fn handle(&mut self, text: Utf8Bytes) -> Option<End> {
-        let parsed = match Command::parse(text.as_str()) {
+    async fn handle(&mut self, message: Bytes) -> Option<End> {
+        let parsed = match self.encoding().decode_command(&message) {
             Ok(command) => Ok(command),
-            Err(ParseError::Reply { id, code, message }) => Err((id, code, message)),
-            Err(ParseError::NotJson | ParseError::NoId) => {
-                return Some(End::Close(close::BAD_REQUEST, "not a command"));
+            Err(ParseError::Reply { id, error }) => Err((id, error)),
+            Err(ParseError::NotAMap | ParseError::NoId) => {
+                return Some(closing(close::BAD_REQUEST, "not a command"));
             }
         };
         if let Some(limit) = &self.state.command_rate {
@@ -540,21 +546,21 @@ impl Session {
                     self.state.metrics.commands_over_rate.inc();
                     let id = match &parsed {
                         Ok(command) => command.id,
-                        Err((id, ..)) => *id,
+                        Err((id, _)) => *id,
                     };
-                    self.reply(id, Err((ErrorCode::TOO_MANY_REQUESTS, "too many commands, slow down".into())));
+                    self.reply::<Empty>(id, Err(Error::TooManyRequests("too many commands, slow down".into())));
                     return None;
                 }
                 Verdict::Close => {
                     self.state.metrics.command_floods.inc();
-                    return Some(End::Close(close::COMMAND_FLOOD, "too many commands"));
+                    return Some(closing(close::COMMAND_FLOOD, "too many commands"));
                 }
             }
         }
         let command = match parsed {
             Ok(command) => command,
-            Err((id, code, message)) => {
-                self.reply(id, Err((code, message)));
+            Err((id, error)) => {
+                self.reply::<Empty>(id, Err(error));
                 return None;
             }
         };
@@ -563,7 +569,7 @@ impl Session {
             return self.connect(id, connect);
         }
         if self.identity.is_none() {
-            self.reply(id, Err((ErrorCode::NOT_CONNECTED, "send connect first".into())));
+            self.reply::<Empty>(id, Err(Error::NotConnected));
             return None;
         }
         match command.method {
@@ -585,35 +591,33 @@ impl Session {
                 let reply = self.history(history).await;
                 self.reply(id, reply);
             }
-            Method::Ping => self.reply(id, Ok(json!({}))),
+            Method::Ping => self.reply(id, Ok(Empty {})),
         }
         None
     }
 
     fn connect(&mut self, id: u64, connect: Connect) -> Option<End> {
         if self.identity.is_some() {
-            self.reply(id, Err((ErrorCode::BAD_REQUEST, "already connected".into())));
+            self.reply::<Empty>(id, Err(Error::BadRequest("already connected".into())));
             return None;
         }
         let claims = match self.state.auth.identify(connect.token.as_deref()) {
             Ok(claims) => claims,
             Err(e) => {
-                self.reply(id, Err((ErrorCode::UNAUTHORIZED, e.0)));
-                return Some(End::Close(close::UNAUTHORIZED, "unauthorized"));
+                self.reply::<Empty>(id, Err(Error::Unauthorized(e.0)));
+                return Some(closing(close::UNAUTHORIZED, "unauthorized"));
             }
         };
         let (user, channels, token_name) = (claims.sub, claims.channels, claims.name);
         let name: String = token_name.or(connect.name).unwrap_or_default().chars().take(MAX_NAME_CHARS).collect();
-        let client_id = self.client_id();
-        let info = json!({"client": client_id, "user": user, "name": name}).to_string();
-        self.reply(
-            id,
-            Ok(json!({"client": client_id, "user": user, "ping": self.state.config.ping_interval.as_secs()})),
-        );
+        let client = self.client_id();
+        let info = ClientInfo { client: client.clone(), user: user.clone(), name }.to_info();
+        let ping = self.state.config.ping_interval.as_secs();
+        self.reply(id, Ok(Connected { client, user: user.clone(), ping }));
         // Sized to fit: every idle connection keeps these.
         let user = user.into_boxed_str();
         let channels = channels.into_iter().map(shrunk).collect();
-        let info = Arc::from(info.into_bytes());
+        let info = Arc::from(&info.0[..]);
         self.identity = Some(Identity { user, channels, info });
         None
     }
@@ -629,13 +633,13 @@ impl Session {
     }
 
     /// The namespace of `channel` if the client may subscribe to it.
-    fn may_subscribe(&self, channel: &str) -> Result<&NamespaceConfig, (ErrorCode, String)> {
-        let namespace = self.state.channel_namespace(channel).map_err(|why| (ErrorCode::UNKNOWN_NAMESPACE, why))?;
+    fn may_subscribe(&self, channel: &str) -> Result<&NamespaceConfig, Error> {
+        let namespace = self.state.channel_namespace(channel)?;
         let identity = self.identity();
         if namespace.may_read(&identity.user, &identity.channels, channel) {
             Ok(namespace)
         } else {
-            Err((ErrorCode::PERMISSION_DENIED, format!("not allowed: {channel}")))
+            Err(Error::PermissionDenied(format!("not allowed: {channel}")))
         }
     }
 
@@ -643,28 +647,28 @@ impl Session {
         let channel = subscribe.channel;
         let namespace = match self.may_subscribe(&channel) {
             Ok(namespace) => namespace.clone(),
-            Err(e) => return self.reply(id, Err(e)),
+            Err(e) => return self.reply::<Empty>(id, Err(e)),
         };
         if self.subscriptions.iter().any(|s| *s.channel == *channel) {
-            return self.reply(id, Err((ErrorCode::ALREADY_SUBSCRIBED, "already subscribed".into())));
+            return self.reply::<Empty>(id, Err(Error::AlreadySubscribed));
         }
         if self.subscriptions.len() >= self.state.config.max_subscriptions {
             let limit = self.state.config.max_subscriptions;
-            return self.reply(id, Err((ErrorCode::LIMIT_EXCEEDED, format!("at most {limit} subscriptions"))));
+            return self.reply::<Empty>(id, Err(Error::LimitExceeded(format!("at most {limit} subscriptions"))));
         }
         // Server-made channels have no history to recover from.
         let system = crate::config::namespace_of(&channel) == crate::state::SYSTEM_NAMESPACE;
         let since = subscribe.since.map(StreamPosition::from).filter(|_| !system);
         let recovering = since.is_some();
-        let reply = |answer: &HistoryAnswer| {
-            let result = position_result(answer, recovering, recovering);
-            PreparedMessage::text(Utf8Bytes::from(format!("{{\"id\":{id},\"result\":{result}}}")))
+        let encoding = self.encoding();
+        let reply = |answer: &HistoryAnswer| -> PreparedMessage {
+            encoding.message(&Reply::ok(id, Positioned::of(answer, recovering, recovering)))
         };
         let node = self.state.node.clone();
         let limit = namespace.history_size.max(1);
         match node.subscribe(&channel, self.client, &self.queue.erased(), since, limit, reply).await {
             Ok(_) => {}
-            Err(e) => return self.reply(id, Err(subscribe_error(&e))),
+            Err(e) => return self.reply::<Empty>(id, Err(subscribe_error(&e))),
         }
         self.state.metrics.subscriptions.inc();
         let track_presence = namespace.presence;
@@ -682,15 +686,15 @@ impl Session {
         }
     }
 
-    async fn unsubscribe(&mut self, arg: &ChannelArg) -> Reply {
+    async fn unsubscribe(&mut self, arg: &ChannelArg) -> Result<Empty, Error> {
         let Some(index) = self.subscriptions.iter().position(|s| *s.channel == *arg.channel) else {
-            return Err((ErrorCode::NOT_SUBSCRIBED, format!("not subscribed to {}", arg.channel)));
+            return Err(Error::NotSubscribed(format!("not subscribed to {}", arg.channel)));
         };
         let mut subscriptions = std::mem::take(&mut self.subscriptions).into_vec();
         let subscription = subscriptions.remove(index);
         self.subscriptions = subscriptions.into_boxed_slice();
         self.leave(&subscription.channel, subscription.presence).await;
-        Ok(json!({}))
+        Ok(Empty {})
     }
 
     async fn leave(&self, channel: &str, track_presence: bool) {
@@ -713,85 +717,43 @@ impl Session {
         }
     }
 
-    async fn publish(&self, publish: Publish) -> Reply {
+    async fn publish(&self, publish: Publish) -> Result<Published, Error> {
         let channel = &publish.channel;
         let namespace = self.may_subscribe(channel)?;
         let identity = self.identity();
         if !namespace.may_publish(&identity.user, &identity.channels, channel) {
-            return Err((ErrorCode::PERMISSION_DENIED, format!("clients may not publish into {channel}")));
+            return Err(Error::PermissionDenied(format!("clients may not publish into {channel}")));
         }
         let limits = namespace.history_limits();
-        let data = Bytes::copy_from_slice(publish.data.get().as_bytes());
         let position = self
             .state
             .broker()
-            .publish(channel, data, Some(identity.info()), limits)
+            .publish(channel, publish.data.0, Some(identity.info()), limits)
             .await
             .map_err(|e| broker_error(&e))?;
         self.state.metrics.publications.inc();
-        Ok(json!({"offset": position.offset, "epoch": position.epoch}))
+        Ok(position.into())
     }
 
-    async fn presence(&self, arg: &ChannelArg) -> Reply {
+    async fn presence(&self, arg: &ChannelArg) -> Result<Presence, Error> {
         let namespace = self.may_subscribe(&arg.channel)?;
         if !namespace.presence {
-            return Err((ErrorCode::PERMISSION_DENIED, "presence is not enabled here".into()));
+            return Err(Error::PermissionDenied("presence is not enabled here".into()));
         }
         let present = self.state.broker().presence(&arg.channel).await.map_err(|e| broker_error(&e))?;
-        let clients: serde_json::Map<String, serde_json::Value> = present
-            .into_iter()
-            .filter_map(|(client, info)| Some((client, serde_json::from_slice(&info).ok()?)))
-            .collect();
-        Ok(json!({ "clients": clients }))
+        Ok(Presence { clients: present.into_iter().map(|(client, info)| (client, Info(info))).collect() })
     }
 
-    async fn history(&self, history: History) -> Reply {
+    async fn history(&self, history: History) -> Result<Positioned, Error> {
         let namespace = self.may_subscribe(&history.channel)?;
         let limit = history.limit.unwrap_or(namespace.history_size).min(namespace.history_size);
         let query = ferrows_hub::broker::HistoryQuery::Latest(limit);
         let answer = self.state.broker().history(&history.channel, query).await.map_err(|e| broker_error(&e))?;
-        let result = position_result(&answer, false, true);
-        Ok(serde_json::from_str(&result).expect("position_result writes JSON"))
+        Ok(Positioned::of(&answer, false, true))
     }
 }
 
 fn shrunk(mut text: String) -> String {
     text.shrink_to_fit();
     text
-}
-
-/// `{"position":..}`, then `"recovered"` and `"publications":[..]` when
-/// asked for (publication data copied raw).
-pub(crate) fn position_result(answer: &HistoryAnswer, with_recovered: bool, with_publications: bool) -> String {
-    let mut out = String::with_capacity(64 + answer.publications.iter().map(|p| p.size() + 32).sum::<usize>());
-    out.push_str(&format!(
-        "{{\"position\":{{\"offset\":{},\"epoch\":{}}}",
-        answer.position.offset,
-        serde_json::to_string(&answer.position.epoch).expect("strings serialize")
-    ));
-    if with_recovered {
-        out.push_str(if answer.recovered { ",\"recovered\":true" } else { ",\"recovered\":false" });
-    }
-    if with_publications {
-        out.push_str(",\"publications\":[");
-        for (i, publication) in answer.publications.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            push_publication(&mut out, publication);
-        }
-        out.push(']');
-    }
-    out.push('}');
-    out
-}
-
-fn push_publication(out: &mut String, publication: &Publication) {
-    out.push_str(&format!("{{\"offset\":{},\"data\":", publication.offset));
-    out.push_str(std::str::from_utf8(&publication.data).unwrap_or("null"));
-    if let Some(info) = &publication.info {
-        out.push_str(",\"info\":");
-        out.push_str(std::str::from_utf8(info).unwrap_or("null"));
-    }
-    out.push('}');
 }

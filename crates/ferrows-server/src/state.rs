@@ -1,5 +1,6 @@
 //! What every request and connection of a server shares.
 
+use ferrows_hub::protocol::{Encoding, Error};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -80,7 +81,7 @@ impl AppState {
         let observer = Box::new(MetricsObserver(metrics.clone()));
         let node = Node::start(broker, Some(observer)).await.map_err(|e| e.to_string())?;
         let mut websocket = ServerConfig {
-            subprotocols: vec!["ferrows.json".to_owned()],
+            subprotocols: Encoding::ALL.iter().map(|e| e.subprotocol().to_owned()).collect(),
             websocket: WebSocketConfig {
                 ping_interval: Some(config.ping_interval),
                 pong_timeout: config.pong_timeout,
@@ -195,12 +196,12 @@ impl AppState {
     }
 
     /// The options of `channel`'s namespace, or why there are none (an
-    /// invalid name or an unknown namespace: error 102).
-    pub(crate) fn channel_namespace(&self, channel: &str) -> Result<&NamespaceConfig, String> {
+    /// invalid name or an unknown namespace).
+    pub(crate) fn channel_namespace(&self, channel: &str) -> Result<&NamespaceConfig, Error> {
         if !is_valid_channel(channel) {
-            return Err(format!("invalid channel name {channel:?}"));
+            return Err(Error::UnknownChannel(format!("invalid channel name {channel:?}")));
         }
-        self.namespace_for(channel).ok_or_else(|| format!("unknown namespace of {channel:?}"))
+        self.namespace_for(channel).ok_or_else(|| Error::UnknownChannel(format!("unknown namespace of {channel:?}")))
     }
 
     /// The options of `channel`'s namespace, or `None` (unknown).
@@ -214,15 +215,14 @@ impl AppState {
 }
 
 /// The protocol error for a failed subscribe.
-pub(crate) fn subscribe_error(error: &SubscribeError) -> (ferrows_hub::protocol::ErrorCode, String) {
-    use ferrows_hub::protocol::ErrorCode;
+pub(crate) fn subscribe_error(error: &SubscribeError) -> Error {
     match error {
-        SubscribeError::AlreadySubscribed => (ErrorCode::ALREADY_SUBSCRIBED, "already subscribed".into()),
+        SubscribeError::AlreadySubscribed => Error::AlreadySubscribed,
         SubscribeError::Broker(e) => broker_error(e),
     }
 }
 
-/// The protocol error for a broker failure.
-pub(crate) fn broker_error(error: &BrokerError) -> (ferrows_hub::protocol::ErrorCode, String) {
-    (ferrows_hub::protocol::ErrorCode::INTERNAL, error.to_string())
+/// The protocol error for a broker failure (temporary).
+pub(crate) fn broker_error(error: &BrokerError) -> Error {
+    Error::Unavailable(error.to_string())
 }

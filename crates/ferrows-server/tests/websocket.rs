@@ -228,7 +228,7 @@ async fn connections_over_the_per_address_limit_get_429() {
     ] {
         let answer = common::raw_exchange(addr, request.as_bytes()).await;
         assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
-        assert!(answer.contains("retry-after: 10") && answer.contains("\"code\":106"), "{answer}");
+        assert!(answer.contains("retry-after: 10") && answer.contains("\"code\":110"), "{answer}");
     }
     // One closes: room for another.
     let mut first = held.remove(0);

@@ -1,0 +1,216 @@
+//! Every command, reply and push through both encodings, and the JSON
+//! wire as `docs/protocol.md` shows it.
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::*;
+
+fn commands() -> Vec<Command> {
+    let json = |text: &str| Data(Bytes::copy_from_slice(text.as_bytes()));
+    let methods = vec![
+        Method::Connect(Connect { token: Some("t".into()), name: Some("al".into()) }),
+        Method::Connect(Connect::default()),
+        Method::Subscribe(Subscribe { channel: "a".into(), since: None, recover: false }),
+        Method::Subscribe(Subscribe {
+            channel: "chat:a".into(),
+            since: Some(Position { offset: 3, epoch: "e".into() }),
+            recover: true,
+        }),
+        Method::Unsubscribe(ChannelArg { channel: "a".into() }),
+        Method::Publish(Publish { channel: "a".into(), data: json(r#"{"x":[1,2]}"#) }),
+        Method::Presence(ChannelArg { channel: "a".into() }),
+        Method::History(History { channel: "a".into(), limit: Some(5) }),
+        Method::History(History { channel: "a".into(), limit: None }),
+        Method::Ping,
+    ];
+    methods.into_iter().zip(1..).map(|(method, id)| Command { id, method }).collect()
+}
+
+fn info() -> Info {
+    Info(Bytes::from_static(br#"{"client":"c1","user":"u","name":"\u00e9l"}"#))
+}
+
+fn publication(offset: u64, data: &'static [u8]) -> Pub {
+    Pub { offset, data: Data(Bytes::from_static(data)), info: Some(info()) }
+}
+
+fn pushes() -> Vec<Push> {
+    let push = |event| Push { channel: "chat:\"x\"".into(), event };
+    vec![
+        push(Event::Pub(publication(7, br#"{"t":"hi"}"#))),
+        push(Event::Pub(Pub { offset: 8, data: Data(Bytes::from_static(b"[1]")), info: None })),
+        push(Event::Join(info())),
+        push(Event::Leave(info())),
+        push(Event::Reset { position: Position { offset: 4, epoch: "e\"1".into() } }),
+    ]
+}
+
+fn round_trip<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(encoding: Encoding, value: &T) {
+    let bytes = encoding.encode(value);
+    let back: T = encoding.decode(&bytes).unwrap_or_else(|e| panic!("{encoding:?} {value:?}: {e}"));
+    assert_eq!(&back, value, "{encoding:?}");
+}
+
+#[test]
+fn every_command_round_trips_in_both_encodings() {
+    for encoding in Encoding::ALL {
+        for command in commands() {
+            let bytes = encoding.encode(&command);
+            assert_eq!(encoding.decode_command(&bytes), Ok(command.clone()), "{encoding:?}");
+        }
+    }
+}
+
+#[test]
+fn every_reply_round_trips_in_both_encodings() {
+    let position = Position { offset: 44, epoch: "18f3a9c2b0".into() };
+    for encoding in Encoding::ALL {
+        round_trip(encoding, &Reply::ok(1, Connected { client: "c".into(), user: "u".into(), ping: 25 }));
+        round_trip(
+            encoding,
+            &Reply::ok(2, Positioned { position: position.clone(), recovered: None, publications: None }),
+        );
+        let recovered = Positioned {
+            position: position.clone(),
+            recovered: Some(true),
+            publications: Some(vec![publication(42, br#"{"text":"hi"}"#), publication(43, b"\"yo\"")]),
+        };
+        round_trip(encoding, &Reply::ok(3, recovered));
+        round_trip(encoding, &Reply::ok(4, position.clone()));
+        round_trip(encoding, &Reply::ok(5, Empty {}));
+        let clients = [("c1".to_owned(), info())].into_iter().collect();
+        round_trip(encoding, &Reply::ok(6, Presence { clients }));
+        for error in Error::examples() {
+            round_trip(encoding, &Reply::<Empty>::error(7, &error));
+            round_trip(encoding, &Failure::from(&error));
+        }
+        round_trip(encoding, &Answer { result: position.clone() });
+    }
+}
+
+#[test]
+fn every_push_round_trips_in_both_encodings() {
+    for encoding in Encoding::ALL {
+        for push in pushes() {
+            round_trip(encoding, &push);
+            let encoded = Encoded::new(push.clone());
+            let message = encoded.message(encoding);
+            assert_eq!(message.kind() == ferrows_proto::DataKind::Binary, encoding.is_binary());
+            assert!(Arc::ptr_eq(message, encoded.message(encoding)), "encoded once");
+        }
+    }
+}
+
+#[test]
+fn the_json_wire_is_the_documented_one() {
+    let text = |value: &dyn erased::Encode| String::from_utf8(value.json().to_vec()).unwrap();
+    let pushes = pushes();
+    assert_eq!(
+        text(&pushes[0]),
+        r#"{"push":{"channel":"chat:\"x\"","pub":{"offset":7,"data":{"t":"hi"},"info":{"client":"c1","user":"u","name":"\u00e9l"}}}}"#
+    );
+    assert_eq!(
+        text(&pushes[2]),
+        r#"{"push":{"channel":"chat:\"x\"","join":{"client":"c1","user":"u","name":"\u00e9l"}}}"#
+    );
+    assert_eq!(
+        text(&pushes[4]),
+        r#"{"push":{"channel":"chat:\"x\"","reset":{"position":{"offset":4,"epoch":"e\"1"}}}}"#
+    );
+    assert_eq!(text(&Reply::ok(8, Empty {})), r#"{"id":8,"result":{}}"#);
+    assert_eq!(
+        text(&Reply::<Empty>::error(3, &Error::PermissionDenied("no".into()))),
+        r#"{"id":3,"error":{"code":103,"message":"no"}}"#
+    );
+    assert_eq!(
+        text(&Reply::<Empty>::error(3, &Error::Unavailable("broker down".into()))),
+        r#"{"id":3,"error":{"code":100,"message":"broker down","temporary":true}}"#
+    );
+    let command = Encoding::Json
+        .decode_command(br#"{"subscribe":{"channel":"a","recover":true,"since":{"offset":3,"epoch":"e"}},"id":2}"#)
+        .unwrap();
+    assert_eq!(command.id, 2, "the id may come after the method");
+}
+
+/// Encoding values of different types through one list.
+mod erased {
+    pub(super) trait Encode {
+        fn json(&self) -> bytes::Bytes;
+    }
+
+    impl<T: serde::Serialize> Encode for T {
+        fn json(&self) -> bytes::Bytes {
+            super::Encoding::Json.encode(self)
+        }
+    }
+}
+
+#[test]
+fn data_crosses_encodings() {
+    // A MessagePack client publishes bytes that are not JSON: a JSON
+    // subscriber gets them in base64, never a broken message.
+    let binary = Pub { offset: 1, data: Data(Bytes::from_static(&[0xff, 0x00, b'{'])), info: None };
+    let json: serde_json::Value = serde_json::from_slice(&Encoding::Json.encode(&binary)).unwrap();
+    assert_eq!(json, serde_json::json!({"offset": 1, "data_base64": "/wB7"}));
+    round_trip(Encoding::Json, &binary);
+    // Bytes that are JSON text reach JSON subscribers as that value.
+    let text = Pub { offset: 2, data: Data(Bytes::from_static(b"{\"a\": 1}")), info: None };
+    let json: serde_json::Value = serde_json::from_slice(&Encoding::Json.encode(&text)).unwrap();
+    assert_eq!(json["data"]["a"], 1);
+    // What a JSON client publishes reaches MessagePack subscribers as the
+    // bytes of its JSON text, and `info` as a map.
+    let command = Encoding::Json.decode_command(br#"{"id":1,"publish":{"channel":"a","data":{"x": 1}}}"#).unwrap();
+    let Method::Publish(publish) = command.method else { panic!() };
+    let pushed = Pub { offset: 3, data: publish.data, info: Some(info()) };
+    let value = rmpv::decode::read_value(&mut &Encoding::Msgpack.encode(&pushed)[..]).unwrap();
+    let field = |name: &str| value.as_map().unwrap().iter().find(|(k, _)| k.as_str() == Some(name)).unwrap().1.clone();
+    assert_eq!(field("data"), rmpv::Value::Binary(br#"{"x": 1}"#.to_vec()));
+    assert!(field("info").is_map());
+}
+
+#[test]
+fn bad_input_is_classified_in_both_encodings() {
+    let msgpack = |value: serde_json::Value| Encoding::Msgpack.encode(&value);
+    for encoding in Encoding::ALL {
+        let encode = |value: serde_json::Value| match encoding {
+            Encoding::Json => Bytes::from(value.to_string()),
+            Encoding::Msgpack => msgpack(value),
+        };
+        let decode = |value: serde_json::Value| encoding.decode_command(&encode(value));
+        let code = |value: serde_json::Value| match decode(value) {
+            Err(ParseError::Reply { id: 1, error }) => error.code(),
+            other => panic!("{encoding:?} {other:?}"),
+        };
+        use serde_json::json;
+        assert_eq!(encoding.decode_command(b"\xc1 not a message"), Err(ParseError::NotAMap));
+        assert_eq!(decode(json!([1, 2])), Err(ParseError::NotAMap));
+        assert_eq!(decode(json!({"ping": {}})), Err(ParseError::NoId));
+        assert_eq!(decode(json!({"id": 0, "ping": {}})), Err(ParseError::NoId));
+        assert_eq!(decode(json!({"id": "1", "ping": {}})), Err(ParseError::NoId));
+        assert_eq!(code(json!({"id": 1, "explode": {}})), 104);
+        assert_eq!(code(json!({"id": 1})), 107);
+        assert_eq!(code(json!({"id": 1, "ping": {}, "connect": {}})), 107);
+        assert_eq!(code(json!({"id": 1, "subscribe": {"chan": "a"}})), 107);
+        assert_eq!(code(json!({"id": 1, "publish": {"channel": "a"}})), 107);
+        assert_eq!(code(json!({"id": 1, "publish": {"channel": 5, "data": 1}})), 107);
+    }
+    // MessagePack nesting is bounded.
+    let mut deep = vec![0x81, 0xa2, b'i', b'd', 0x01, 0xa4, b'p', b'i', b'n', b'g'];
+    deep.extend(std::iter::repeat_n(0x91, 100_000));
+    deep.push(0xc0);
+    assert!(Encoding::Msgpack.decode_command(&deep).is_err());
+}
+
+#[test]
+fn errors_say_their_code_status_and_close() {
+    for error in Error::examples() {
+        assert!((100..=110).contains(&error.code()), "{error:?}");
+        assert!((400..=599).contains(&error.http_status()), "{error:?}");
+        assert_eq!(error.temporary(), error.http_status() >= 429 && error.http_status() != 431, "{error:?}");
+        if let Some(code) = error.close_code() {
+            assert!(close::ALL.iter().any(|(c, _)| *c == code));
+        }
+    }
+}
