@@ -5,13 +5,13 @@
 #
 # Peers: Python `websockets`, Node `ws` and headless Chromium (Debian's,
 # driven by playwright-core); install them with scripts/install-interop.sh.
-# ferrows plays the client (crates/ferrows/examples/interop_client.rs)
+# ferrows plays the client (crates/ferrows/examples/interop/client.rs)
 # against the Python and Node echo servers, and the server (`ferrows echo`
-# and crates/ferrows/examples/interop_server.rs, ws:// and wss://) for the
+# and crates/ferrows/examples/interop/server.rs, ws:// and wss://) for the
 # Python, Node and Chromium clients; with and without permessage-deflate on
 # either side, text and binary of 0 B to 16 MiB, fragmented messages both
 # ways, Pings both ways and close codes both ways. The command protocol the
-# peers share is described in crates/ferrows/examples/interop_common/mod.rs.
+# peers share is described in crates/ferrows/examples/interop/common.rs.
 #
 # Servers listen on 127.0.0.1 port 0 (the port is read from the line they
 # print); every wait is bounded; every process started here is killed on
@@ -55,10 +55,9 @@ echo "peers: Python $($python -c 'import sys, websockets; print(sys.version.spli
 
 step "building ferrows (release): the CLI and the interop examples"
 cargo build --release -p ferrows-cli || die "cargo build failed"
-cargo build --release -p ferrows --example interop_client --example interop_server || die "cargo build failed"
+cargo build --release -p ferrows --example interop || die "cargo build failed"
 ferrows="$root/target/release/ferrows"
-client="$root/target/release/examples/interop_client"
-server="$root/target/release/examples/interop_server"
+interop="$root/target/release/examples/interop"
 
 step "test certificate for wss://"
 cert="$work/cert.pem"
@@ -101,9 +100,9 @@ start_server() {
 step "servers"
 start_server FERROWS_ECHO "$ferrows" echo --port 0
 start_server FERROWS_ECHO_NC "$ferrows" echo --port 0 --no-compression
-start_server FERROWS_FRAGS "$server" --port 0 --send-frame-size 16384
-start_server FERROWS_WSS "$server" --port 0 --cert "$cert" --key "$key"
-start_server FERROWS_WSS_NC "$server" --port 0 --cert "$cert" --key "$key" --no-compression
+start_server FERROWS_FRAGS "$interop" server --port 0 --send-frame-size 16384
+start_server FERROWS_WSS "$interop" server --port 0 --cert "$cert" --key "$key"
+start_server FERROWS_WSS_NC "$interop" server --port 0 --cert "$cert" --key "$key" --no-compression
 start_server PYTHON "$python" interop/python/echo_server.py --port 0
 start_server PYTHON_NC "$python" interop/python/echo_server.py --port 0 --no-compression
 start_server PYTHON_WSS "$python" interop/python/echo_server.py --port 0 --cert "$cert" --key "$key"
@@ -133,22 +132,22 @@ run_case() {
   fi
 }
 
-step "ferrows as the client: interop_client against Python websockets and Node ws"
+step "ferrows as the client: interop client against Python websockets and Node ws"
 for peer in PYTHON NODE; do
   plain=${!peer}
   nc_var=${peer}_NC
   wss_var=${peer}_WSS
   [[ $peer == PYTHON ]] && name="python websockets" || name="node ws"
   run_case "ferrows client -> $name server, deflate both" \
-    "$client" "$plain" --commands --expect-compression yes
+    "$interop" client "$plain" --commands --expect-compression yes
   run_case "ferrows client (no deflate) -> $name server" \
-    "$client" "$plain" --commands --no-compression --expect-compression no
+    "$interop" client "$plain" --commands --no-compression --expect-compression no
   run_case "ferrows client -> $name server (no deflate)" \
-    "$client" "${!nc_var}" --commands --expect-compression no
+    "$interop" client "${!nc_var}" --commands --expect-compression no
   run_case "ferrows client sending 16 KiB fragments -> $name server, deflate" \
-    "$client" "$plain" --commands --send-frame-size 16384 --expect-compression yes
+    "$interop" client "$plain" --commands --send-frame-size 16384 --expect-compression yes
   run_case "ferrows client -> $name server over wss, deflate" \
-    "$client" "${!wss_var}" --commands --ca "$cert" --expect-compression yes
+    "$interop" client "${!wss_var}" --commands --ca "$cert" --expect-compression yes
 done
 
 step "ferrows as the server: Python websockets and Node ws clients"

@@ -1,10 +1,10 @@
 // Shared by the Node interop peers: payloads, message sizes, bounded waits
 // and an inbox for `ws` events. The command protocol spoken on /cmd is
-// described in crates/ferrows/examples/interop_common/mod.rs.
+// described in crates/ferrows/examples/interop/common.rs.
 
 // Every frame-length encoding edge (7-bit, 16-bit, 64-bit) and two large
 // messages, the largest under ferrows' default 16 MiB limits with room for
-// deflate's growth of random data (see interop_common/mod.rs).
+// deflate's growth of random data (see interop/common.rs).
 export const SIZES = [0, 1, 125, 126, 127, 65535, 65536, 1 << 20, (16 << 20) - (64 << 10)];
 
 // The bound of every single wait, in milliseconds.

@@ -5,7 +5,7 @@
 //
 // Prints `listening on ws://127.0.0.1:PORT` (or wss://) once it listens.
 // Every path echoes data messages; /cmd speaks the command protocol
-// (crates/ferrows/examples/interop_common/mod.rs): fragmented messages sent
+// (crates/ferrows/examples/interop/common.rs): fragmented messages sent
 // with send(part, { fin: false }) and a Ping between the first two
 // fragments, a Ping that the client must answer, a Close with a chosen
 // code, and the Close frame each /echo/ID connection received.

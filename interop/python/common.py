@@ -1,7 +1,7 @@
 """Shared by the Python interop peers: payloads and the message sizes.
 
 The command protocol spoken on the path /cmd is described in
-crates/ferrows/examples/interop_common/mod.rs; the Node and Rust peers
+crates/ferrows/examples/interop/common.rs; the Node and Rust peers
 speak the same one.
 """
 
@@ -9,7 +9,7 @@ import random
 
 # Every frame-length encoding edge (7-bit, 16-bit, 64-bit) and two large
 # messages, the largest under ferrows' default 16 MiB limits with room for
-# deflate's growth of random data (see interop_common/mod.rs).
+# deflate's growth of random data (see interop/common.rs).
 SIZES = [0, 1, 125, 126, 127, 65535, 65536, 1 << 20, (16 << 20) - (64 << 10)]
 
 # The bound of every single wait.

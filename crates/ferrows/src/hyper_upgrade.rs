@@ -1,5 +1,7 @@
-//! Upgrading requests served by hyper 1.x (and frameworks on it, such as
-//! axum) into ferrows WebSockets. Enabled by the `hyper` feature.
+//! Upgrading requests served by hyper 1.x (and frameworks on it) into
+//! //! ferrows WebSockets. Enabled by the `hyper` feature; with axum, the
+//! extractor of `ferrows::axum_upgrade` (feature `axum`) does this for a
+//! handler.
 //!
 //! ```no_run
 //! # use http_body_util::Full;
@@ -25,9 +27,9 @@ use std::future::Future;
 
 use bytes::BytesMut;
 use ferrows_proto::config::Negotiated;
-use ferrows_proto::handshake::{ServerOptions, accept_response, reject_response, validate_request};
+use ferrows_proto::handshake::{ServerOptions, UpgradeRequest, accept_response, reject_response, validate_request};
 use ferrows_proto::{HandshakeError, Role};
-use hyper::upgrade::Upgraded;
+use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -73,16 +75,28 @@ pub fn upgrade_handover<B, R: Default>(
 ) -> std::result::Result<(hyper::Response<R>, impl Future<Output = Result<Handover>> + Send + 'static), HandshakeError>
 {
     let upgrade = validate_request(request)?;
+    let (response, handover) = accept_upgrade(&upgrade, hyper::upgrade::on(request), config);
+    Ok((response.map(|()| R::default()), handover))
+}
+
+/// The `101` response to a validated upgrade request and the future of
+/// its connection, once hyper hands it over (`on_upgrade`, taken from the
+/// request): the part of [`upgrade_handover`] shared with extractors that
+/// validate the request themselves.
+pub(crate) fn accept_upgrade(
+    upgrade: &UpgradeRequest,
+    on_upgrade: OnUpgrade,
+    config: &ServerConfig,
+) -> (hyper::Response<()>, impl Future<Output = Result<Handover>> + Send + 'static + use<>) {
     let options = ServerOptions { subprotocols: config.subprotocols.clone(), deflate: config.websocket.deflate };
-    let outcome = accept_response(&upgrade, &options);
-    let on_upgrade = hyper::upgrade::on(request);
+    let outcome = accept_response(upgrade, &options);
     let config = Box::new(config.websocket.clone());
     let (negotiated, subprotocol) = (outcome.negotiated, outcome.subprotocol);
     let handover = async move {
         let upgraded = on_upgrade.await.map_err(|e| Error::Io(std::io::Error::other(e)))?;
         Ok(Handover { upgraded, config, negotiated, subprotocol })
     };
-    Ok((outcome.response.map(|()| R::default()), handover))
+    (outcome.response, handover)
 }
 
 /// A connection hyper handed over after the `101` response, with what the

@@ -6,7 +6,9 @@
 //!   subprotocols, connect and handshake timeouts, HTTP `CONNECT` proxies.
 //! - [`accept`] / [`accept_with`] on any stream (TCP, TLS, ...), with a
 //!   [`Callback`] that sees the request and may refuse it with any status;
-//!   `hyper_upgrade` (feature `hyper`) upgrades hyper/axum requests.
+//!   `hyper_upgrade` (feature `hyper`) upgrades hyper requests, and
+//!   `axum_upgrade` (feature `axum`) is an axum `WebSocketUpgrade`
+//!   extractor with permessage-deflate.
 //! - `testing` (feature `testing`): the invalid handshakes and hostile
 //!   frames every ferrows server answers the same way, and checks that play
 //!   them against a live server.
@@ -51,6 +53,8 @@
 //! # }
 //! ```
 
+#[cfg(feature = "axum")]
+pub mod axum_upgrade;
 mod buffer_pool;
 mod client;
 mod config;

@@ -128,8 +128,7 @@ impl<S> WebSocket<S> {
         }
         let WebSocket { read, write, subprotocol } = self;
         let (rx, role, timers, read_chunk) = read.into_parked();
-        let WriteSide { io, mut tx, last_data_sent, .. } = write;
-        buffer_pool::give(tx.release_buffers());
+        let (io, tx, last_data_sent) = write.into_parked();
         let halves = match Connection::renewal(&rx, &tx) {
             Some(negotiated) => {
                 let threshold = tx.config().deflate_threshold.min(u32::MAX as usize) as u32;
@@ -165,8 +164,7 @@ impl<S> ParkedWebSocket<S> {
         if !unsent.is_empty() {
             tx.queue_unwritten(unsent.freeze());
         }
-        let mut write = WriteSide::new(self.io, tx, config);
-        write.last_data_sent = self.last_data_sent.map(|at| *at);
+        let write = WriteSide::resume(self.io, tx, config, self.last_data_sent.map(|at| *at));
         let read = ReadSide::resume(rx, self.role, config, arrived, self.timers, ended);
         WebSocket { read, write, subprotocol: self.subprotocol.map(|name| *name) }
     }

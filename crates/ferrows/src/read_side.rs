@@ -122,9 +122,9 @@ impl ReadSide {
         let rx = &mut self.rx;
         if let Some(first) = rx.take_reply() {
             t.with_writer(|w| {
-                w.tx.apply_reply(first);
+                w.apply_reply(first);
                 while let Some(reply) = rx.take_reply() {
-                    w.tx.apply_reply(reply);
+                    w.apply_reply(reply);
                 }
             });
         }
@@ -169,7 +169,7 @@ impl ReadSide {
                     Poll::Ready(Err(e)) => Err(e),
                     Poll::Pending => Ok(false),
                 };
-                (flushed, w.tx.pending_output(), w.tx.close_sent())
+                (flushed, w.pending_output(), w.close_sent())
             });
             let flushed = match flushed {
                 Ok(flushed) => flushed,
@@ -237,7 +237,7 @@ impl ReadSide {
                         buffer_pool::give(std::mem::take(&mut self.read_buf));
                         self.read_size = self.read_chunk;
                         self.rx.release_buffers();
-                        t.with_writer(|w| buffer_pool::give(w.tx.release_buffers()));
+                        t.with_writer(|w| w.release_buffers());
                     }
                     match self.poll_timers(cx, t) {
                         Some(poll) => return poll,
@@ -297,14 +297,14 @@ impl ReadSide {
 
     fn finish<T: Transport>(&mut self, t: &mut T) {
         self.done = true;
-        t.with_writer(|w| w.finished = true);
+        t.with_writer(|w| w.mark_finished());
     }
 
     /// Called where the receive loop would wait: acts on a passed deadline
     /// (`None`: go round the loop again) or returns `Pending` with the
     /// timer armed.
     fn poll_timers<T: Transport>(&mut self, cx: &mut Context<'_>, t: &mut T) -> Option<Poll<Option<Result<Message>>>> {
-        let (close_sent, last_sent) = t.with_writer(|w| (w.tx.close_sent(), w.last_data_sent));
+        let (close_sent, last_sent) = t.with_writer(|w| (w.close_sent(), w.last_data_sent()));
         if close_sent || self.rx.close_received() {
             self.timers.on_close_started();
         }
@@ -317,13 +317,13 @@ impl ReadSide {
         };
         match due {
             Due::Ping => {
-                if t.with_writer(|w| w.tx.send_ping(&[])).is_ok() {
+                if t.with_writer(|w| w.queue_keepalive_ping()) {
                     self.timers.on_ping_sent();
                 }
                 None
             }
             Due::Idle => {
-                let _ = t.with_writer(|w| w.tx.send_close(Some(CloseCode::NORMAL), "idle timeout"));
+                let _ = t.with_writer(|w| w.start_close(CloseCode::NORMAL, "idle timeout"));
                 None
             }
             Due::PongMissing => Some(self.give_up(cx, t, "no answer to keepalive ping")),

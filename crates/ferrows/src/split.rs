@@ -119,9 +119,7 @@ impl<S: SplitIo> WebSocket<S> {
     /// the timers.
     pub fn split(self) -> (WsReader<S>, WsWriter<S>) {
         let WebSocket { read, write, .. } = self;
-        let WriteSide { io, tx, max_write_buffer, finished, transport_closed, last_data_sent } = write;
-        let (read_io, write_io) = io.split_io();
-        let write = WriteSide { io: write_io, tx, max_write_buffer, finished, transport_closed, last_data_sent };
+        let (read_io, write) = write.split_io(SplitIo::split_io);
         let shared = Arc::new(Mutex::new(write));
         (WsReader { io: read_io, read, shared: shared.clone() }, WsWriter { shared })
     }
@@ -179,18 +177,13 @@ impl<S: SplitIo> WsWriter<S> {
 
     /// Sends Close; the read half then sees the peer's answer and ends.
     pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<()> {
-        {
-            let mut write = lock(&self.shared);
-            if !write.tx.close_sent() {
-                write.tx.send_close(Some(code), reason)?;
-            }
-        }
+        lock(&self.shared).start_close(code, reason)?;
         self.flush().await
     }
 
     /// Bytes queued and not yet written.
     pub fn buffered_amount(&self) -> usize {
-        lock(&self.shared).tx.pending_output()
+        lock(&self.shared).pending_output()
     }
 }
 

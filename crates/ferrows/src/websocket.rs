@@ -42,7 +42,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Transport for Whole<'_, S> {
     type W = S;
 
     fn poll_read_buf(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
-        tokio_util::io::poll_read_buf(Pin::new(&mut self.0.io), cx, buf)
+        tokio_util::io::poll_read_buf(Pin::new(self.0.io_mut()), cx, buf)
     }
 
     fn with_writer<T>(&mut self, f: impl FnOnce(&mut WriteSide<S>) -> T) -> T {
@@ -73,23 +73,23 @@ impl<S> WebSocket<S> {
 
     /// Whether permessage-deflate is in force.
     pub fn is_compressed(&self) -> bool {
-        self.write.tx.is_compressed()
+        self.write.is_compressed()
     }
 
     /// Bytes queued and not yet written to the transport.
     pub fn buffered_amount(&self) -> usize {
-        self.write.tx.pending_output()
+        self.write.pending_output()
     }
 
     /// The underlying stream.
     pub fn get_ref(&self) -> &S {
-        &self.write.io
+        self.write.io()
     }
 
     /// The underlying stream, mutably (careful: bytes written or read
     /// behind the WebSocket's back break the protocol).
     pub fn get_mut(&mut self) -> &mut S {
-        &mut self.write.io
+        self.write.io_mut()
     }
 
     /// Whether the peer's Close frame has arrived.
@@ -99,7 +99,7 @@ impl<S> WebSocket<S> {
 
     /// Whether we have sent a Close frame.
     pub fn close_sent(&self) -> bool {
-        self.write.tx.close_sent()
+        self.write.close_sent()
     }
 }
 
@@ -145,9 +145,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Starts the closing handshake and reads until it completes or the
     /// close timeout passes (messages that arrive meanwhile are dropped).
     pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<()> {
-        if !self.write.tx.close_sent() {
-            self.write.tx.send_close(Some(code), reason)?;
-        }
+        self.write.start_close(code, reason)?;
         self.flush().await?;
         while let Some(item) = self.recv().await {
             item?;
@@ -183,7 +181,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Shuts the transport down without a closing handshake (for drivers
     /// that give up on a peer).
     pub async fn abort(mut self) -> io::Result<()> {
-        self.write.io.shutdown().await
+        self.write.io_mut().shutdown().await
     }
 }
 

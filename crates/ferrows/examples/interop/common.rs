@@ -1,5 +1,6 @@
-//! Shared by the interop examples: payloads, bounded waits and the command
-//! protocol of `interop/` (the same in the Python, Node and Rust peers).
+//! Shared by the interop client and server: payloads, bounded waits and
+//! the command protocol of `interop/` (the same in the Python, Node and
+//! Rust peers).
 //!
 //! A connection to the path `/cmd` takes text commands, one per message:
 //!
@@ -14,9 +15,6 @@
 //!
 //! Any other path is an echo; `/echo/ID` names the connection for
 //! `close-seen`.
-
-// Each example uses a part of this module.
-#![allow(dead_code)]
 
 use std::future::Future;
 use std::time::Duration;

@@ -2,29 +2,26 @@
 //! the interop tests in `interop/` (`interop/run.sh` builds and runs it).
 //!
 //! ```text
-//! interop_server [--port N] [--cert CERT.pem --key KEY.pem] [--no-compression]
+//! interop server [--port N] [--cert CERT.pem --key KEY.pem] [--no-compression]
 //!                [--send-frame-size N]
 //! ```
 //!
 //! Listens on 127.0.0.1 (port 0 picks a free one) over `ws://`, or `wss://`
 //! with a certificate and key, and prints `listening on ws://ADDR` (or
 //! `wss://`). Every path echoes data messages, except `/cmd`, which speaks
-//! the command protocol described in `interop_common/mod.rs`: fragmented
+//! the command protocol described in `common.rs`: fragmented
 //! messages (with `--send-frame-size`, every message longer than N bytes
 //! is sent in frames of N bytes), a Ping that the client must answer, a
 //! Close with a chosen code, and the Close frame that the echo connection
 //! `/echo/ID` received.
-
-#[path = "interop_common/mod.rs"]
-mod common;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::common::{WAIT, unb64, within};
 use bytes::Bytes;
-use common::{unb64, within};
 use ferrows::{CloseCode, CloseFrame, Message, Rejection, ServerConfig, WebSocket};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
@@ -41,9 +38,8 @@ struct Args {
     send_frame_size: Option<usize>,
 }
 
-fn parse_args() -> Result<Args, String> {
+fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut args = Args { port: 0, cert: None, key: None, compression: true, send_frame_size: None };
-    let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
         match arg.as_str() {
@@ -64,9 +60,9 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args = parse_args()?;
+/// Serves until killed; an error only if it cannot start.
+pub(crate) async fn main(args: impl Iterator<Item = String>) -> Result<(), Box<dyn std::error::Error>> {
+    let args = parse_args(args)?;
     let mut config = ServerConfig::default();
     if !args.compression {
         config.websocket.deflate = None;
@@ -101,7 +97,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 None => serve(tcp, &config, seen).await,
             };
             if let Err(e) = result {
-                eprintln!("interop_server: connection from {peer}: {e}");
+                eprintln!("interop server: connection from {peer}: {e}");
             }
         });
     }
@@ -208,7 +204,7 @@ where
 /// What the echo connection `id` received as its Close, waiting (bounded)
 /// for its task to record it.
 async fn close_seen(seen: &Seen, id: &str) -> String {
-    let deadline = tokio::time::Instant::now() + common::WAIT;
+    let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         if let Some(frame) = seen.lock().unwrap().get(id) {
             return match frame {

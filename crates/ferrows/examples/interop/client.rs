@@ -2,12 +2,12 @@
 //! for the interop tests in `interop/` (`interop/run.sh` builds and runs it).
 //!
 //! ```text
-//! interop_client URL [--no-compression] [--expect-compression yes|no]
+//! interop client URL [--no-compression] [--expect-compression yes|no]
 //!                    [--send-frame-size N] [--ca CERT.pem] [--commands]
 //! ```
 //!
 //! Against `URL/echo/ID` it checks text and binary echoes of every size in
-//! [`common::SIZES`] (0 B to 16 MiB) byte for byte, a pipelined burst of
+//! [`SIZES`] (0 B to 16 MiB) byte for byte, a pipelined burst of
 //! small messages, a Ping answered by a Pong, and a closing handshake
 //! started with code 4000 (the peer must echo 4000). With `--commands`
 //! (the peer speaks the command protocol on `URL/cmd`) it also checks that
@@ -17,13 +17,10 @@
 //! Close 4001 "bye" arrives. Every wait is bounded; the exit code is 0 when
 //! every check passed.
 
-#[path = "interop_common/mod.rs"]
-mod common;
-
 use std::process::ExitCode;
 
+use crate::common::{Rng, SIZES, b64, binary_payload, text_payload, within};
 use bytes::Bytes;
-use common::{SIZES, b64, binary_payload, text_payload, within};
 use ferrows::{ClientConfig, CloseCode, CloseFrame, MaybeTlsStream, Message, WebSocket};
 
 type Ws = WebSocket<MaybeTlsStream>;
@@ -39,7 +36,7 @@ struct Args {
     commands: bool,
 }
 
-fn parse_args() -> Result<Args, String> {
+fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut args = Args {
         url: String::new(),
         compression: true,
@@ -48,7 +45,6 @@ fn parse_args() -> Result<Args, String> {
         ca: None,
         commands: false,
     };
-    let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
         match arg.as_str() {
@@ -71,24 +67,24 @@ fn parse_args() -> Result<Args, String> {
         }
     }
     if args.url.is_empty() {
-        return Err("usage: interop_client URL [options] (see the source)".into());
+        return Err("usage: interop client URL [options] (see the source)".into());
     }
     Ok(args)
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    let result = match parse_args() {
+/// Runs every check; success only if all passed.
+pub(crate) async fn main(args: impl Iterator<Item = String>) -> ExitCode {
+    let result = match parse_args(args) {
         Ok(args) => run(&args).await,
         Err(e) => Err(e),
     };
     match result {
         Ok(()) => {
-            println!("interop_client: all checks passed");
+            println!("interop client: all checks passed");
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("interop_client: FAILED: {e}");
+            eprintln!("interop client: FAILED: {e}");
             ExitCode::FAILURE
         }
     }
@@ -214,7 +210,7 @@ async fn echo_sizes(ws: &mut Ws) -> Check {
 /// Many small messages queued before any echo is read: ordering and
 /// frames that share a read.
 async fn echo_burst(ws: &mut Ws) -> Check {
-    let mut rng = common::Rng::new(77);
+    let mut rng = Rng::new(77);
     let mut sent = Vec::new();
     for i in 0..200u64 {
         let size = (rng.next_u64() % 600) as usize;
