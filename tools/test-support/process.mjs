@@ -88,11 +88,11 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
  * forgets it still ends, and the exit hook kills it.
  */
 export class Proc {
-  constructor(name, command, args, { env } = {}) {
+  constructor(name, command, args) {
     this.name = name;
     this.output = '';
     this.exited = null;
-    this.child = spawn(command, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env });
+    this.child = spawn(command, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
     this.exit = new Promise((resolve) => {
       this.child.once('exit', (code, signal) => {
         this.exited = { code, signal };
