@@ -8,7 +8,6 @@ import {
   Browser,
   FerrowsNode,
   ROOT,
-  Redis,
   WAIT,
   bounded,
   joinRoom,
@@ -18,6 +17,7 @@ import {
   recordStatus,
   send,
   setName,
+  startRedis,
   started,
   waitConnected,
   waitMessage,
@@ -103,9 +103,8 @@ test('two pages chat in one room: message with its author, presence, client coun
 
 test('redis broker: a page recovers the messages it missed while its node restarted', { timeout: TEST_TIMEOUT }, () =>
   scenario(async ({ page, cleanup }) => {
-    const redis = new Redis();
-    cleanup.push(() => redis.kill());
-    await redis.start();
+    const redis = await startRedis();
+    cleanup.push(() => redis.stop());
     const args = ['--broker', 'redis', '--redis-url', redis.url, '--api-key', 'k'];
     const node1 = await node(cleanup, 'ferrows node 1', args);
     const node2 = await node(cleanup, 'ferrows node 2', args);

@@ -1,158 +1,27 @@
 // Helpers of the end-to-end tests: the processes they start (`ferrows
-// serve` nodes, redis-server, headless Chromium), bounded waits, and the
-// steps a user takes in the demo.
+// serve` nodes, and through tools/test-support/ redis-server and headless
+// Chromium), bounded waits, and the steps a user takes in the demo.
 //
 // Every process is started in its own process group and killed (the whole
-// group) when the tests end, however they end; its pid also goes to
-// $E2E_PIDFILE so that e2e/run.sh kills what is left if node itself dies.
-import { spawn } from 'node:child_process';
-import fs from 'node:fs';
-import net from 'node:net';
-import os from 'node:os';
+// group) when the tests end, however they end (tools/test-support/process.mjs);
+// its pid also goes to $FERROWS_TEST_PIDFILE so that e2e/run.sh kills what is
+// left if node itself dies.
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { launchChromium } from '../tools/test-support/chromium.mjs';
+import { Proc, bounded as boundedBy } from '../tools/test-support/process.mjs';
+import { RedisServer } from '../tools/test-support/redis.mjs';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const FERROWS = process.env.FERROWS_BIN ?? path.join(ROOT, 'target/release/ferrows');
-export const CHROMIUM = '/usr/bin/chromium';
 /** The bound of every single wait, in milliseconds. */
 export const WAIT = Number(process.env.E2E_WAIT_MS ?? 15_000);
-/** The flags Chromium runs with (plus a fresh --user-data-dir and the
- * DevTools port playwright-core connects to). */
-export const CHROMIUM_FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
-
-// --- processes ---------------------------------------------------------------
-
-const children = new Set();
-const tempDirs = new Set();
-
-/** A fresh temporary directory, removed when the tests end (under $E2E_TMP,
- * which e2e/run.sh removes too). */
-export function tempDir(prefix) {
-  const dir = fs.mkdtempSync(path.join(process.env.E2E_TMP ?? os.tmpdir(), prefix));
-  tempDirs.add(dir);
-  return dir;
-}
-
-export function removeTempDir(dir) {
-  fs.rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
-  tempDirs.delete(dir);
-}
-
-function killGroup(child, signal) {
-  try {
-    process.kill(-child.pid, signal);
-  } catch {
-    /* gone */
-  }
-}
-
-/** Kills every process still running (and its group), at once. */
-export function killAll() {
-  for (const child of children) killGroup(child, 'SIGKILL');
-  children.clear();
-  for (const dir of tempDirs) {
-    try {
-      removeTempDir(dir);
-    } catch {
-      /* run.sh removes $E2E_TMP */
-    }
-  }
-}
-process.on('exit', killAll);
-for (const signal of ['SIGINT', 'SIGTERM']) {
-  process.on(signal, () => {
-    killAll();
-    process.exit(signal === 'SIGINT' ? 130 : 143);
-  });
-}
-
-/** A process with its output kept (the last 64 KiB) for failure reports. */
-class Proc {
-  constructor(name, command, args) {
-    this.name = name;
-    this.output = '';
-    this.exited = null;
-    this.child = spawn(command, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-    children.add(this.child);
-    if (process.env.E2E_PIDFILE) fs.appendFileSync(process.env.E2E_PIDFILE, `${this.child.pid}\n`);
-    this.exit = new Promise((resolve) => {
-      this.child.once('exit', (code, signal) => {
-        this.exited = { code, signal };
-        children.delete(this.child);
-        resolve(this.exited);
-      });
-      this.child.once('error', (err) => {
-        this.exited = { error: err.message };
-        children.delete(this.child);
-        resolve(this.exited);
-      });
-    });
-    const keep = (chunk) => {
-      this.output = (this.output + chunk.toString()).slice(-65536);
-      this._check?.();
-    };
-    this.child.stdout.on('data', keep);
-    this.child.stderr.on('data', keep);
-  }
-
-  /** Waits until the output matches `re` (returns the match). */
-  waitOutput(what, re) {
-    return bounded(
-      `${this.name}: ${what}`,
-      new Promise((resolve, reject) => {
-        this._check = () => {
-          const m = this.output.match(re);
-          if (m) {
-            this._check = null;
-            resolve(m);
-          }
-        };
-        this._check();
-        this.exit.then((e) => reject(new Error(`${this.name} exited (${JSON.stringify(e)}) before ${what}:\n${this.tail()}`)));
-      }),
-    );
-  }
-
-  /** Sends `signal` to the process and waits for it to exit. */
-  async stop(signal = 'SIGTERM') {
-    if (this.exited) return this.exited;
-    killGroup(this.child, signal);
-    return bounded(`${this.name}: exit after ${signal}`, this.exit);
-  }
-
-  /** Stops the process, politely first, for sure in the end. */
-  async kill() {
-    if (this.exited) return;
-    killGroup(this.child, 'SIGTERM');
-    await Promise.race([this.exit, new Promise((r) => setTimeout(r, 3000).unref())]);
-    if (!this.exited) killGroup(this.child, 'SIGKILL');
-    await Promise.race([this.exit, new Promise((r) => setTimeout(r, 3000).unref())]);
-  }
-
-  tail(lines = 30) {
-    return this.output.trimEnd().split('\n').slice(-lines).map((l) => `  | ${l}`).join('\n');
-  }
-}
 
 // --- waits -------------------------------------------------------------------
 
 /** `promise`, or an error naming `what` once `ms` have passed. */
 export function bounded(what, promise, ms = WAIT) {
-  let timer;
-  const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+  return boundedBy(what, promise, ms);
 }
 
 /** Polls `check` (in node) until it returns a value other than undefined/false. */
@@ -169,18 +38,6 @@ export async function until(what, check, ms = WAIT) {
     if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms: ${what}${last ? ` (last error: ${last.message})` : ''}`);
     await new Promise((r) => setTimeout(r, 50));
   }
-}
-
-/** A TCP port free on 127.0.0.1 right now. */
-export function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 // --- servers -----------------------------------------------------------------
@@ -201,14 +58,14 @@ export class FerrowsNode {
   async start() {
     this.proc = new Proc(this.name, FERROWS, ['serve', '--host', '127.0.0.1', '--port', String(this.port), ...this.args]);
     started.push(this.proc);
-    const m = await this.proc.waitOutput('listening', /listening on http:\/\/127\.0\.0\.1:(\d+)/);
+    const m = await this.proc.waitOutput('listening', /listening on http:\/\/127\.0\.0\.1:(\d+)/, WAIT);
     this.port = Number(m[1]);
     this.url = `http://127.0.0.1:${this.port}`;
     return this;
   }
 
   stop(signal) {
-    return this.proc.stop(signal);
+    return this.proc.stop(signal, WAIT);
   }
 
   kill() {
@@ -231,50 +88,25 @@ export class FerrowsNode {
   }
 }
 
-/** A redis-server on a free port of 127.0.0.1, without persistence. */
-export class Redis {
-  async start() {
-    this.dir = tempDir('ferrows-e2e-redis-');
-    // A port found free may be taken before redis binds it: try another.
-    for (let attempt = 1; ; attempt++) {
-      this.port = await freePort();
-      this.proc = new Proc('redis-server', 'redis-server', [
-        '--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', this.dir,
-      ]);
-      started.push(this.proc);
-      try {
-        await this.proc.waitOutput('ready', /Ready to accept connections/);
-        break;
-      } catch (e) {
-        await this.proc.kill();
-        if (attempt >= 3) throw e;
-      }
-    }
-    this.url = `redis://127.0.0.1:${this.port}`;
-    return this;
+/** A redis-server on a free port of 127.0.0.1, without persistence; stop() kills it. */
+export async function startRedis() {
+  const redis = new RedisServer({ wait: WAIT });
+  try {
+    await redis.start();
+  } finally {
+    if (redis.proc) started.push(redis.proc);
   }
-
-  async kill() {
-    await this.proc?.kill();
-    if (this.dir) removeTempDir(this.dir);
-  }
+  return redis;
 }
 
 // --- Chromium ----------------------------------------------------------------
 
-/** Debian's headless Chromium with a fresh profile, driven over CDP. */
+/** Debian's headless Chromium with a fresh profile (tools/test-support/chromium.mjs). */
 export class Browser {
   async start() {
-    this.userDataDir = tempDir('ferrows-e2e-chromium-');
-    this.proc = new Proc('chromium', CHROMIUM, [
-      ...CHROMIUM_FLAGS,
-      `--user-data-dir=${this.userDataDir}`,
-      '--remote-debugging-port=0',
-      'about:blank',
-    ]);
-    started.push(this.proc);
-    const m = await this.proc.waitOutput('DevTools endpoint', /DevTools listening on (ws:\/\/\S+)/);
-    this.browser = await bounded('connect to Chromium', chromium.connectOverCDP(m[1], { timeout: WAIT }));
+    this.chromium = await launchChromium({ from: import.meta.url, install: 'run e2e/install.sh (as root)', wait: WAIT });
+    started.push(this.chromium.proc);
+    this.browser = this.chromium.browser;
     return this;
   }
 
@@ -295,9 +127,7 @@ export class Browser {
   }
 
   async close() {
-    if (this.browser) await bounded('close the CDP connection', this.browser.close()).catch(() => {});
-    await this.proc?.kill();
-    if (this.userDataDir) removeTempDir(this.userDataDir);
+    await this.chromium?.close();
   }
 }
 

@@ -16,9 +16,11 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/ferrows-e2e.XXXXXX")"
-export E2E_PIDFILE="$work/pids"
-export E2E_TMP="$work"
-: >"$E2E_PIDFILE"
+# tools/test-support/process.mjs notes there the pid of every process it
+# starts, and makes its temporary directories here.
+export FERROWS_TEST_PIDFILE="$work/pids"
+export FERROWS_TEST_TMP="$work"
+: >"$FERROWS_TEST_PIDFILE"
 runner=""
 cleanup() {
   local pid
@@ -26,7 +28,7 @@ cleanup() {
   # Each process the tests started leads a process group of its own.
   while read -r pid; do
     [[ -n $pid ]] && kill -KILL -- "-$pid" 2>/dev/null
-  done <"$E2E_PIDFILE"
+  done <"$FERROWS_TEST_PIDFILE"
   [[ -n $runner ]] && wait "$runner" 2>/dev/null
   rm -rf "$work"
 }

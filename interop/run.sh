@@ -27,10 +27,19 @@ started=$SECONDS
 CASE_TIMEOUT=${INTEROP_CASE_TIMEOUT:-300}
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/ferrows-interop.XXXXXX")"
+# The Chromium client (tools/test-support/chromium.mjs) notes there the pid
+# of every browser it starts, each the leader of its process group, and
+# makes its profiles here: what a killed client leaves is removed below.
+export FERROWS_TEST_PIDFILE="$work/browser-pids"
+export FERROWS_TEST_TMP="$work"
+: >"$FERROWS_TEST_PIDFILE"
 pids=()
 cleanup() {
   local pid
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
+  while read -r pid; do
+    [[ -n $pid ]] && kill -KILL -- "-$pid" 2>/dev/null
+  done <"$FERROWS_TEST_PIDFILE"
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null; done
   rm -rf "$work"
 }

@@ -3,7 +3,8 @@
 # rustfmt and clippy, cargo-fuzz, Python 3 for the Autobahn scripts,
 # Autobahn|Testsuite itself (through ../shared/autobahn/setup.sh), the
 # interop peers (scripts/install-interop.sh), redis-server for the Redis
-# broker's tests, and the browser end-to-end tests' packages.
+# broker's tests, the browser end-to-end tests' packages, and the JavaScript
+# client's test dependency.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 shared="${FERROWS_SHARED:-$(pwd)/../shared}"
@@ -26,4 +27,7 @@ command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 scripts/install-interop.sh
 scripts/install-redis.sh
 e2e/install.sh
+# The JavaScript client's test dependency: playwright-core (as locked) for
+# its demo test in Chromium (installed above).
+(cd clients/js && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
 echo "dependencies ready"

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// Headless Chromium (Debian's /usr/bin/chromium, driven by playwright-core)
-// as the client of a ferrows server, for the interop tests.
+// Headless Chromium (Debian's /usr/bin/chromium, started by
+// tools/test-support/chromium.mjs and driven by playwright-core) as the
+// client of a ferrows server, for the interop tests.
 //
 //   node chromium.mjs URL [--expect-compression yes|no] [--commands]
 //                         [--spki BASE64_SHA256_OF_SPKI] [--expect-untrusted]
@@ -17,10 +18,7 @@
 // With --expect-untrusted (a wss:// URL and no --spki), it checks instead
 // that Chromium refuses the test certificate: the pin is what makes the
 // wss:// tests pass, not some leniency.
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { chromium } from 'playwright-core';
+import { launchChromium } from '../../tools/test-support/chromium.mjs';
 import { SIZES, WAIT, bounded, parseArgs } from './common.mjs';
 
 const args = parseArgs(process.argv.slice(2), ['--commands', '--expect-untrusted']);
@@ -232,29 +230,16 @@ async function pageRefused({ url, wait }) {
 
 async function run() {
   if (!base) throw new Error('usage: node chromium.mjs URL [options]');
-  const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferrows-chromium-'));
-  const flags = [
-    '--no-sandbox',
-    '--disable-gpu',
-    '--no-first-run',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-    '--disable-quic',
-  ];
+  const flags = ['--disable-quic'];
   if (args.spki) flags.push(`--ignore-certificate-errors-spki-list=${args.spki}`);
-  // Playwright adds --headless and --user-data-dir (a fresh directory).
-  const context = await bounded(
-    'launch Chromium',
-    chromium.launchPersistentContext(userDataDir, {
-      executablePath: '/usr/bin/chromium',
-      headless: true,
-      args: flags,
-      timeout: WAIT,
-    }),
-  );
+  const chrome = await launchChromium({
+    from: import.meta.url,
+    install: 'run scripts/install-interop.sh (as root)',
+    args: flags,
+    wait: WAIT,
+  });
   try {
-    const page = context.pages()[0] ?? (await context.newPage());
+    const page = await chrome.browser.newPage();
     page.on('console', (m) => console.log(m.text()));
     const id = `chromium-${process.pid}`;
     if (args['expect-untrusted']) {
@@ -272,8 +257,7 @@ async function run() {
     // Each wait in the page is bounded; this bounds the whole.
     await bounded('the page test', test);
   } finally {
-    await bounded('close Chromium', context.close()).catch(() => {});
-    fs.rmSync(userDataDir, { recursive: true, force: true });
+    await chrome.close();
   }
 }
 

@@ -1,30 +1,28 @@
-// The browser demo served by `ferrows serve`, in headless Chromium. Needs
-// /usr/bin/chromium and playwright-core (both installed for the interop
-// tests by scripts/install-interop.sh; PLAYWRIGHT_CORE may name another
-// copy of the package). Without them the tests fail and say what to
-// install: scripts/test.sh installs both before it runs them.
+// The browser demo served by `ferrows serve`, in Debian's headless Chromium
+// (started by tools/test-support/chromium.mjs, driven by this package's
+// devDependency playwright-core). Without Chromium or playwright-core the
+// tests fail and say what to install: scripts/install-deps.sh (run by
+// scripts/test.sh) installs both.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
-import path from "node:path";
-import { pathToFileURL } from "node:url";
-import { startServer, apiPublish, repoRoot, WAIT_MS } from "./helpers.mjs";
-
-const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
-const playwrightDir = process.env.PLAYWRIGHT_CORE ?? path.join(repoRoot, "interop/node/node_modules/playwright-core");
-const missing = !existsSync(CHROMIUM) ? `no ${CHROMIUM}` : !existsSync(playwrightDir) ? `no playwright-core at ${playwrightDir}` : null;
+import { launchChromium } from "../../../tools/test-support/chromium.mjs";
+import { startServer, apiPublish, WAIT_MS } from "./helpers.mjs";
 
 let server;
+let chrome;
 let browser;
 
 before(async () => {
-  if (missing) throw new Error(`${missing}: run scripts/install-interop.sh (scripts/test.sh does)`);
-  const { chromium } = await import(pathToFileURL(path.join(playwrightDir, "index.mjs")).href);
+  chrome = await launchChromium({
+    from: import.meta.url,
+    install: "run scripts/install-deps.sh as root (or: apt-get install chromium; npm ci in clients/js)",
+    wait: WAIT_MS,
+  });
+  browser = chrome.browser;
   server = await startServer();
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
 });
 after(async () => {
-  await browser?.close();
+  await chrome?.close();
   await server?.stop();
 });
 
