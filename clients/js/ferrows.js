@@ -3,6 +3,7 @@
  *
  * One ES module, no dependencies. Works in browsers and in Node (pass a
  * WebSocket constructor in the options when there is no global one).
+ * Speaks JSON; `msgpack.js` adds the MessagePack encoding (`codec` option).
  *
  *   import { Client } from "./ferrows.js";
  *   const client = new Client("ws://127.0.0.1:8000/ws", { name: "alice" });
@@ -19,19 +20,43 @@ const FATAL_CLOSE_CODES = new Set([1009, 4000, 4001]);
 /** An error of a command: `code` is the server's error code (100-110, see
  * docs/protocol.md) or, for errors found by the client, `"timeout"`,
  * `"disconnected"` (the connection went away before the reply) or
- * `"closed"` (a close code that stops the client; `closeCode` says which). */
+ * `"closed"` (a close code that stops the client; `closeCode` says which).
+ * `temporary`: the server says the same command may succeed later. */
 export class FerrowsError extends Error {
-  /** @param {number|string} code @param {string} message */
-  constructor(code, message) {
+  /** @param {number|string} code @param {string} message @param {boolean} [temporary] */
+  constructor(code, message, temporary = false) {
     super(message);
     this.name = "FerrowsError";
     /** @type {number|string} */
     this.code = code;
+    /** @type {boolean} */
+    this.temporary = temporary;
   }
 }
 
-/** Errors worth retrying (after a delay): internal server errors, commands over the server's rate (110), timeouts. */
-const isTransient = (err) => err.code === 100 || err.code === 110 || err.code === "timeout";
+/** Errors worth retrying (after a delay): what the server calls temporary
+ * (its broker unreachable, commands over its rate), and timeouts. */
+const isTransient = (err) => err.temporary || err.code === 100 || err.code === 110 || err.code === "timeout";
+
+/** The JSON encoding (the default `codec`): text messages. */
+const json = {
+  subprotocol: null,
+  binary: false,
+  encode: (command) => JSON.stringify(command),
+  decode: (data) => JSON.parse(typeof data === "string" ? data : new TextDecoder().decode(data)),
+};
+
+/** A publication as handlers see it: data that is not JSON (published by a
+ * MessagePack client) arrives in JSON as `data_base64`, and is given as a
+ * `Uint8Array`. */
+function publication(pub) {
+  if (pub.data_base64 === undefined) return pub;
+  const { data_base64: b64, ...rest } = pub;
+  const text = atob(b64);
+  const data = new Uint8Array(text.length);
+  for (let i = 0; i < text.length; i++) data[i] = text.charCodeAt(i);
+  return { ...rest, data };
+}
 
 /**
  * @typedef {object} ClientOptions
@@ -42,6 +67,7 @@ const isTransient = (err) => err.code === 100 || err.code === 110 || err.code ==
  * @property {number} [minReconnectDelay=250] ms, base of the exponential backoff
  * @property {number} [maxReconnectDelay=10000] ms, cap of the backoff
  * @property {number} [pingInterval] ms between `ping` commands that detect dead connections; default: the `ping` the server announces; 0 disables
+ * @property {{subprotocol: string|null, binary: boolean, encode: Function, decode: Function}} [codec] the encoding (default JSON; `msgpack` from `msgpack.js`)
  */
 
 /**
@@ -89,7 +115,7 @@ export class Client {
     this.url = this.urls[0];
     this._urlIndex = 0;
     this._badUrls = new Set(); // URLs the WebSocket constructor refused
-    this.options = { timeout: 10000, minReconnectDelay: 250, maxReconnectDelay: 10000, ...options };
+    this.options = { timeout: 10000, minReconnectDelay: 250, maxReconnectDelay: 10000, codec: json, ...options };
     /** @type {"connecting"|"connected"|"disconnected"} */
     this.state = "disconnected";
     /** The id the server gave this connection, and the user of the token. */
@@ -165,7 +191,9 @@ export class Client {
     const WS = this.options.WebSocket ?? globalThis.WebSocket;
     let ws;
     try {
-      ws = new WS(this.url);
+      const { subprotocol, binary } = this.options.codec;
+      ws = subprotocol ? new WS(this.url, [subprotocol]) : new WS(this.url);
+      if (binary) ws.binaryType = "arraybuffer";
     } catch (e) {
       // A URL the constructor refuses (malformed) stays bad: the next one,
       // unless none is left.
@@ -180,6 +208,10 @@ export class Client {
     this._timers.open = setTimeout(() => this._drop("connect timeout"), this.options.timeout);
     ws.onopen = () => {
       if (this._ws !== ws) return;
+      const { subprotocol } = this.options.codec;
+      if (subprotocol && ws.protocol !== subprotocol) {
+        return this._fail(new FerrowsError("closed", `the server does not speak ${subprotocol}`));
+      }
       const connect = {};
       if (token) connect.token = token;
       if (this.options.name) connect.name = this.options.name;
@@ -285,16 +317,17 @@ export class Client {
     if (wasWanted) this._emit("error", err);
   }
 
-  _onMessage(text) {
+  _onMessage(data) {
     let msg;
-    try { msg = JSON.parse(text); } catch { return; }
+    try { msg = this.options.codec.decode(data); } catch { return; }
     if (!msg || typeof msg !== "object") return;
     if (msg.push) {
       this._subs.get(msg.push.channel)?._onPush(msg.push);
     } else if (msg.id !== undefined) {
       const entry = this._pending.get(msg.id);
       if (!entry) return;
-      if (msg.error) this._settle(entry, new FerrowsError(msg.error.code, msg.error.message ?? `error ${msg.error.code}`));
+      const { error } = msg;
+      if (error) this._settle(entry, new FerrowsError(error.code, error.message ?? `error ${error.code}`, error.temporary === true));
       else this._settle(entry, null, msg.result ?? {});
     }
   }
@@ -322,7 +355,7 @@ export class Client {
     entry.id = this._nextId++;
     this._pending.set(entry.id, entry);
     try {
-      this._ws.send(JSON.stringify({ id: entry.id, ...message }));
+      this._ws.send(this.options.codec.encode({ id: entry.id, ...message }));
     } catch (e) {
       this._settle(entry, new FerrowsError("disconnected", `send failed: ${e?.message ?? e}`));
     }
@@ -358,6 +391,7 @@ export class Client {
   }
 
   /** Publishes into a channel. @param {string} channel @param {*} data any JSON value
+   * (with the MessagePack codec also a `Uint8Array`, sent as bytes)
    * @returns {Promise<{offset: number, epoch: string}>} */
   publish(channel, data) {
     return this._command({ publish: { channel, data } });
@@ -373,7 +407,7 @@ export class Client {
    * @returns {Promise<{position: {offset: number, epoch: string}, publications: Publication[]}>} */
   async history(channel, limit) {
     const result = await this._command({ history: limit === undefined ? { channel } : { channel, limit } });
-    return { position: result.position, publications: result.publications ?? [] };
+    return { position: result.position, publications: (result.publications ?? []).map(publication) };
   }
 
   /** Round trip to the server. @returns {Promise<void>} */
@@ -429,7 +463,7 @@ export class Subscription {
       const missed = recovered ? (result.publications ?? []).filter((p) => !(p.offset <= since.offset)) : [];
       if (!recovered) this.position = null;
       this._call("onRecovery", { recovered, missed: missed.length });
-      for (const pub of missed) this._deliver(pub);
+      for (const pub of missed) this._deliver(publication(pub));
     }
     const position = result.position;
     if (position && (!this.position || this.position.epoch !== position.epoch || this.position.offset < position.offset)) {
@@ -473,7 +507,7 @@ export class Subscription {
   /** A publication, or a `reset`: the server's history was lost (e.g. its
    * Redis restarted) and the stream goes on from a new position. */
   _onStream(push) {
-    if (push.pub) return this._deliver(push.pub);
+    if (push.pub) return this._deliver(publication(push.pub));
     const p = push.reset.position;
     this.position = p ? { offset: p.offset, epoch: p.epoch } : null;
     this._call("onRecovery", { recovered: false, missed: 0 });

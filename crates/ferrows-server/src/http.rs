@@ -30,6 +30,7 @@ const INDEX_HTML: &str = include_str!("../demo/index.html");
 const APP_JS: &str = include_str!("../demo/app.js");
 const STYLE_CSS: &str = include_str!("../demo/style.css");
 const CLIENT_JS: &str = include_str!("../demo/ferrows.js");
+const MSGPACK_JS: &str = include_str!("../demo/msgpack.js");
 
 pub(crate) async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, state: Arc<AppState>) {
     loop {
@@ -162,6 +163,7 @@ async fn route(request: Request<Incoming>, state: Arc<AppState>, slot: AddressSl
         (&Method::GET, "/demo/app.js") => respond(StatusCode::OK, "text/javascript; charset=utf-8", APP_JS),
         (&Method::GET, "/demo/style.css") => respond(StatusCode::OK, "text/css; charset=utf-8", STYLE_CSS),
         (&Method::GET, "/ferrows.js") => respond(StatusCode::OK, "text/javascript; charset=utf-8", CLIENT_JS),
+        (&Method::GET, "/msgpack.js") => respond(StatusCode::OK, "text/javascript; charset=utf-8", MSGPACK_JS),
         // Every method: the handshake's own rule answers the others (405).
         (_, "/ws") => websocket(request, &state, slot),
         (&Method::GET, "/api/poll") => crate::poll::handle(request, state).await,

@@ -583,6 +583,11 @@ impl Encoded {
     pub fn message(&self, encoding: Encoding) -> &Arc<PreparedMessage> {
         self.messages[encoding as usize].get_or_init(|| Arc::new(encoding.message(&self.push)))
     }
+
+    /// Whether it was encoded in `encoding` already.
+    pub fn is_encoded(&self, encoding: Encoding) -> bool {
+        self.messages[encoding as usize].get().is_some()
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,10 @@
 //! Helpers of the server's integration tests: a server in this process on
-//! a free port, JSON clients over ferrows, and a tiny HTTP client.
+//! a free port, protocol clients over ferrows, and a tiny HTTP client.
+//!
+//! Clients speak the encoding of the test they run in ([`ENCODING`], set
+//! by [`per_encoding!`]; JSON otherwise) and show every message as the
+//! JSON encoding would (a MessagePack `data` of bytes as its JSON value, or
+//! `data_base64`), so one test body checks both encodings.
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -7,12 +12,50 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use ferrows::{CloseFrame, MaybeTlsStream, Message, WebSocket};
+use ferrows_hub::protocol::Encoding;
 use ferrows_server::{Config, Server};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Every wait of these tests is bounded by this.
 pub const WAIT: Duration = Duration::from_secs(10);
+
+tokio::task_local! {
+    /// The encoding clients of the running test speak.
+    pub static ENCODING: Encoding;
+}
+
+/// Defines each test twice, in modules `json` and `msgpack` of a module
+/// named after it: the same body with clients of each encoding.
+#[macro_export]
+macro_rules! per_encoding {
+    ($($(#[$meta:meta])* async fn $name:ident() $body:block)*) => {
+        $(
+            $(#[$meta])*
+            mod $name {
+                #[allow(unused_imports)]
+                use super::*;
+
+                async fn body() $body
+
+                #[tokio::test]
+                async fn json() {
+                    common::ENCODING.scope(ferrows_hub::protocol::Encoding::Json, body()).await
+                }
+
+                #[tokio::test]
+                async fn msgpack() {
+                    common::ENCODING.scope(ferrows_hub::protocol::Encoding::Msgpack, body()).await
+                }
+            }
+        )*
+    };
+}
+
+/// The encoding of the running test.
+pub fn encoding() -> Encoding {
+    ENCODING.try_with(|e| *e).unwrap_or_default()
+}
 
 /// A server on 127.0.0.1, port 0, with an API key, tuned by `tune`.
 pub async fn server(tune: impl FnOnce(&mut Config)) -> Server {
@@ -25,6 +68,7 @@ pub async fn server(tune: impl FnOnce(&mut Config)) -> Server {
 /// A connected protocol client.
 pub struct Client {
     pub ws: WebSocket<MaybeTlsStream>,
+    pub encoding: Encoding,
     next_id: u64,
     /// Pushes that arrived while waiting for a reply.
     pub pushes: Vec<Value>,
@@ -33,17 +77,22 @@ pub struct Client {
 impl Client {
     /// Opens the WebSocket only.
     pub async fn open(addr: SocketAddr) -> Self {
-        let ws = tokio::time::timeout(WAIT, ferrows::connect(format!("ws://{addr}/ws"))).await.unwrap().unwrap();
-        Self { ws, next_id: 1, pushes: Vec::new() }
+        let encoding = encoding();
+        let config = client_config(encoding);
+        let connect = ferrows::connect_with(format!("ws://{addr}/ws"), &config);
+        let ws = tokio::time::timeout(WAIT, connect).await.unwrap().unwrap();
+        assert_eq!(Encoding::from_subprotocol(ws.subprotocol()), Some(encoding));
+        Self { ws, encoding, next_id: 1, pushes: Vec::new() }
     }
 
     /// Opens the WebSocket only, over `tcp` (a socket the test tuned).
     pub async fn open_over(addr: SocketAddr, tcp: tokio::net::TcpStream) -> Self {
         let uri = format!("ws://{addr}/ws").parse().unwrap();
-        let config = ferrows::ClientConfig::default();
+        let encoding = encoding();
+        let config = client_config(encoding);
         let handshake = ferrows::client_handshake(MaybeTlsStream::Plain(tcp), &uri, &config);
         let ws = tokio::time::timeout(WAIT, handshake).await.unwrap().unwrap();
-        Self { ws, next_id: 1, pushes: Vec::new() }
+        Self { ws, encoding, next_id: 1, pushes: Vec::new() }
     }
 
     /// Sends `connect` (anonymous) on a WebSocket opened already.
@@ -65,13 +114,37 @@ impl Client {
         self.ws.send(Message::text(text)).await.unwrap();
     }
 
+    /// `command` as a message of the client's encoding.
+    pub fn message(&self, command: &Value) -> Message {
+        match self.encoding {
+            Encoding::Json => Message::text(command.to_string()),
+            Encoding::Msgpack => Message::binary(msgpack::command(command)),
+        }
+    }
+
+    /// A message from the server as JSON shows it (`None`: not a data
+    /// message of the client's encoding).
+    pub fn view(&self, message: &Message) -> Option<Value> {
+        match (self.encoding, message) {
+            (Encoding::Json, Message::Text(text)) => Some(serde_json::from_str(text.as_str()).unwrap()),
+            (Encoding::Msgpack, Message::Binary(bytes)) => Some(msgpack::as_json(bytes)),
+            _ => None,
+        }
+    }
+
+    /// Sends `command` in the client's encoding.
+    pub async fn send_command(&mut self, command: &Value) {
+        let message = self.message(command);
+        self.ws.send(message).await.unwrap();
+    }
+
     /// Sends a command (an id is added) and returns its reply, keeping
     /// pushes that arrive meanwhile.
     pub async fn call(&mut self, mut command: Value) -> Value {
         let id = self.next_id;
         self.next_id += 1;
         command["id"] = json!(id);
-        self.send_text(command.to_string()).await;
+        self.send_command(&command).await;
         loop {
             let value = self.next_json().await;
             if value["id"] == json!(id) {
@@ -81,11 +154,13 @@ impl Client {
         }
     }
 
-    /// The next JSON message (panics on anything else, or after `WAIT`).
+    /// The next message, as JSON shows it (panics on anything else, or
+    /// after `WAIT`).
     pub async fn next_json(&mut self) -> Value {
-        match tokio::time::timeout(WAIT, self.ws.recv()).await.expect("a message in time") {
-            Some(Ok(Message::Text(text))) => serde_json::from_str(text.as_str()).unwrap(),
-            other => panic!("expected a JSON message, got {other:?}"),
+        let message = tokio::time::timeout(WAIT, self.ws.recv()).await.expect("a message in time");
+        match message.map(|m| m.map(|m| (self.view(&m), m))) {
+            Some(Ok((Some(value), _))) => value,
+            other => panic!("expected a {:?} message, got {other:?}", self.encoding),
         }
     }
 
@@ -193,5 +268,95 @@ pub async fn eventually<F: std::future::Future<Output = bool>>(what: &str, mut c
     while !check().await {
         assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The WebSocket options of a client of `encoding`.
+fn client_config(encoding: Encoding) -> ferrows::ClientConfig {
+    let subprotocols = match encoding {
+        Encoding::Json => Vec::new(),
+        other => vec![other.subprotocol().to_owned()],
+    };
+    ferrows::ClientConfig { subprotocols, ..ferrows::ClientConfig::default() }
+}
+
+/// MessagePack messages to and from the JSON view of the tests.
+mod msgpack {
+    use base64::Engine;
+    use rmpv::Value as Pack;
+    use serde_json::Value;
+
+    /// A command: as in JSON, but `publish.data` as the bytes of its JSON
+    /// text.
+    pub fn command(command: &Value) -> Vec<u8> {
+        let mut value = pack(command);
+        if let Pack::Map(entries) = &mut value {
+            for (key, args) in entries.iter_mut() {
+                if key.as_str() == Some("publish")
+                    && let Pack::Map(args) = args
+                {
+                    for (key, data) in args.iter_mut() {
+                        if key.as_str() == Some("data") {
+                            *data = Pack::Binary(command["publish"]["data"].to_string().into_bytes());
+                        }
+                    }
+                }
+            }
+        }
+        let mut out = Vec::new();
+        rmpv::encode::write_value(&mut out, &value).unwrap();
+        out
+    }
+
+    fn pack(value: &Value) -> Pack {
+        match value {
+            Value::Null => Pack::Nil,
+            Value::Bool(b) => Pack::Boolean(*b),
+            Value::Number(n) => match (n.as_u64(), n.as_i64()) {
+                (Some(u), _) => Pack::from(u),
+                (None, Some(i)) => Pack::from(i),
+                _ => Pack::from(n.as_f64().unwrap()),
+            },
+            Value::String(s) => Pack::from(s.as_str()),
+            Value::Array(items) => Pack::Array(items.iter().map(pack).collect()),
+            Value::Object(map) => Pack::Map(map.iter().map(|(k, v)| (Pack::from(k.as_str()), pack(v))).collect()),
+        }
+    }
+
+    /// A server message as JSON shows it: `data` bytes that are JSON text
+    /// as that value, others as `data_base64`.
+    pub fn as_json(bytes: &[u8]) -> Value {
+        let value = rmpv::decode::read_value(&mut &bytes[..]).expect("a MessagePack value");
+        unpack(&value)
+    }
+
+    fn unpack(value: &Pack) -> Value {
+        match value {
+            Pack::Nil => Value::Null,
+            Pack::Boolean(b) => Value::Bool(*b),
+            Pack::Integer(i) => i.as_u64().map_or_else(|| Value::from(i.as_i64().unwrap()), Value::from),
+            Pack::F32(f) => Value::from(f64::from(*f)),
+            Pack::F64(f) => Value::from(*f),
+            Pack::String(s) => Value::String(s.as_str().expect("UTF-8").to_owned()),
+            Pack::Array(items) => Value::Array(items.iter().map(unpack).collect()),
+            Pack::Map(entries) => {
+                let mut map = serde_json::Map::new();
+                for (key, value) in entries {
+                    let key = key.as_str().expect("string keys").to_owned();
+                    match (key.as_str(), value) {
+                        ("data", Pack::Binary(data)) => match serde_json::from_slice(data) {
+                            Ok(json) => map.insert(key, json),
+                            Err(_) => {
+                                let text = base64::engine::general_purpose::STANDARD.encode(data);
+                                map.insert("data_base64".into(), Value::String(text))
+                            }
+                        },
+                        _ => map.insert(key, unpack(value)),
+                    };
+                }
+                Value::Object(map)
+            }
+            other => panic!("no JSON view of {other:?}"),
+        }
     }
 }
