@@ -214,3 +214,30 @@ fn errors_say_their_code_status_and_close() {
         }
     }
 }
+
+#[test]
+fn docs_list_exactly_these_errors() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/protocol.md")).unwrap();
+    let table = doc.split("### Errors").nth(1).unwrap().split("###").next().unwrap();
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .filter(|line| line.starts_with("| 1"))
+        .map(|line| line.trim_matches('|').split('|').map(str::trim).collect())
+        .collect();
+    let errors = Error::examples();
+    assert_eq!(rows.len(), errors.len(), "one row per error");
+    for (row, error) in rows.iter().zip(&errors) {
+        let name = format!("{error:?}");
+        let name = name.split('(').next().unwrap();
+        assert_eq!(row[0], error.code().to_string(), "{name}");
+        assert_eq!(row[1], format!("`{name}`"));
+        assert_eq!(row[3], if error.temporary() { "yes" } else { "no" }, "{name}");
+        assert_eq!(row[4], error.http_status().to_string(), "{name}");
+        let close = error.close_code().map(|c| c.to_string());
+        assert_eq!(row[5].split(' ').next().filter(|c| !c.is_empty()).map(str::to_owned), close, "{name}");
+    }
+    let closes = doc.split("### Close codes").nth(1).unwrap().split("##").next().unwrap();
+    for (code, _) in close::ALL {
+        assert!(closes.contains(&format!("| {code} |")), "close code {code} documented");
+    }
+}
