@@ -223,7 +223,7 @@ impl Driver {
                 self.queue.push_back((method, reply));
             }
             Some(Request::Subscribe { channel, key, events, ready }) => {
-                self.add_subscription(channel, key, events, ready);
+                self.add_subscription(&channel, key, events, ready);
             }
             Some(Request::Unsubscribe { channel, key, done }) => {
                 self.remove_subscription(&channel, key);
@@ -235,21 +235,21 @@ impl Driver {
         Ok(())
     }
 
+    /// Adds a subscription; returns whether it was added (a client has one
+    /// subscription per channel: a second is refused with error 105).
     fn add_subscription(
         &mut self,
-        channel: String,
+        channel: &str,
         key: u64,
         events: mpsc::UnboundedSender<Event>,
         ready: oneshot::Sender<Result<Position, Error>>,
-    ) -> Option<&str> {
-        if self.subs.contains_key(&channel) {
+    ) -> bool {
+        if self.subs.contains_key(channel) {
             let _ = ready.send(Err(Error::local(&ferrows_hub::protocol::Error::AlreadySubscribed)));
-            return None;
+            return false;
         }
-        let entry = self.subs.entry(channel);
-        let channel = entry.key().clone();
-        entry.or_insert(SubState::new(key, events, ready));
-        Some(self.subs.get_key_value(&channel).expect("inserted").0)
+        self.subs.insert(channel.to_owned(), SubState::new(key, events, ready));
+        true
     }
 
     /// Removes subscription `key` (not a later one to the same channel);
@@ -348,10 +348,10 @@ impl Driver {
                 Ok(())
             }
             Some(Request::Subscribe { channel, key, events, ready }) => {
-                match self.add_subscription(channel, key, events, ready).map(str::to_owned) {
-                    Some(channel) => self.subscribe(session, &channel).await,
-                    None => Ok(()),
+                if self.add_subscription(&channel, key, events, ready) {
+                    self.subscribe(session, &channel).await?;
                 }
+                Ok(())
             }
             Some(Request::Unsubscribe { channel, key, done }) => {
                 if self.remove_subscription(&channel, key) {
