@@ -165,11 +165,11 @@ impl Client {
     /// A publish that was sent when the connection went away fails with
     /// [`Error::Disconnected`]: it may or may not have been made.
     pub async fn publish(&self, channel: impl Into<String>, data: impl Into<Bytes>) -> Result<Position, Error> {
-        let data = data.into();
-        if self.inner.encoding == Encoding::Json && serde_json::from_slice::<serde::de::IgnoredAny>(&data).is_err() {
+        let data = Data(data.into());
+        if self.inner.encoding == Encoding::Json && !data.is_json() {
             return Err(Error::InvalidData("JSON carries only data that is JSON text".into()));
         }
-        self.call(Method::Publish(Publish { channel: channel.into(), data: Data(data) })).await
+        self.call(Method::Publish(Publish { channel: channel.into(), data })).await
     }
 
     /// Publishes `value` as JSON text (in either encoding: a MessagePack

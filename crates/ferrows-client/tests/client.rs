@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Proxy, SharedBroker, WAIT, client, next_event, next_publication, server, state_until, url};
+use common::{Proxy, WAIT, client, next_event, next_publication, node, server, state_until, url};
 use ferrows_client::{Client, Encoding, Error, Event, State};
 use serde_json::{Value, json};
 
@@ -238,8 +238,8 @@ async fn publications_during_repeated_drops_arrive_once_in_order(encoding: Encod
 /// Two nodes over one broker: when the client's node shuts down (Close
 /// 1001), it moves to the other and recovers what it missed.
 async fn a_client_fails_over_to_another_node(encoding: Encoding) {
-    let broker = SharedBroker::new();
-    let (a, b) = (broker.server().await, broker.server().await);
+    let broker = std::sync::Arc::new(ferrows_hub::broker::MemoryBroker::new());
+    let (a, b) = (node(&broker).await, node(&broker).await);
     let (url_a, url_b) = (url(&a), url(&b));
     let subscriber = client(encoding, &[url_a.clone(), url_b.clone()], "sub").await;
     assert_eq!(subscriber.connection().unwrap().url, url_a);

@@ -10,13 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use ferrows_client::{Client, Encoding, Event, Publication, Subscription};
-use ferrows_hub::HistoryLimits;
-use ferrows_hub::broker::{
-    BoxFuture, Broker, BrokerError, BrokerEvent, BrokerHandler, BrokerHealth, HistoryAnswer, HistoryQuery, MemoryBroker,
-};
-use ferrows_hub::history::StreamPosition;
+use ferrows_hub::broker::MemoryBroker;
 use ferrows_server::{Config, NamespaceConfig, Server};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -158,118 +153,8 @@ impl Drop for Proxy {
     }
 }
 
-/// One memory broker shared by several servers in this process, as nodes
-/// of one service share Redis: the memory broker delivers to one handler,
-/// so this one hands every event to each node's.
-#[derive(Default)]
-pub struct SharedBroker {
-    inner: MemoryBroker,
-    nodes: Mutex<Vec<Arc<dyn BrokerHandler>>>,
-}
-
-/// Hands the inner broker's events to every node.
-struct FanOut(std::sync::Weak<SharedBroker>);
-
-impl BrokerHandler for FanOut {
-    fn on_event(&self, event: BrokerEvent) {
-        if let Some(shared) = self.0.upgrade() {
-            for node in shared.nodes.lock().unwrap().iter() {
-                node.on_event(event.clone());
-            }
-        }
-    }
-
-    fn on_connection_change(&self, connected: bool) {
-        if let Some(shared) = self.0.upgrade() {
-            for node in shared.nodes.lock().unwrap().iter() {
-                node.on_connection_change(connected);
-            }
-        }
-    }
-}
-
-impl SharedBroker {
-    pub fn new() -> Arc<Self> {
-        let shared = Arc::new(Self::default());
-        let fan_out = Arc::new(FanOut(Arc::downgrade(&shared)));
-        // The memory broker's start completes at once.
-        let _ = futures_now(shared.inner.start(fan_out));
-        shared
-    }
-
-    /// A server of [`config`] over this broker.
-    pub async fn server(self: &Arc<Self>) -> Server {
-        Server::start_with(config(), Arc::new(Node(self.clone()))).await.expect("node starts")
-    }
-}
-
-/// Polls a future that is ready at once.
-fn futures_now<T>(future: BoxFuture<'_, T>) -> Option<T> {
-    let mut future = future;
-    let waker = std::task::Waker::noop();
-    match future.as_mut().poll(&mut std::task::Context::from_waker(waker)) {
-        std::task::Poll::Ready(value) => Some(value),
-        std::task::Poll::Pending => None,
-    }
-}
-
-/// One node's view of a [`SharedBroker`].
-struct Node(Arc<SharedBroker>);
-
-impl Broker for Node {
-    fn start(&self, handler: Arc<dyn BrokerHandler>) -> BoxFuture<'_, Result<(), BrokerError>> {
-        self.0.nodes.lock().unwrap().push(handler);
-        Box::pin(async { Ok(()) })
-    }
-
-    fn publish<'a>(
-        &'a self,
-        channel: &'a str,
-        data: Bytes,
-        info: Option<Bytes>,
-        limits: HistoryLimits,
-    ) -> BoxFuture<'a, Result<StreamPosition, BrokerError>> {
-        self.0.inner.publish(channel, data, info, limits)
-    }
-
-    fn publish_event(&self, event: BrokerEvent) -> BoxFuture<'_, Result<(), BrokerError>> {
-        self.0.inner.publish_event(event)
-    }
-
-    fn subscribe<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<(), BrokerError>> {
-        self.0.inner.subscribe(channel)
-    }
-
-    fn unsubscribe<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<(), BrokerError>> {
-        self.0.inner.unsubscribe(channel)
-    }
-
-    fn history<'a>(
-        &'a self,
-        channel: &'a str,
-        query: HistoryQuery,
-    ) -> BoxFuture<'a, Result<HistoryAnswer, BrokerError>> {
-        self.0.inner.history(channel, query)
-    }
-
-    fn presence_add<'a>(
-        &'a self,
-        channel: &'a str,
-        client: &'a str,
-        info: Bytes,
-    ) -> BoxFuture<'a, Result<(), BrokerError>> {
-        self.0.inner.presence_add(channel, client, info)
-    }
-
-    fn presence_remove<'a>(&'a self, channel: &'a str, client: &'a str) -> BoxFuture<'a, Result<(), BrokerError>> {
-        self.0.inner.presence_remove(channel, client)
-    }
-
-    fn presence<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<HashMap<String, Bytes>, BrokerError>> {
-        self.0.inner.presence(channel)
-    }
-
-    fn health(&self) -> BrokerHealth {
-        self.0.inner.health()
-    }
+/// A server of [`config`] over `broker` (one memory broker shared by
+/// several servers in this process, as nodes of one service share Redis).
+pub async fn node(broker: &Arc<MemoryBroker>) -> Server {
+    Server::start_with(config(), broker.clone()).await.expect("node starts")
 }

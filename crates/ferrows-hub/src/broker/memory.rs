@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 
 use bytes::Bytes;
 
@@ -26,11 +26,12 @@ struct Channel {
     last_used_ms: u64,
 }
 
-/// The in-process broker (the default).
+/// The in-process broker (the default). Several nodes of one process (the
+/// servers of a test, say) may share one: each gets every event.
 #[derive(Default)]
 pub struct MemoryBroker {
     channels: Mutex<HashMap<String, Channel>>,
-    handler: OnceLock<Arc<dyn BrokerHandler>>,
+    handlers: RwLock<Vec<Arc<dyn BrokerHandler>>>,
     epoch_seed: OnceLock<u64>,
     next_epoch: AtomicU64,
     operations: AtomicU64,
@@ -84,8 +85,12 @@ impl MemoryBroker {
     }
 
     fn deliver(&self, event: BrokerEvent) {
-        if let Some(handler) = self.handler.get() {
-            handler.on_event(event);
+        let handlers = self.handlers.read().unwrap_or_else(|p| p.into_inner());
+        if let Some((last, others)) = handlers.split_last() {
+            for handler in others {
+                handler.on_event(event.clone());
+            }
+            last.on_event(event);
         }
     }
 }
@@ -100,7 +105,7 @@ fn sweep(channels: &mut HashMap<String, Channel>, now: u64) {
 
 impl Broker for MemoryBroker {
     fn start(&self, handler: Arc<dyn BrokerHandler>) -> BoxFuture<'_, Result<(), BrokerError>> {
-        let _ = self.handler.set(handler);
+        self.handlers.write().unwrap_or_else(|p| p.into_inner()).push(handler);
         Box::pin(async { Ok(()) })
     }
 

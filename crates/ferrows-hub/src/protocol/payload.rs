@@ -26,6 +26,12 @@ use serde_json::value::RawValue;
 pub struct Data(pub Bytes);
 
 impl Data {
+    /// Whether the bytes are JSON text (what the JSON encoding carries as
+    /// a value; a JSON command can carry nothing else).
+    pub fn is_json(&self) -> bool {
+        self.as_json().is_some()
+    }
+
     /// The bytes as JSON, if they are JSON text.
     fn as_json(&self) -> Option<&RawValue> {
         serde_json::from_slice::<&RawValue>(&self.0).ok()
