@@ -50,6 +50,9 @@ struct ChannelState {
     /// after what the history read gives, so that a live publication of
     /// a new primary cannot pass for the continuation of the old stream).
     held: Option<Vec<BrokerEvent>>,
+    /// [`Watch`]es of the channel (long polls): they keep the broker
+    /// subscription like subscribers, and are woken by its events.
+    watchers: u32,
     broker_subscribed: bool,
     pace: Pace,
 }
@@ -104,6 +107,43 @@ struct LocalChannel {
     /// Serializes the broker subscribe/unsubscribe of this channel.
     control: tokio::sync::Mutex<()>,
     state: Mutex<ChannelState>,
+    /// Wakes the channel's watchers on each of its events.
+    wake: tokio::sync::Notify,
+}
+
+impl ChannelState {
+    /// Whether nothing here needs the channel any more.
+    fn unused(&self) -> bool {
+        self.subscribers.is_empty() && self.watchers == 0
+    }
+}
+
+/// Interest in a channel's next event without a queue (what a long poll
+/// waits on): the node stays subscribed to the channel at the broker while
+/// it lives, and [`changed`](Self::changed) completes on the channel's next
+/// event. Made by [`Node::watch`].
+pub struct Watch {
+    node: Arc<Node>,
+    channel: String,
+    local: Arc<LocalChannel>,
+}
+
+impl Watch {
+    /// Completes on the channel's next event after this call (enable the
+    /// future before reading what is there, so that nothing between the
+    /// two is missed).
+    pub fn changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.local.wake.notified()
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        lock(&self.local.state).watchers -= 1;
+        let (node, channel, local) = (self.node.clone(), std::mem::take(&mut self.channel), self.local.clone());
+        // Leaving the broker is async: after the request that watched.
+        tokio::spawn(async move { node.release(&channel, &local).await });
+    }
 }
 
 /// What one fan-out did, for an observer's metrics.
@@ -274,7 +314,11 @@ impl Node {
             None => None,
         };
         let (direct, direct_bytes) = self.fan_out(&mut state, &push, hold);
+        let watched = state.watchers > 0;
         drop(state);
+        if watched {
+            local.wake.notify_waiters();
+        }
         if let Some(observer) = &self.observer {
             let now_ms = crate::history::now_ms();
             let seconds = published_ms.map(|published| now_ms.saturating_sub(published) as f64 / 1000.0);
@@ -456,26 +500,35 @@ impl Node {
         state.floors.clear();
     }
 
-    /// Drops `local` from the map if nobody subscribed to it since.
+    /// Drops `local` from the map if nobody subscribed to or watches it
+    /// since.
     fn forget_if_empty(&self, channel: &str, local: &Arc<LocalChannel>) {
         let mut channels = lock(&self.channels);
-        if lock(&local.state).subscribers.is_empty() && channels.get(channel).is_some_and(|c| Arc::ptr_eq(c, local)) {
+        if lock(&local.state).unused() && channels.get(channel).is_some_and(|c| Arc::ptr_eq(c, local)) {
             channels.remove(channel);
         }
     }
 
     /// Unsubscribes `client` from `channel`; the last local subscriber
-    /// unsubscribes the node from the broker.
+    /// (or watcher) unsubscribes the node from the broker.
     pub async fn unsubscribe(&self, channel: &str, client: ClientId) {
         let Some(local) = lock(&self.channels).get(channel).cloned() else { return };
-        let _control = local.control.lock().await;
-        let (empty, subscribed) = {
+        {
             let mut state = lock(&local.state);
             state.subscribers.remove(&client);
             state.floors.remove(&client);
-            (state.subscribers.is_empty(), state.broker_subscribed)
+        }
+        self.release(channel, &local).await;
+    }
+
+    /// Leaves the broker's channel and forgets it if nothing here needs it.
+    async fn release(&self, channel: &str, local: &Arc<LocalChannel>) {
+        let _control = local.control.lock().await;
+        let (unused, subscribed) = {
+            let state = lock(&local.state);
+            (state.unused(), state.broker_subscribed)
         };
-        if !empty {
+        if !unused {
             return;
         }
         if subscribed {
@@ -483,7 +536,36 @@ impl Node {
             let _ = self.broker.unsubscribe(channel).await;
             lock(&local.state).broker_subscribed = false;
         }
-        self.forget_if_empty(channel, &local);
+        self.forget_if_empty(channel, local);
+    }
+
+    /// Watches `channel` (see [`Watch`]): subscribes the node to it at the
+    /// broker unless it is already.
+    pub async fn watch(self: &Arc<Self>, channel: &str) -> Result<Watch, BrokerError> {
+        loop {
+            let local = self.local(channel);
+            let control = local.control.lock().await;
+            // An unsubscribe may have dropped this channel meanwhile.
+            if !lock(&self.channels).get(channel).is_some_and(|c| Arc::ptr_eq(c, &local)) {
+                continue;
+            }
+            let need_broker = {
+                let mut state = lock(&local.state);
+                state.watchers += 1;
+                !state.broker_subscribed
+            };
+            if need_broker {
+                if let Err(e) = self.broker.subscribe(channel).await {
+                    lock(&local.state).watchers -= 1;
+                    drop(control);
+                    self.forget_if_empty(channel, &local);
+                    return Err(e);
+                }
+                lock(&local.state).broker_subscribed = true;
+            }
+            drop(control);
+            return Ok(Watch { node: self.clone(), channel: channel.to_owned(), local });
+        }
     }
 
     /// After a broker reconnect: publications made while it was away were
@@ -567,6 +649,31 @@ mod tests {
     async fn publish(node: &Node, channel: &str, data: &str) -> StreamPosition {
         let data = Bytes::copy_from_slice(data.as_bytes());
         node.broker().publish(channel, data, None, HistoryLimits::default()).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_watch_wakes_on_the_next_event_and_lets_the_channel_go() {
+        let node = Node::start(Arc::new(MemoryBroker::new()), None).await.unwrap();
+        let watch = node.watch("w").await.unwrap();
+        let other = node.watch("w").await.unwrap();
+        assert_eq!(node.channel_count(), 1, "watched, with no subscriber");
+        {
+            let mut changed = std::pin::pin!(watch.changed());
+            changed.as_mut().enable();
+            publish(&node, "w", "1").await;
+            tokio::time::timeout(Duration::from_secs(5), changed).await.expect("woken by the publication");
+        }
+        drop(watch);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(node.channel_count(), 1, "another watch keeps it");
+        drop(other);
+        for _ in 0..500 {
+            if node.channel_count() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(node.channel_count(), 0, "the last watch let the channel go");
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //!
 //! Answers always come from the history, so a polling client sees the
 //! same publications, in the same order, as a WebSocket subscriber. A long
-//! poll with nothing new subscribes the request to the channel only to be
-//! woken by the next publication, then reads the history again.
+//! poll with nothing new waits for the channel's next event (a
+//! [`Watch`](ferrows_hub::node::Watch): no queue, no subscriber), then
+//! reads the history again.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,11 +13,9 @@ use std::time::Duration;
 use http::{Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
-use ferrows::{PreparedMessage, Utf8Bytes};
 use ferrows_hub::StreamPosition;
 use ferrows_hub::broker::{HistoryAnswer, HistoryQuery};
 use ferrows_hub::protocol::{Answer, Error, Positioned};
-use ferrows_hub::queue::ClientQueue;
 
 use crate::answer::{Body, error_response, json_response};
 use crate::config::MAX_LONG_POLL;
@@ -85,48 +84,39 @@ pub(crate) async fn handle(request: Request<Incoming>, state: Arc<AppState>) -> 
     };
     let read = || state.broker().history(&channel, HistoryQuery::Since(since.clone(), limit));
     let timeout = query.timeout.map_or(Duration::ZERO, Duration::from_secs_f64);
-    if timeout.is_zero() {
-        return answer(read().await, true);
+    let first = read().await;
+    if timeout.is_zero() || !nothing_new(&first) {
+        return answer(first, true);
     }
     if state.shutdown.is_cancelled() {
         return error_response(&Error::Unavailable("shutting down".into()));
     }
-    // Long poll: be woken by the channel's next publication.
-    let wakeup = ClientQueue::new(16, 1 << 20);
-    let client = state.next_client_id();
-    let ack = |_: &HistoryAnswer| PreparedMessage::text(Utf8Bytes::from(""));
-    let subscribed = state.node.subscribe(&channel, client, &wakeup, Some(since.clone()), limit, ack).await;
-    let _leave = Unsubscribe { state: state.clone(), channel: channel.clone(), client };
-    match subscribed {
-        Ok(now) if !now.recovered || !now.publications.is_empty() => return answer(Ok(now), true),
-        Ok(_) => {}
-        Err(e) => return error_response(&crate::state::subscribe_error(&e)),
+    // Long poll: wait for the channel's next event, then read again. The
+    // watch keeps the node on the channel at the broker; the wait is
+    // enabled before the second read, so a publication between the two
+    // reads is not missed.
+    let watch = match state.node.watch(&channel).await {
+        Ok(watch) => watch,
+        Err(e) => return error_response(&crate::state::broker_error(&e)),
+    };
+    let mut changed = std::pin::pin!(watch.changed());
+    changed.as_mut().enable();
+    let second = read().await;
+    if !nothing_new(&second) {
+        return answer(second, true);
     }
-    let mut woken = Vec::new();
-    // The acknowledgement is queued first; wait for what follows it.
-    let _ = wakeup.pop_all(&mut woken).await;
-    woken.clear();
     tokio::select! {
-        _ = wakeup.pop_all(&mut woken) => {}
+        _ = changed => {}
         _ = tokio::time::sleep(timeout) => {}
         _ = state.shutdown.cancelled() => {}
     }
     answer(read().await, true)
 }
 
-/// Leaves the channel when the long poll ends, however it ends (the
-/// client may hang up, dropping the request's future).
-struct Unsubscribe {
-    state: Arc<AppState>,
-    channel: String,
-    client: u64,
-}
-
-impl Drop for Unsubscribe {
-    fn drop(&mut self) {
-        let (state, channel, client) = (self.state.clone(), std::mem::take(&mut self.channel), self.client);
-        tokio::spawn(async move { state.node.unsubscribe(&channel, client).await });
-    }
+/// Whether a read since a position found nothing after it (a long poll
+/// then waits).
+fn nothing_new(read: &Result<HistoryAnswer, ferrows_hub::broker::BrokerError>) -> bool {
+    matches!(read, Ok(answer) if answer.recovered && answer.publications.is_empty())
 }
 
 fn answer(result: Result<HistoryAnswer, ferrows_hub::broker::BrokerError>, with_recovered: bool) -> Response<Body> {
