@@ -42,7 +42,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the pub/sub server and its browser demo (http://127.0.0.1:8000/).
-    Serve(Box<ferrows_server::ServeArgs>),
+    Serve(Box<ferrows_server::cli::ServeArgs>),
     /// Run a WebSocket echo server (every message is sent back).
     Echo(echo::EchoArgs),
     /// Interactive client: stdin lines out, messages in.

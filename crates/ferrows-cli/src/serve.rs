@@ -1,10 +1,15 @@
 //! `ferrows serve`: the pub/sub server with the browser demo.
 
-use ferrows_server::{Config, ServeArgs, Server};
+use ferrows_server::Server;
+use ferrows_server::cli::ServeArgs;
 
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let config = Config::resolve(args).map_err(anyhow::Error::msg)?;
-    let broker = format!("{:?}", config.broker).to_lowercase();
+    if args.print_config {
+        print!("{}", args.merge().map_err(anyhow::Error::msg)?.to_toml());
+        return Ok(());
+    }
+    let config = args.resolve().map_err(anyhow::Error::msg)?;
+    let broker = format!("{:?}", config.broker.kind).to_lowercase();
     let server = Server::start(config).await?;
     let (scheme, addr) = (server.scheme(), server.local_addr());
     let ws = if scheme == "https" { "wss" } else { "ws" };

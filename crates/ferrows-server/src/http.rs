@@ -19,13 +19,6 @@ use crate::answer::{Body, error_body, error_response, json_response, respond};
 use crate::limits::AddressSlot;
 use crate::state::{AppState, broker_error};
 
-/// Largest request body of the server API (a batch): 1 MiB.
-const MAX_API_BODY: usize = 1 << 20;
-/// Publications per batch of the server API: 1 000, so that one request
-/// cannot hold the server (and the broker) for long; more are refused
-/// whole (413, error 106) before any is published.
-const MAX_BATCH: usize = 1000;
-
 const INDEX_HTML: &str = include_str!("../demo/index.html");
 const APP_JS: &str = include_str!("../demo/app.js");
 const STYLE_CSS: &str = include_str!("../demo/style.css");
@@ -79,7 +72,7 @@ fn refused_by_address(state: &AppState, peer: std::net::SocketAddr) {
     if !EXPLAINED.swap(true, std::sync::atomic::Ordering::Relaxed) {
         tracing::warn!(
             %peer,
-            limit = state.config.max_connections_per_address,
+            limit = state.config.limits.max_connections_per_address,
             "connections refused: max_connections_per_address reached for this address \
              (behind a reverse proxy, set it to 0 and limit at the proxy)"
         );
@@ -130,12 +123,12 @@ async fn serve_connection(
     counted: Counted,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let mut builder = hyper::server::conn::http1::Builder::new();
-    let head_timeout = state.config.request_timeout;
+    let head_timeout = state.config.server.request_timeout;
     builder
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(head_timeout)
         // hyper's smallest buffer is 8 KiB.
-        .max_buf_size(state.config.max_request_head_size.max(8192));
+        .max_buf_size(state.config.limits.max_request_head_size.max(8192));
     let slot = counted.slot;
     let service = service_fn(move |request| {
         let state = state.clone();
@@ -155,7 +148,7 @@ async fn serve_connection(
 async fn route(request: Request<Incoming>, state: Arc<AppState>, slot: AddressSlot) -> Response<Body> {
     // hyper bounds what it buffers of a head near this size; the exact
     // rule is here, for every route.
-    if head_size(&request) > state.config.max_request_head_size {
+    if head_size(&request) > state.config.limits.max_request_head_size {
         return error_response(&Error::HeadTooLarge);
     }
     match (request.method(), request.uri().path()) {
@@ -225,7 +218,7 @@ struct BrokerHealth<'a> {
 }
 
 fn origin_allowed(state: &AppState, request: &Request<Incoming>) -> bool {
-    let allowed = &state.config.allowed_origins;
+    let allowed = &state.config.server.allowed_origins;
     if allowed.is_empty() {
         return true;
     }
@@ -248,7 +241,7 @@ fn websocket(mut request: Request<Incoming>, state: &Arc<AppState>, slot: Addres
     if !origin_allowed(state, &request) {
         return error_response(&Error::PermissionDenied("origin not allowed".into()));
     }
-    if state.metrics.connections.get() as usize >= state.config.max_connections {
+    if state.metrics.connections.get() as usize >= state.config.limits.max_connections {
         return error_response(&Error::ServerFull);
     }
     // Boxed: the task keeps what it captured for its whole life, and the
@@ -290,7 +283,7 @@ fn spawn_session(handover: ferrows::hyper_upgrade::Handover, state: Arc<AppState
 }
 
 fn api_key_ok(state: &AppState, request: &Request<Incoming>) -> bool {
-    let Some(key) = &state.config.api_key else { return false };
+    let Some(key) = &state.config.auth.api_key else { return false };
     let Some(given) = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
         return false;
     };
@@ -304,13 +297,13 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 async fn api(request: Request<Incoming>, state: &Arc<AppState>, batch: bool) -> Response<Body> {
-    if state.config.api_key.is_none() {
+    if state.config.auth.api_key.is_none() {
         return error_response(&Error::NotFound("the server API is disabled (no --api-key)".into()));
     }
     if !api_key_ok(state, &request) {
         return error_response(&Error::Unauthorized("missing or wrong API key".into()));
     }
-    let body = match read_body(request, state.config.request_timeout).await {
+    let body = match read_body(request, state.config.server.request_timeout, state.config.limits.max_api_body).await {
         Ok(body) => body,
         Err(refusal) => return refusal,
     };
@@ -323,8 +316,9 @@ async fn api(request: Request<Incoming>, state: &Arc<AppState>, batch: bool) -> 
         Ok(publications) => publications,
         Err(e) => return error_response(&Error::BadRequest(e)),
     };
-    if publications.len() > MAX_BATCH {
-        let message = format!("{} publications in one batch, at most {MAX_BATCH}", publications.len());
+    let max_batch = state.config.limits.max_api_batch;
+    if publications.len() > max_batch {
+        let message = format!("{} publications in one batch, at most {max_batch}", publications.len());
         return error_response(&Error::LimitExceeded(message));
     }
     let mut results = Vec::with_capacity(publications.len());
@@ -341,14 +335,18 @@ async fn api(request: Request<Incoming>, state: &Arc<AppState>, batch: bool) -> 
     }
 }
 
-/// A server API request's body, whole: at most [`MAX_API_BODY`] bytes,
-/// sent within `timeout`; otherwise the answer that says why (413, 408, or
-/// 400 for a body that breaks HTTP's framing).
-async fn read_body(request: Request<Incoming>, timeout: std::time::Duration) -> Result<Bytes, Response<Body>> {
-    match tokio::time::timeout(timeout, Limited::new(request.into_body(), MAX_API_BODY).collect()).await {
+/// A server API request's body, whole: at most `limit` bytes, sent
+/// within `timeout`; otherwise the answer that says why (413, 408, or 400
+/// for a body that breaks HTTP's framing).
+async fn read_body(
+    request: Request<Incoming>,
+    timeout: std::time::Duration,
+    limit: usize,
+) -> Result<Bytes, Response<Body>> {
+    match tokio::time::timeout(timeout, Limited::new(request.into_body(), limit).collect()).await {
         Ok(Ok(body)) => Ok(body.to_bytes()),
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(error_response(&Error::LimitExceeded("body over 1 MiB".into())))
+            Err(error_response(&Error::LimitExceeded(format!("body over {limit} bytes"))))
         }
         Ok(Err(e)) => Err(error_response(&Error::BadRequest(format!("malformed body: {e}")))),
         Err(_) => Err(error_response(&Error::RequestTimeout)),
@@ -359,7 +357,7 @@ async fn publish_one(state: &AppState, publication: ApiPublish) -> Result<Publis
     let channel = &publication.channel;
     let namespace = state.channel_namespace(channel)?;
     let data = publication.data.0;
-    if data.len() > state.config.max_message_size {
+    if data.len() > state.config.limits.max_message_size {
         return Err(Error::LimitExceeded("publication too large".into()));
     }
     let position = state.broker().publish(channel, data, None, namespace.history_limits()).await;

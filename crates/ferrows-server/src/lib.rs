@@ -13,6 +13,8 @@
 
 mod answer;
 pub mod auth;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod config;
 mod http;
 mod limits;
@@ -25,7 +27,7 @@ mod stats;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-pub use config::{BrokerKind, Config, NamespaceConfig, ServeArgs};
+pub use config::{BrokerKind, Config, NamespaceConfig};
 use ferrows_hub::broker::{Broker, MemoryBroker};
 use tokio::net::TcpListener;
 
@@ -55,33 +57,29 @@ impl Server {
     /// Binds, connects the broker the configuration names (memory or
     /// Redis) and starts serving.
     pub async fn start(config: Config) -> Result<Self, StartError> {
-        let broker: Arc<dyn Broker> = match config.broker {
+        let settings = &config.broker;
+        let broker: Arc<dyn Broker> = match settings.kind {
             BrokerKind::Memory => Arc::new(MemoryBroker::new()),
             BrokerKind::Redis => Arc::new(
-                ferrows_hub::broker::RedisBroker::connect(
-                    &config.redis_url,
-                    ferrows_hub::broker::RedisOptions { min_replicas: config.redis_min_replicas, ..Default::default() },
-                )
-                .await
-                .map_err(|e| StartError(format!("redis {}: {e}", config.redis_url)))?,
+                ferrows_hub::broker::RedisBroker::connect(&settings.redis_url, settings.redis_options())
+                    .await
+                    .map_err(|e| StartError(format!("redis {}: {e}", settings.redis_url)))?,
             ),
         };
         Self::start_with(config, broker).await
     }
 
     /// Binds and starts serving over `broker`, any [`Broker`] (one of an
-    /// embedding application's own, say); `config.broker` and
-    /// `config.redis_url` are not used.
+    /// embedding application's own, say); `config.broker` is not used.
     pub async fn start_with(config: Config, broker: Arc<dyn Broker>) -> Result<Self, StartError> {
-        let tls = match &config.tls {
+        let tls = match config.server.tls().map_err(StartError)? {
             Some((cert, key)) => Some(tokio_rustls::TlsAcceptor::from(
                 ferrows::tls::server_config_from_files(cert, key).map_err(|e| StartError(format!("TLS: {e}")))?,
             )),
             None => None,
         };
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|e| StartError(format!("listen on {}: {e}", config.listen)))?;
+        let listen = config.server.listen_addr();
+        let listener = TcpListener::bind(listen).await.map_err(|e| StartError(format!("listen on {listen}: {e}")))?;
         let local_addr = listener.local_addr().map_err(|e| StartError(e.to_string()))?;
         let state = AppState::new(config, broker).await.map_err(StartError)?;
         stats::spawn(state.clone());
@@ -96,17 +94,17 @@ impl Server {
 
     /// `http` or `https`.
     pub fn scheme(&self) -> &'static str {
-        if self.state.config.tls.is_some() { "https" } else { "http" }
+        if self.state.config.server.tls_cert.is_some() { "https" } else { "http" }
     }
 
     /// Graceful shutdown: stops accepting, sends every client its queued
     /// messages and a Close 1001, answers long polls, and returns once
-    /// they are done or `config.shutdown_timeout` passed.
+    /// they are done or `config.server.shutdown_timeout` passed.
     pub async fn shut_down(self) {
         self.accept_task.abort();
         self.state.shutdown.cancel();
         self.state.close_sessions();
-        let deadline = self.state.config.shutdown_timeout;
+        let deadline = self.state.config.server.shutdown_timeout;
         self.state.tasks.close();
         let drained = tokio::time::timeout(deadline, self.state.tasks.wait()).await.is_ok();
         if !drained {

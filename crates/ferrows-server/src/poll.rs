@@ -18,7 +18,6 @@ use ferrows_hub::broker::{HistoryAnswer, HistoryQuery};
 use ferrows_hub::protocol::{Answer, Error, Positioned};
 
 use crate::answer::{Body, error_response, json_response};
-use crate::config::MAX_LONG_POLL;
 use crate::state::AppState;
 
 #[derive(Default)]
@@ -30,7 +29,7 @@ struct PollQuery {
     token: Option<String>,
 }
 
-fn parse_query(query: &str) -> Result<PollQuery, String> {
+fn parse_query(query: &str, max_timeout: Duration) -> Result<PollQuery, String> {
     let mut parsed = PollQuery::default();
     for (key, value) in form_urlencoded::parse(query.as_bytes()) {
         match &*key {
@@ -39,8 +38,8 @@ fn parse_query(query: &str) -> Result<PollQuery, String> {
             "epoch" => parsed.epoch = Some(value.into_owned()),
             "timeout" => {
                 let seconds: f64 = value.parse().map_err(|_| format!("timeout {value:?} is not a number"))?;
-                if !(0.0..=MAX_LONG_POLL.as_secs_f64()).contains(&seconds) {
-                    return Err(format!("timeout must be between 0 and {} seconds", MAX_LONG_POLL.as_secs()));
+                if !(0.0..=max_timeout.as_secs_f64()).contains(&seconds) {
+                    return Err(format!("timeout must be between 0 and {} seconds", max_timeout.as_secs_f64()));
                 }
                 parsed.timeout = Some(seconds);
             }
@@ -53,7 +52,7 @@ fn parse_query(query: &str) -> Result<PollQuery, String> {
 
 pub(crate) async fn handle(request: Request<Incoming>, state: Arc<AppState>) -> Response<Body> {
     state.metrics.poll_requests.inc();
-    let query = match parse_query(request.uri().query().unwrap_or("")) {
+    let query = match parse_query(request.uri().query().unwrap_or(""), state.config.limits.max_long_poll) {
         Ok(query) => query,
         Err(e) => return error_response(&Error::BadRequest(e)),
     };

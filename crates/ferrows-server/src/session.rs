@@ -304,7 +304,7 @@ pub(crate) fn run<S: Transport>(
     let outlet = SessionOutlet::default();
     // The handshake offered only the encodings' subprotocols.
     let encoding = Encoding::from_subprotocol(ws.subprotocol()).unwrap_or_default();
-    let (messages, bytes) = (state.config.client_queue_messages, state.config.client_queue_bytes);
+    let (messages, bytes) = (state.config.limits.client_queue_messages, state.config.limits.client_queue_bytes);
     let queue = ClientQueue::with_outlet(messages, bytes, encoding, outlet);
     state.register_session(client, &queue);
     let rate = CommandRate::new(state.command_rate.as_ref());
@@ -348,7 +348,7 @@ impl Session {
 
     async fn serve<S: Transport>(&mut self, conn: &mut ParkingWebSocket<S>) -> Served {
         let mut connect_deadline =
-            self.identity.is_none().then(|| Box::pin(tokio::time::sleep(self.state.config.connect_timeout)));
+            self.identity.is_none().then(|| Box::pin(tokio::time::sleep(self.state.config.websocket.connect_timeout)));
         loop {
             let step = std::future::poll_fn(|cx| self.poll_step(cx, conn, &mut connect_deadline)).await;
             let text = match step {
@@ -612,7 +612,7 @@ impl Session {
         let name: String = token_name.or(connect.name).unwrap_or_default().chars().take(MAX_NAME_CHARS).collect();
         let client = self.client_id();
         let info = ClientInfo { client: client.clone(), user: user.clone(), name }.to_info();
-        let ping = self.state.config.ping_interval.as_secs();
+        let ping = self.state.config.websocket.ping_interval.as_secs();
         self.reply(id, Ok(Connected { client, user: user.clone(), ping }));
         // Sized to fit: every idle connection keeps these.
         let user = user.into_boxed_str();
@@ -625,7 +625,7 @@ impl Session {
     /// The client's id in presence and `info`: made from its number when
     /// needed rather than kept by every connection.
     fn client_id(&self) -> String {
-        format!("{:016x}", self.client ^ (u64::from(self.state.config.listen.port()) << 48))
+        format!("{:016x}", self.client ^ (u64::from(self.state.config.server.port) << 48))
     }
 
     fn identity(&self) -> &Identity {
@@ -652,8 +652,8 @@ impl Session {
         if self.subscriptions.iter().any(|s| *s.channel == *channel) {
             return self.reply::<Empty>(id, Err(Error::AlreadySubscribed));
         }
-        if self.subscriptions.len() >= self.state.config.max_subscriptions {
-            let limit = self.state.config.max_subscriptions;
+        if self.subscriptions.len() >= self.state.config.limits.max_subscriptions {
+            let limit = self.state.config.limits.max_subscriptions;
             return self.reply::<Empty>(id, Err(Error::LimitExceeded(format!("at most {limit} subscriptions"))));
         }
         // Server-made channels have no history to recover from.

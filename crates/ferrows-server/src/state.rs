@@ -70,21 +70,24 @@ pub(crate) struct AppState {
 
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState").field("listen", &self.config.listen).finish()
+        f.debug_struct("AppState").field("listen", &self.config.server.listen_addr()).finish()
     }
 }
 
 impl AppState {
-    pub(crate) async fn new(config: Config, broker: Arc<dyn Broker>) -> Result<Arc<Self>, String> {
-        let auth = Authenticator::new(&config.auth)?;
+    pub(crate) async fn new(mut config: Config, broker: Arc<dyn Broker>) -> Result<Arc<Self>, String> {
+        let auth = Authenticator::new(&config.auth.keys()?)?;
+        for origin in &mut config.server.allowed_origins {
+            origin.truncate(origin.trim_end_matches('/').len());
+        }
         let metrics = Arc::new(Metrics::new());
         let observer = Box::new(MetricsObserver(metrics.clone()));
         let node = Node::start(broker, Some(observer)).await.map_err(|e| e.to_string())?;
         let mut websocket = ServerConfig {
             subprotocols: Encoding::ALL.iter().map(|e| e.subprotocol().to_owned()).collect(),
             websocket: WebSocketConfig {
-                ping_interval: Some(config.ping_interval),
-                pong_timeout: config.pong_timeout,
+                ping_interval: Some(config.websocket.ping_interval),
+                pong_timeout: config.websocket.pong_timeout,
                 // Straight to the lot once a session waits: a quiet spell
                 // in the session's task would make a storm of new
                 // subscribers hold their tasks and buffers at once, and
@@ -93,8 +96,8 @@ impl AppState {
                 ..WebSocketConfig::default()
             },
         };
-        websocket.websocket.protocol.max_message_size = config.max_message_size;
-        websocket.websocket.protocol.max_frame_size = config.max_message_size;
+        websocket.websocket.protocol.max_message_size = config.limits.max_message_size;
+        websocket.websocket.protocol.max_frame_size = config.limits.max_message_size;
         // Pushes are written once per node and shared by every subscriber:
         // compress each message on its own so that stays possible. And ask
         // clients to do the same (browsers always offer compression): a
@@ -107,8 +110,8 @@ impl AppState {
             deflate.client_no_context_takeover = true;
         }
         Ok(Arc::new(Self {
-            addresses: AddressTable::new(config.max_connections_per_address),
-            command_rate: RateLimit::new(config.command_rate, config.command_burst),
+            addresses: AddressTable::new(config.limits.max_connections_per_address),
+            command_rate: RateLimit::new(config.limits.command_rate, config.limits.command_burst),
             config,
             node,
             auth,

@@ -96,7 +96,7 @@ async fn a_long_poll_waits_for_the_next_publication_or_its_timeout() {
 #[tokio::test]
 async fn bad_polls_get_clear_http_errors() {
     let server = server(|config| {
-        config.auth.hmac_secret = Some("secret".into());
+        config.auth.token_hmac_secret = Some("secret".into());
         config.auth.allow_anonymous = false;
     })
     .await;

@@ -118,7 +118,7 @@ async fn settled_heap(server: &ferrows_server::Server, count: usize) -> isize {
 async fn an_idle_subscribed_connection_stays_within_its_heap_budget() {
     // 1 100 clients from one address: over the default per-address limit
     // (which costs per address, not per connection).
-    let server = common::server(|config| config.max_connections_per_address = 0).await;
+    let server = common::server(|config| config.limits.max_connections_per_address = 0).await;
     let task = server.session_task_size().await.unwrap();
     eprintln!("an idle plain connection's task future: {task} bytes");
     assert!(task <= TASK_BUDGET, "the session task future grew to {task} bytes (budget {TASK_BUDGET})");

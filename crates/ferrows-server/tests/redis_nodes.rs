@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 async fn node(redis: &RedisServer) -> Server {
     let url = redis.url();
     server(move |config| {
-        config.broker = BrokerKind::Redis;
-        config.redis_url = url;
+        config.broker.kind = BrokerKind::Redis;
+        config.broker.redis_url = url;
     })
     .await
 }

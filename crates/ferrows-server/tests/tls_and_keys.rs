@@ -22,7 +22,11 @@ async fn serves_wss_with_a_pem_certificate() {
     let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
     std::fs::write(&cert_path, cert.pem()).unwrap();
     std::fs::write(&key_path, key.serialize_pem()).unwrap();
-    let server = server(|config| config.tls = Some((cert_path, key_path))).await;
+    let server = server(|config| {
+        config.server.tls_cert = Some(cert_path);
+        config.server.tls_key = Some(key_path);
+    })
+    .await;
     assert_eq!(server.scheme(), "https");
     let config = ClientConfig {
         tls: Some(ferrows::tls::client_config_with_roots(cert.pem().as_bytes()).unwrap()),
@@ -46,7 +50,7 @@ async fn es256_tokens_are_verified_with_the_public_key() {
     let public = dir.join("jwt.pub.pem");
     std::fs::write(&public, key.public_key_pem()).unwrap();
     let server = server(|config| {
-        config.auth.ecdsa_public_key = Some(std::fs::read(&public).unwrap());
+        config.auth.token_ecdsa_public_key = Some(public.clone());
         config.auth.allow_anonymous = false;
     })
     .await;

@@ -106,13 +106,14 @@ async fn malformed_input_gets_errors_or_documented_close_codes() {
 per_encoding! {
 async fn tokens_are_checked_and_channels_enforced() {
     let server = server(|config| {
-        config.auth.hmac_secret = Some("secret".into());
+        config.auth.token_hmac_secret = Some("secret".into());
         config.auth.allow_anonymous = false;
         config
             .namespaces
+            .named
             .insert("private".into(), ferrows_server::NamespaceConfig { protected: true, ..Default::default() });
-        config.namespaces.insert("chat".into(), ferrows_server::NamespaceConfig::default());
-        config.strict_namespaces = true;
+        config.namespaces.named.insert("chat".into(), ferrows_server::NamespaceConfig::default());
+        config.namespaces.strict = Some(true);
     })
     .await;
     let addr = server.local_addr();
@@ -138,7 +139,7 @@ async fn tokens_are_checked_and_channels_enforced() {
 per_encoding! {
 async fn ten_thousand_subscriptions_from_one_connection_hit_the_limit() {
     // 10 000 commands at once: over the command rate, which has its own test.
-    let server = server(|config| config.command_rate = 0).await;
+    let server = server(|config| config.limits.command_rate = 0).await;
     let addr = server.local_addr();
     let mut client = Client::connect(addr, None).await;
     // Pipelined: all sent, then all answers read.
@@ -170,10 +171,10 @@ async fn ten_thousand_subscriptions_from_one_connection_hit_the_limit() {
 per_encoding! {
 async fn commands_over_the_rate_are_refused_then_the_flood_is_closed() {
     let server = server(|config| {
-        config.command_rate = 10;
-        config.command_burst = 50;
+        config.limits.command_rate = 10;
+        config.limits.command_burst = 50;
         // The flood's place is given back when it is closed (checked below).
-        config.max_connections_per_address = 2;
+        config.limits.max_connections_per_address = 2;
     })
     .await;
     let addr = server.local_addr();
@@ -221,7 +222,7 @@ async fn commands_over_the_rate_are_refused_then_the_flood_is_closed() {
 
 #[tokio::test]
 async fn connections_over_the_per_address_limit_get_429() {
-    let server = server(|config| config.max_connections_per_address = 3).await;
+    let server = server(|config| config.limits.max_connections_per_address = 3).await;
     let addr = server.local_addr();
     let mut held = Vec::new();
     for _ in 0..3 {
@@ -255,8 +256,8 @@ async fn connections_over_the_per_address_limit_get_429() {
 per_encoding! {
 async fn a_client_that_does_not_read_is_dropped_as_a_slow_consumer() {
     let server = server(|config| {
-        config.client_queue_messages = 64;
-        config.client_queue_bytes = 256 << 10;
+        config.limits.client_queue_messages = 64;
+        config.limits.client_queue_bytes = 256 << 10;
     })
     .await;
     let addr = server.local_addr();
@@ -302,8 +303,8 @@ fn noise(len: usize) -> String {
 per_encoding! {
 async fn the_fan_out_writes_to_idle_subscribers_itself_and_frames_stay_whole() {
     let server = server(|config| {
-        config.max_message_size = 1 << 20;
-        config.client_queue_bytes = 64 << 20;
+        config.limits.max_message_size = 1 << 20;
+        config.limits.client_queue_bytes = 64 << 20;
     })
     .await;
     let addr = server.local_addr();
@@ -372,7 +373,7 @@ async fn shutdown_closes_clients_with_1001_and_health_says_so() {
 
 per_encoding! {
 async fn a_client_that_never_connects_is_closed_after_the_connect_timeout() {
-    let server = server(|config| config.connect_timeout = std::time::Duration::from_millis(200)).await;
+    let server = server(|config| config.websocket.connect_timeout = std::time::Duration::from_millis(200)).await;
     let mut idle = Client::open(server.local_addr()).await;
     assert_eq!(idle.closed().await.unwrap().code, CloseCode(4005));
 }
@@ -395,7 +396,7 @@ async fn the_demo_and_the_client_module_are_served() {
 
 #[tokio::test]
 async fn only_allowed_origins_may_open_a_websocket() {
-    let server = server(|config| config.allowed_origins = vec!["https://app.example".into()]).await;
+    let server = server(|config| config.server.allowed_origins = vec!["https://app.example".into()]).await;
     let url = format!("ws://{}/ws", server.local_addr());
     let with_origin = |origin: &str| {
         let mut config = ferrows::ClientConfig::default();
@@ -439,7 +440,7 @@ async fn the_batch_api_answers_each_publication() {
 #[tokio::test]
 async fn a_request_head_that_trickles_in_is_cut_off() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let server = server(|config| config.request_timeout = std::time::Duration::from_millis(300)).await;
+    let server = server(|config| config.server.request_timeout = std::time::Duration::from_millis(300)).await;
     let mut slow = tokio::net::TcpStream::connect(server.local_addr()).await.unwrap();
     slow.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\n").await.unwrap();
     // Never finishes the head: the server must close within its timeout.
@@ -484,13 +485,11 @@ async fn hostile_frames_get_the_close_codes_of_the_library() {
 /// URL are not used.
 #[tokio::test]
 async fn a_server_runs_over_a_broker_it_is_given() {
-    let config = ferrows_server::Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        api_key: Some("test-key".into()),
-        broker: ferrows_server::BrokerKind::Redis,
-        redis_url: "redis://127.0.0.1:1".into(),
-        ..ferrows_server::Config::default()
-    };
+    let mut config = ferrows_server::Config::default();
+    config.server.port = 0;
+    config.auth.api_key = Some("test-key".into());
+    config.broker.kind = ferrows_server::BrokerKind::Redis;
+    config.broker.redis_url = "redis://127.0.0.1:1".into();
     let broker = std::sync::Arc::new(ferrows_hub::broker::MemoryBroker::new());
     let server = ferrows_server::Server::start_with(config, broker.clone()).await.expect("starts without Redis");
     let addr = server.local_addr();

@@ -59,8 +59,9 @@ pub fn encoding() -> Encoding {
 
 /// A server on 127.0.0.1, port 0, with an API key, tuned by `tune`.
 pub async fn server(tune: impl FnOnce(&mut Config)) -> Server {
-    let mut config =
-        Config { listen: "127.0.0.1:0".parse().unwrap(), api_key: Some("test-key".into()), ..Config::default() };
+    let mut config = Config::default();
+    config.server.port = 0;
+    config.auth.api_key = Some("test-key".into());
     tune(&mut config);
     Server::start(config).await.expect("server starts")
 }
