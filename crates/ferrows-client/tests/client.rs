@@ -134,7 +134,7 @@ async fn refusals_carry_the_servers_codes(encoding: Encoding) {
 
 async fn a_rejected_token_stops_the_client(encoding: Encoding) {
     let mut config = common::config();
-    config.auth.hmac_secret = Some("secret".into());
+    config.auth.token_hmac_secret = Some("secret".into());
     let server = ferrows_server::Server::start(config).await.unwrap();
     let counter = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
     let counted = counter.clone();
@@ -353,7 +353,7 @@ async fn commands_wait_for_the_connection() {
         async move { client.ping().await }
     });
     let mut config = common::config();
-    config.listen = addr;
+    (config.server.host, config.server.port) = (addr.ip(), addr.port());
     let _server = ferrows_server::Server::start(config).await.unwrap();
     tokio::time::timeout(WAIT, ping).await.unwrap().unwrap().unwrap();
     assert!(client.connection().is_some());

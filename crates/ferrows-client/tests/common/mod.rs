@@ -42,9 +42,10 @@ macro_rules! per_encoding {
 /// with join/leave events, `readonly` where clients may not publish,
 /// `private` for tokens that name the channel; other namespaces refused.
 pub fn config() -> Config {
-    let mut config = Config { listen: "127.0.0.1:0".parse().unwrap(), ..Config::default() };
-    config.strict_namespaces = true;
-    config.namespaces = HashMap::from([
+    let mut config = Config::default();
+    config.server.port = 0;
+    config.namespaces.strict = Some(true);
+    config.namespaces.named = HashMap::from([
         ("room".to_owned(), NamespaceConfig { join_leave: true, ..NamespaceConfig::default() }),
         ("readonly".to_owned(), NamespaceConfig { publish: false, ..NamespaceConfig::default() }),
         ("private".to_owned(), NamespaceConfig { protected: true, ..NamespaceConfig::default() }),
