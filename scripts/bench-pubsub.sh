@@ -52,6 +52,9 @@
 #                     (default: one loopback address per 500 subscribers,
 #                     127.1.0.1 and on)
 #   BENCH_NO_BUILD=1  use the binary already built
+#   BENCH_SERVER_BIN  the ferrows binary that serves (default the one built;
+#                     another build compares two versions under one load
+#                     generator)
 
 # Bash counts time in SECONDS; read the value given in the environment
 # before anything else.
@@ -138,7 +141,7 @@ start_server() {
   local name="$1" port pattern
   : >"$work/server.out"
   if [[ "$name" == ferrows ]]; then
-    taskset -c "$server_cpu" "$ferrows" serve --port 0 --api-key "$api_key" "${server_args[@]}" \
+    taskset -c "$server_cpu" "${BENCH_SERVER_BIN:-$ferrows}" serve --port 0 --api-key "$api_key" "${server_args[@]}" \
       >"$work/server.out" 2>"$work/server.err" &
     pattern='s|^listening on http://\([^ ]*\).*|\1|p'
   else
