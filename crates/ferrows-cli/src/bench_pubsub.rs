@@ -32,6 +32,9 @@ use anyhow::{Context as _, bail};
 use bytes::{Buf, BytesMut};
 use clap::Args;
 use ferrows::{ClientConfig, MaybeTlsStream, Message, WsWriter};
+use ferrows_hub::protocol::{
+    ApiPublish, Command, Connect, Data, Encoding, Event, Method, Pub, Publish, Push as Pushed, Reply, Subscribe,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -396,9 +399,7 @@ pub(crate) async fn run(args: BenchPubSubArgs) -> anyhow::Result<()> {
 }
 
 fn validate(args: &BenchPubSubArgs) -> anyhow::Result<()> {
-    let channel_ok = (1..=255).contains(&args.channel.len())
-        && args.channel.bytes().all(|b| b.is_ascii_alphanumeric() || b"_:.@$-".contains(&b));
-    if !channel_ok {
+    if !ferrows_server::config::is_valid_channel(&args.channel) {
         bail!("invalid channel name {:?} (1 to 255 bytes of [A-Za-z0-9_:.@$-])", args.channel);
     }
     let positive = |v: f64| v > 0.0 && v.is_finite();
@@ -484,8 +485,14 @@ struct Shared {
 
 impl Shared {
     fn new(channel: &str, planned: u64, protocol: Protocol) -> Self {
-        // Channel names need no JSON escaping (checked in `validate`).
-        let pub_prefix = format!("{{\"push\":{{\"channel\":\"{channel}\",\"pub\":{{\"offset\":").into_bytes();
+        // What the codec writes before a publication's offset.
+        let push = Pushed {
+            channel: channel.to_owned(),
+            event: Event::Pub(Pub { offset: 0, data: bench_data(0, 0), info: None }),
+        };
+        let encoded = Encoding::Json.encode(&push);
+        let at = encoded.windows(9).position(|w| w == b"\"offset\":").expect("a publication has an offset") + 9;
+        let pub_prefix = encoded[..at].to_vec();
         Self {
             channel: channel.to_owned(),
             pub_prefix,
@@ -668,9 +675,9 @@ async fn connect_and_subscribe(setup: &Setup, shared: &Shared) -> anyhow::Result
     if shared.protocol == Protocol::Raw {
         return Ok(ws);
     }
-    let channel = &shared.channel;
-    ws.feed(Message::text("{\"id\":1,\"connect\":{}}")).await?;
-    ws.send(Message::text(format!("{{\"id\":2,\"subscribe\":{{\"channel\":\"{channel}\"}}}}"))).await?;
+    let subscribe = Subscribe { channel: shared.channel.clone(), since: None, recover: false };
+    ws.feed(command(1, Method::Connect(Connect::default()))).await?;
+    ws.send(command(2, Method::Subscribe(subscribe))).await?;
     let (mut connected, mut subscribed) = (false, false);
     while !(connected && subscribed) {
         let text = match ws.recv().await {
@@ -680,18 +687,16 @@ async fn connect_and_subscribe(setup: &Setup, shared: &Shared) -> anyhow::Result
             Some(Err(e)) => bail!("connection failed during setup: {e}"),
             None => bail!("connection closed during setup"),
         };
-        let reply = text.as_str();
-        let flag = if reply.starts_with("{\"id\":1,") {
-            &mut connected
-        } else if reply.starts_with("{\"id\":2,") {
-            &mut subscribed
-        } else {
-            continue; // a push (join) before the replies
-        };
-        if !reply[reply.find(',').unwrap_or(0)..].starts_with(",\"result\"") {
-            bail!("command refused: {reply}");
+        // A push (join) may come before the replies.
+        let Some((id, refused)) = reply_of(text.as_bytes()) else { continue };
+        if let Some(error) = refused {
+            bail!("command {id} refused: {error}");
         }
-        *flag = true;
+        match id {
+            1 => connected = true,
+            2 => subscribed = true,
+            _ => {}
+        }
     }
     Ok(ws)
 }
@@ -899,13 +904,14 @@ impl Publisher {
         acks: Arc<Acks>,
     ) -> anyhow::Result<(Self, tokio::task::JoinHandle<()>)> {
         let mut ws = ferrows::connect_with(url, config).await.context("publisher: connect")?;
-        ws.send(Message::text("{\"id\":1,\"connect\":{}}")).await?;
+        ws.send(command(1, Method::Connect(Connect::default()))).await?;
         loop {
             match ws.recv().await {
-                Some(Ok(Message::Text(text))) if text.as_str().starts_with("{\"id\":1,\"result\"") => break,
-                Some(Ok(Message::Text(text))) if text.as_str().starts_with("{\"id\":1,") => {
-                    bail!("publisher: connect refused: {}", text.as_str())
-                }
+                Some(Ok(Message::Text(text))) => match reply_of(text.as_bytes()) {
+                    Some((1, None)) => break,
+                    Some((1, Some(error))) => bail!("publisher: connect refused: {error}"),
+                    _ => {}
+                },
                 Some(Ok(_)) => {}
                 Some(Err(e)) => bail!("publisher: {e}"),
                 None => bail!("publisher: connection closed during connect"),
@@ -915,17 +921,13 @@ impl Publisher {
         let task = tokio::spawn(async move {
             loop {
                 match reader.recv().await {
-                    Some(Ok(Message::Text(text))) => {
-                        let reply = text.as_str();
-                        if !reply.starts_with("{\"id\":") {
-                            continue;
-                        }
-                        if reply[reply.find(',').unwrap_or(0)..].starts_with(",\"result\"") {
+                    Some(Ok(Message::Text(text))) => match reply_of(text.as_bytes()) {
+                        Some((_, None)) => {
                             acks.ok.fetch_add(1, Ordering::Relaxed);
-                        } else {
-                            acks.fail(format!("publish refused: {reply}"));
                         }
-                    }
+                        Some((_, Some(error))) => acks.fail(format!("publish refused: {error}")),
+                        None => {}
+                    },
                     Some(Ok(_)) => {}
                     Some(Err(e)) => return acks.note(format!("publisher connection failed: {e}")),
                     None => return acks.note("publisher connection closed".to_owned()),
@@ -980,25 +982,40 @@ impl Publisher {
             Self::WebSocket { writer, next_id } => {
                 let id = *next_id;
                 *next_id += 1;
-                let command = format!(
-                    "{{\"id\":{id},\"publish\":{{\"channel\":\"{channel}\",\"data\":{{\"seq\":{seq},\"t\":{t}}}}}}}"
-                );
-                writer.send(Message::text(command)).await?;
+                let publish = Publish { channel: channel.to_owned(), data: bench_data(seq, t) };
+                writer.send(command(id, Method::Publish(publish))).await?;
             }
             Self::Raw { writer, pad_to, acks } => {
                 writer.send(Message::text(raw_publication(seq, t, *pad_to))).await?;
                 acks.ok.fetch_add(1, Ordering::Relaxed);
             }
             Self::Http { write, head, buf } => {
-                let body = format!("{{\"channel\":\"{channel}\",\"data\":{{\"seq\":{seq},\"t\":{t}}}}}");
+                let body = Encoding::Json.encode(&ApiPublish { channel: channel.to_owned(), data: bench_data(seq, t) });
                 buf.clear();
                 buf.extend_from_slice(head.as_bytes());
-                buf.extend_from_slice(format!("{}\r\n\r\n{body}", body.len()).as_bytes());
+                buf.extend_from_slice(format!("{}\r\n\r\n", body.len()).as_bytes());
+                buf.extend_from_slice(&body);
                 write.write_all(buf).await?;
             }
         }
         Ok(())
     }
+}
+
+/// A command in JSON, the encoding the load generator speaks.
+fn command(id: u64, method: Method) -> Message {
+    Message::text(String::from_utf8(Encoding::Json.encode(&Command { id, method }).to_vec()).expect("JSON is UTF-8"))
+}
+
+/// A publication's data: `{"seq":N,"t":N}` (what [`seq_and_time`] reads).
+fn bench_data(seq: u64, t: u64) -> Data {
+    Data(bytes::Bytes::from(format!("{{\"seq\":{seq},\"t\":{t}}}")))
+}
+
+/// The id of a reply, and its error if it failed (`None`: not a reply).
+fn reply_of(message: &[u8]) -> Option<(u64, Option<String>)> {
+    let reply: Reply<serde::de::IgnoredAny> = Encoding::Json.decode(message).ok()?;
+    Some((reply.id, reply.error.map(|e| format!("error {}: {}", e.code, e.message))))
 }
 
 /// Reads the pipelined responses of the server API (HTTP/1.1 with a
@@ -1007,26 +1024,30 @@ async fn read_http_responses(mut read: OwnedReadHalf, acks: Arc<Acks>) {
     let mut buf = BytesMut::with_capacity(8192);
     loop {
         // Every complete response in the buffer.
-        while let Some(head_end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-            let status = head.split(' ').nth(1).and_then(|s| s.parse::<u16>().ok());
-            let length = head.lines().find_map(|line| {
-                let (name, value) = line.split_once(':')?;
-                name.trim().eq_ignore_ascii_case("content-length").then(|| value.trim().parse::<usize>().ok())?
-            });
-            let Some(length) = length else {
-                return acks.note(format!("server API response without Content-Length: {head}"));
+        loop {
+            let mut headers = [httparse::EMPTY_HEADER; 16];
+            let mut response = httparse::Response::new(&mut headers);
+            let head_len = match response.parse(&buf) {
+                Ok(httparse::Status::Complete(len)) => len,
+                Ok(httparse::Status::Partial) => break,
+                Err(e) => return acks.note(format!("server API: a malformed response: {e}")),
             };
-            if buf.len() < head_end + 4 + length {
+            let length = response.headers.iter().find(|h| h.name.eq_ignore_ascii_case("content-length"));
+            let Some(length) = length.and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse::<usize>().ok())
+            else {
+                return acks.note("server API response without Content-Length".to_owned());
+            };
+            if buf.len() < head_len + length {
                 break;
             }
-            let body = String::from_utf8_lossy(&buf[head_end + 4..head_end + 4 + length]).into_owned();
-            buf.advance(head_end + 4 + length);
+            let status = response.code;
+            let body = String::from_utf8_lossy(&buf[head_len..head_len + length]).into_owned();
+            buf.advance(head_len + length);
             match status {
                 Some(200) => {
                     acks.ok.fetch_add(1, Ordering::Relaxed);
                 }
-                _ => acks.fail(format!("server API: {} {body}", head.lines().next().unwrap_or(""))),
+                _ => acks.fail(format!("server API: {status:?} {body}")),
             }
         }
         match read.read_buf(&mut buf).await {
@@ -1040,6 +1061,25 @@ async fn read_http_responses(mut read: OwnedReadHalf, acks: Arc<Acks>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_zero_parse_reader_reads_what_the_codec_writes() {
+        let shared = Shared::new("bench:load", 10, Protocol::Serve);
+        for info in [None, Some(ferrows_hub::protocol::Info(bytes::Bytes::from_static(br#"{"client":"c"}"#)))] {
+            let publication = Pub { offset: 41, data: bench_data(3, 1_700_000_000_000_001), info };
+            let push = Pushed { channel: "bench:load".into(), event: Event::Pub(publication) };
+            let encoded = Encoding::Json.encode(&push);
+            assert_eq!(
+                parse_push(&encoded, &shared.pub_prefix),
+                Push::Publication { seq: 3, t: 1_700_000_000_000_001 }
+            );
+        }
+        let join =
+            Pushed { channel: "bench:load".into(), event: Event::Join(ferrows_hub::protocol::Info("{}".into())) };
+        assert_eq!(parse_push(&Encoding::Json.encode(&join), &shared.pub_prefix), Push::Other);
+        let reply = Encoding::Json.encode(&Reply::ok(7, ferrows_hub::protocol::Empty {}));
+        assert_eq!(reply_of(&reply), Some((7, None)));
+    }
 
     #[test]
     fn publications_are_read_without_a_json_parser() {
