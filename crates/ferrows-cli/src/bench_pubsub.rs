@@ -151,8 +151,14 @@ pub(crate) async fn run(args: BenchPubSubArgs) -> anyhow::Result<()> {
     let in_flight = Arc::new(Semaphore::new(args.setup_concurrency.max(1)));
     let (ready_tx, mut ready_rx) = mpsc::channel::<Result<(), String>>(args.subscribers.max(1));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut tasks = Vec::with_capacity(args.subscribers);
+    let mut tasks = Vec::with_capacity(args.subscribers + args.subscribers.div_ceil(SHARD));
+    let mut shard_tx = None;
     for index in 0..args.subscribers {
+        if index % SHARD == 0 {
+            let (tx, rx) = mpsc::channel(SHARD);
+            tasks.push(tokio::spawn(shard(rx, shared.clone(), stop_rx.clone())));
+            shard_tx = Some(tx);
+        }
         let setup = Setup {
             index,
             url: args.url.clone(),
@@ -160,9 +166,11 @@ pub(crate) async fn run(args: BenchPubSubArgs) -> anyhow::Result<()> {
             config: config.clone(),
             in_flight: in_flight.clone(),
             ready: ready_tx.clone(),
+            shard: shard_tx.clone().expect("made at index 0"),
         };
-        tasks.push(tokio::spawn(subscriber(setup, shared.clone(), stop_rx.clone())));
+        tasks.push(tokio::spawn(subscriber(setup, shared.clone())));
     }
+    drop(shard_tx);
     drop(ready_tx);
     let mut ready = 0;
     let mut next_progress = Instant::now() + Duration::from_secs(5);
@@ -275,12 +283,14 @@ pub(crate) async fn run(args: BenchPubSubArgs) -> anyhow::Result<()> {
     let mut first_loss = None;
     for task in tasks {
         match tokio::time::timeout(Duration::from_secs(10), task).await {
-            Ok(Ok(report)) => {
-                if let Some(error) = &report.error {
-                    lost += 1;
-                    first_loss.get_or_insert_with(|| error.clone());
+            Ok(Ok(reports)) => {
+                for report in reports {
+                    if let Some(error) = &report.error {
+                        lost += 1;
+                        first_loss.get_or_insert_with(|| error.clone());
+                    }
+                    totals.add(&report);
                 }
-                totals.add(&report);
             }
             _ => {
                 lost += 1;
@@ -548,36 +558,95 @@ struct Setup {
     config: Arc<ClientConfig>,
     in_flight: Arc<Semaphore>,
     ready: mpsc::Sender<Result<(), String>>,
+    /// Where its connection is read once set up.
+    shard: mpsc::Sender<ferrows::WebSocket<MaybeTlsStream>>,
 }
 
-async fn subscriber(setup: Setup, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) -> SubscriberReport {
-    let mut report = SubscriberReport::default();
+/// Subscribers are read in shards of this many connections, each shard by
+/// one task: a publication then wakes a task per shard rather than one per
+/// subscriber, so that the load generator costs little more than its
+/// reads and checks (and the benchmark measures the server).
+const SHARD: usize = 128;
+
+/// Sets a subscriber up, then hands its connection to its shard; reports
+/// only a setup that failed.
+async fn subscriber(setup: Setup, shared: Arc<Shared>) -> Vec<SubscriberReport> {
     let permit = setup.in_flight.clone().acquire_owned().await;
     let ws = match connect_and_subscribe(&setup, &shared).await {
         Ok(ws) => ws,
         Err(e) => {
             let message = format!("subscriber {}: {e}", setup.index);
-            report.error = Some(message.clone());
+            let report = SubscriberReport { error: Some(message.clone()), ..SubscriberReport::default() };
             let _ = setup.ready.send(Err(message)).await;
-            return report;
+            return vec![report];
         }
     };
     drop(permit);
+    if setup.shard.send(ws).await.is_err() {
+        let report = SubscriberReport { error: Some("its shard ended".to_owned()), ..SubscriberReport::default() };
+        return vec![report];
+    }
     let _ = setup.ready.send(Ok(())).await;
-    drop(setup.ready);
-    let mut ws = ws;
+    Vec::new()
+}
 
-    // Publications seen, by sequence number (bit n set: n received).
-    let mut seen = vec![0u64; (shared.planned as usize + 1).div_ceil(64)];
-    let mut highest = 0u64;
+/// Reads the connections its subscribers hand over until told to stop,
+/// all from one task; returns what each saw.
+async fn shard(
+    mut incoming: mpsc::Receiver<ferrows::WebSocket<MaybeTlsStream>>,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) -> Vec<SubscriberReport> {
+    let mut receivers: Vec<Receiver> = Vec::with_capacity(SHARD);
+    let mut incoming_open = true;
     let stopped = stop.wait_for(|stop| *stop);
     tokio::pin!(stopped);
-    loop {
-        let message = tokio::select! {
-            biased;
-            _ = &mut stopped => break,
-            message = ws.recv() => message,
-        };
+    std::future::poll_fn(|cx| {
+        if stopped.as_mut().poll(cx).is_ready() {
+            return std::task::Poll::Ready(());
+        }
+        while incoming_open {
+            match incoming.poll_recv(cx) {
+                std::task::Poll::Ready(Some(ws)) => receivers.push(Receiver::new(ws, shared.planned)),
+                std::task::Poll::Ready(None) => incoming_open = false,
+                std::task::Poll::Pending => break,
+            }
+        }
+        // Each connection read until it has nothing more (its waker is
+        // this task's).
+        for receiver in receivers.iter_mut().filter(|r| r.open) {
+            while let std::task::Poll::Ready(message) = receiver.ws.poll_recv(cx) {
+                if !receiver.on(message, &shared) {
+                    receiver.open = false;
+                    break;
+                }
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await;
+    receivers.into_iter().map(|r| r.report).collect()
+}
+
+/// One subscriber's connection and what it saw.
+struct Receiver {
+    ws: ferrows::WebSocket<MaybeTlsStream>,
+    /// Publications seen, by sequence number (bit n set: n received).
+    seen: Vec<u64>,
+    highest: u64,
+    report: SubscriberReport,
+    open: bool,
+}
+
+impl Receiver {
+    fn new(ws: ferrows::WebSocket<MaybeTlsStream>, planned: u64) -> Self {
+        let seen = vec![0u64; (planned as usize + 1).div_ceil(64)];
+        Self { ws, seen, highest: 0, report: SubscriberReport::default(), open: true }
+    }
+
+    /// Takes in one message; `false` once the connection is over.
+    fn on(&mut self, message: Option<Result<Message, ferrows::Error>>, shared: &Shared) -> bool {
+        let report = &mut self.report;
         let text = match message {
             Some(Ok(Message::Text(text))) => text,
             Some(Ok(Message::Close(frame))) => {
@@ -585,20 +654,20 @@ async fn subscriber(setup: Setup, shared: Arc<Shared>, mut stop: watch::Receiver
                     Some(frame) => format!("closed by the server: {} {}", u16::from(frame.code), frame.reason),
                     None => "closed by the server".to_owned(),
                 });
-                break;
+                return false;
             }
             Some(Ok(Message::Binary(_))) => {
                 report.unexpected += 1;
-                continue;
+                return true;
             }
-            Some(Ok(_)) => continue,
+            Some(Ok(_)) => return true,
             Some(Err(e)) => {
                 report.error = Some(format!("connection failed: {e}"));
-                break;
+                return false;
             }
             None => {
                 report.error = Some("connection closed".to_owned());
-                break;
+                return false;
             }
         };
         let push = match shared.protocol {
@@ -614,15 +683,15 @@ async fn subscriber(setup: Setup, shared: Arc<Shared>, mut stop: watch::Receiver
                 let (word, bit) = ((seq / 64) as usize, 1u64 << (seq % 64));
                 if seq == 0 || seq > shared.planned {
                     report.unexpected += 1;
-                } else if seen[word] & bit != 0 {
+                } else if self.seen[word] & bit != 0 {
                     report.duplicated += 1;
                 } else {
-                    seen[word] |= bit;
+                    self.seen[word] |= bit;
                     report.delivered += 1;
-                    if seq < highest {
+                    if seq < self.highest {
                         report.out_of_order += 1;
                     }
-                    highest = highest.max(seq);
+                    self.highest = self.highest.max(seq);
                     shared.latency.record(now.saturating_sub(t));
                     shared.delivered.fetch_add(1, Ordering::Relaxed);
                     shared.last_delivery.fetch_max(now, Ordering::Relaxed);
@@ -634,8 +703,8 @@ async fn subscriber(setup: Setup, shared: Arc<Shared>, mut stop: watch::Receiver
             }
             Push::Unexpected => report.unexpected += 1,
         }
+        true
     }
-    report
 }
 
 /// Opens a subscriber's WebSocket from `setup.source` (when set).
