@@ -7,7 +7,7 @@
 #![no_main]
 
 use bytes::Bytes;
-use ferrows_hub::protocol::{Command, Empty, Encoding, Event, Info, Method, ParseError, Pub, Push, Reply};
+use ferrows_hub::protocol::{Empty, Encoding, Event, Info, Method, ParseError, Pub, Push, Reply};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|input: &[u8]| {
