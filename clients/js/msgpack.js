@@ -19,7 +19,16 @@
  */
 
 const utf8 = new TextEncoder();
-const fromUtf8 = new TextDecoder("utf-8", { fatal: true });
+const fromUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+/** Bytes as a `Uint8Array`, for the byte-sized views and buffers (null for anything else). */
+function bytesOf(value) {
+  if (value instanceof ArrayBuffer) return new Uint8Array(value);
+  if (ArrayBuffer.isView(value) && value.BYTES_PER_ELEMENT === 1) {
+    return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+  }
+  return null;
+}
 
 /** Encodes a value as MessagePack. @param {*} value @returns {Uint8Array} */
 export function encode(value) {
@@ -44,9 +53,11 @@ export const msgpack = {
   binary: true,
   /** A command as a WebSocket message. */
   encode(command) {
-    if (command.publish && !(command.publish.data instanceof Uint8Array)) {
-      const data = utf8.encode(JSON.stringify(command.publish.data));
-      command = { ...command, publish: { ...command.publish, data } };
+    if (command.publish) {
+      const { data } = command.publish;
+      if (data === undefined) throw new TypeError("publish: data is undefined");
+      const bytes = bytesOf(data) ?? utf8.encode(JSON.stringify(data));
+      command = { ...command, publish: { ...command.publish, data: bytes } };
     }
     return encode(command);
   },
@@ -103,8 +114,8 @@ class Writer {
       this.head(bytes.length, 0xa0, 31, 0xd9, 0xda, 0xdb);
       return this.raw(bytes);
     }
-    if (v instanceof Uint8Array || v instanceof ArrayBuffer) {
-      const bytes = v instanceof Uint8Array ? v : new Uint8Array(v);
+    const bytes = bytesOf(v);
+    if (bytes) {
       this.head(bytes.length, null, 0, 0xc4, 0xc5, 0xc6);
       return this.raw(bytes);
     }

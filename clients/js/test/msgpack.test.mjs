@@ -66,6 +66,11 @@ test("msgpack: publish, subscribe, presence and history as with JSON", async () 
   assert.deepEqual(history.publications.map((p) => p.offset), [r1.offset, r2.offset]);
   assert.deepEqual(history.publications[0].data, bytes);
   await assert.rejects(alice.publish("bad channel", bytes), (e) => e.code === 102);
+  // Other byte views go as bytes; undefined is refused before it is sent.
+  await withTimeout(alice.publish(channel, bytes.buffer), "publish an ArrayBuffer");
+  await got.count(3, "three publications");
+  assert.deepEqual(got.items[2].data, bytes);
+  assert.throws(() => msgpack.encode({ id: 1, publish: { channel, data: undefined } }), TypeError);
 });
 
 test("msgpack: presence, join and leave carry the clients' info as maps", async () => {

@@ -599,6 +599,10 @@ async fn shard(
 ) -> Vec<SubscriberReport> {
     let mut receivers: Vec<Receiver> = Vec::with_capacity(SHARD);
     let mut incoming_open = true;
+    // Where each pass starts, one further each time: when the runtime's
+    // budget for one poll runs out, the same connections are not always
+    // the ones left for the next.
+    let mut start = 0;
     let stopped = stop.wait_for(|stop| *stop);
     tokio::pin!(stopped);
     std::future::poll_fn(|cx| {
@@ -614,7 +618,13 @@ async fn shard(
         }
         // Each connection read until it has nothing more (its waker is
         // this task's).
-        for receiver in receivers.iter_mut().filter(|r| r.open) {
+        let count = receivers.len();
+        start = if count == 0 { 0 } else { (start + 1) % count };
+        for i in 0..count {
+            let receiver = &mut receivers[(start + i) % count];
+            if !receiver.open {
+                continue;
+            }
             while let std::task::Poll::Ready(message) = receiver.ws.poll_recv(cx) {
                 if !receiver.on(message, &shared) {
                     receiver.open = false;

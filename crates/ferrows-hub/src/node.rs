@@ -126,6 +126,8 @@ pub struct Watch {
     node: Arc<Node>,
     channel: String,
     local: Arc<LocalChannel>,
+    /// Where its release runs (the drop may happen off the runtime).
+    runtime: tokio::runtime::Handle,
 }
 
 impl Watch {
@@ -141,8 +143,9 @@ impl Drop for Watch {
     fn drop(&mut self) {
         lock(&self.local.state).watchers -= 1;
         let (node, channel, local) = (self.node.clone(), std::mem::take(&mut self.channel), self.local.clone());
-        // Leaving the broker is async: after the request that watched.
-        tokio::spawn(async move { node.release(&channel, &local).await });
+        // Leaving the broker is async: after the request that watched (on
+        // a runtime that shut down, not at all: its broker is gone too).
+        drop(self.runtime.spawn(async move { node.release(&channel, &local).await }));
     }
 }
 
@@ -297,6 +300,13 @@ impl Node {
         let hold = match &epoch {
             Some(epoch) => {
                 if state.last.as_ref().is_some_and(|last| &last.epoch == epoch && offset <= last.offset) {
+                    // Delivered already (a subscriber's history read had
+                    // it first), but a watcher may have read before that.
+                    let watched = state.watchers > 0;
+                    drop(state);
+                    if watched {
+                        local.wake.notify_waiters();
+                    }
                     return;
                 }
                 if state.last.as_ref().is_some_and(|last| &last.epoch != epoch) {
@@ -554,17 +564,17 @@ impl Node {
                 state.watchers += 1;
                 !state.broker_subscribed
             };
+            // Counted from here: however this ends (an error, or the
+            // caller giving up during the broker subscribe), dropping the
+            // watch undoes the count and lets the channel go.
+            let runtime = tokio::runtime::Handle::current();
+            let watch = Watch { node: self.clone(), channel: channel.to_owned(), local: local.clone(), runtime };
             if need_broker {
-                if let Err(e) = self.broker.subscribe(channel).await {
-                    lock(&local.state).watchers -= 1;
-                    drop(control);
-                    self.forget_if_empty(channel, &local);
-                    return Err(e);
-                }
+                self.broker.subscribe(channel).await?;
                 lock(&local.state).broker_subscribed = true;
             }
             drop(control);
-            return Ok(Watch { node: self.clone(), channel: channel.to_owned(), local });
+            return Ok(watch);
         }
     }
 
@@ -674,6 +684,26 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert_eq!(node.channel_count(), 0, "the last watch let the channel go");
+    }
+
+    #[tokio::test]
+    async fn a_watch_given_up_during_its_broker_subscribe_lets_the_channel_go() {
+        let delaying = Arc::new(Delaying::default());
+        let node = Node::start(Arc::new(Shared(delaying.clone())), None).await.unwrap();
+        delaying.stuck.store(true, std::sync::atomic::Ordering::Relaxed);
+        let gave_up = tokio::time::timeout(Duration::from_millis(20), node.watch("hung")).await;
+        assert!(gave_up.is_err(), "the broker never answers");
+        for _ in 0..500 {
+            if node.channel_count() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(node.channel_count(), 0, "the count was undone and the channel forgotten");
+        delaying.stuck.store(false, std::sync::atomic::Ordering::Relaxed);
+        let watch = node.watch("hung").await.unwrap();
+        assert_eq!(lock(&lock(&node.channels)["hung"].state).watchers, 1);
+        drop(watch);
     }
 
     #[test]
@@ -822,6 +852,8 @@ mod tests {
         inner: MemoryBroker,
         node: OnceLock<Arc<dyn BrokerHandler>>,
         held: Mutex<Option<Vec<BrokerEvent>>>,
+        /// Broker subscribes never complete (a broker that hangs).
+        stuck: std::sync::atomic::AtomicBool,
     }
 
     struct Forward(Arc<Delaying>);
@@ -868,6 +900,9 @@ mod tests {
             self.0.inner.publish_event(event)
         }
         fn subscribe<'a>(&'a self, channel: &'a str) -> crate::broker::BoxFuture<'a, Result<(), BrokerError>> {
+            if self.0.stuck.load(std::sync::atomic::Ordering::Relaxed) {
+                return Box::pin(std::future::pending());
+            }
             self.0.inner.subscribe(channel)
         }
         fn unsubscribe<'a>(&'a self, channel: &'a str) -> crate::broker::BoxFuture<'a, Result<(), BrokerError>> {

@@ -90,26 +90,29 @@ pub(crate) async fn handle(request: Request<Incoming>, state: Arc<AppState>) -> 
     if state.shutdown.is_cancelled() {
         return error_response(&Error::Unavailable("shutting down".into()));
     }
-    // Long poll: wait for the channel's next event, then read again. The
-    // watch keeps the node on the channel at the broker; the wait is
-    // enabled before the second read, so a publication between the two
-    // reads is not missed.
+    // Long poll: wait for the channel's next event, then read again, until
+    // something new or the deadline. The watch keeps the node on the
+    // channel at the broker; each wait is enabled before its read, so a
+    // publication between the two is not missed. Other events (join,
+    // leave) wake it too: it reads, finds nothing, and waits on.
+    let deadline = tokio::time::Instant::now() + timeout;
     let watch = match state.node.watch(&channel).await {
         Ok(watch) => watch,
         Err(e) => return error_response(&crate::state::broker_error(&e)),
     };
-    let mut changed = std::pin::pin!(watch.changed());
-    changed.as_mut().enable();
-    let second = read().await;
-    if !nothing_new(&second) {
-        return answer(second, true);
+    loop {
+        let mut changed = std::pin::pin!(watch.changed());
+        changed.as_mut().enable();
+        let read = read().await;
+        if !nothing_new(&read) {
+            return answer(read, true);
+        }
+        tokio::select! {
+            _ = changed => {}
+            _ = tokio::time::sleep_until(deadline) => return answer(read, true),
+            _ = state.shutdown.cancelled() => return answer(read, true),
+        }
     }
-    tokio::select! {
-        _ = changed => {}
-        _ = tokio::time::sleep(timeout) => {}
-        _ = state.shutdown.cancelled() => {}
-    }
-    answer(read().await, true)
 }
 
 /// Whether a read since a position found nothing after it (a long poll

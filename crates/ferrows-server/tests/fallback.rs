@@ -94,6 +94,30 @@ async fn a_long_poll_waits_for_the_next_publication_or_its_timeout() {
 }
 
 #[tokio::test]
+async fn a_long_poll_is_not_ended_by_join_and_leave_events() {
+    let server = server(|config| {
+        let room = ferrows_server::NamespaceConfig { join_leave: true, presence: true, ..Default::default() };
+        config.namespaces.named.insert("room".into(), room);
+    })
+    .await;
+    let addr = server.local_addr();
+    let (_, start) = http(addr, "GET", "/api/poll?channel=room:a", &[], "").await;
+    let epoch = start["result"]["position"]["epoch"].as_str().unwrap().to_owned();
+    let path = format!("/api/poll?channel=room:a&offset=0&epoch={epoch}&timeout=30");
+    let waiting = tokio::spawn(async move { http(addr, "GET", &path, &[], "").await });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // A client joins and leaves (events of the channel, not publications).
+    let mut visitor = common::Client::connect(addr, None).await;
+    common::subscribe(&mut visitor, "room:a").await;
+    visitor.call(json!({"unsubscribe": {"channel": "room:a"}})).await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(!waiting.is_finished(), "the long poll still waits");
+    api_publish(addr, "room:a", json!("news")).await;
+    let (_, woke) = waiting.await.unwrap();
+    assert_eq!(woke["result"]["publications"][0]["data"], "news", "{woke}");
+}
+
+#[tokio::test]
 async fn bad_polls_get_clear_http_errors() {
     let server = server(|config| {
         config.auth.token_hmac_secret = Some("secret".into());

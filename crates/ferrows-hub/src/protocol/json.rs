@@ -1,7 +1,5 @@
 //! The JSON encoding (`ferrows.json`): text messages, one object each.
 
-use std::collections::BTreeMap;
-
 use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -18,10 +16,38 @@ pub(super) fn encode(message: &impl Serialize) -> Bytes {
 /// any order (the method's arguments are read once the id is known, so
 /// that their errors can be answered).
 pub(super) fn decode_command(text: &[u8]) -> Result<Command, ParseError> {
-    let mut fields: BTreeMap<String, &RawValue> = serde_json::from_slice(text).map_err(|_| ParseError::NotAMap)?;
-    let id =
-        fields.remove("id").and_then(|id| id.get().parse::<u64>().ok()).filter(|id| *id > 0).ok_or(ParseError::NoId)?;
+    let Fields(fields) = serde_json::from_slice(text).map_err(|_| ParseError::NotAMap)?;
+    let (ids, fields): (Vec<_>, Vec<_>) = fields.into_iter().partition(|(name, _)| name == "id");
+    let id = match ids.as_slice() {
+        [(_, id)] => id.get().parse::<u64>().ok().filter(|id| *id > 0).ok_or(ParseError::NoId)?,
+        _ => return Err(ParseError::NoId),
+    };
     command_of(id, fields.into_iter(), |name, args| method_of(name, Args(args)))
+}
+
+/// An object's members in order, duplicates kept (a second method under
+/// the same name is "more than one method", as in MessagePack, not a
+/// silent replacement).
+struct Fields<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for Fields<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Fields<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Fields<'de>, M::Error> {
+                let mut fields = Vec::new();
+                while let Some(entry) = map.next_entry::<String, &'de RawValue>()? {
+                    fields.push(entry);
+                }
+                Ok(Fields(fields))
+            }
+        }
+        deserializer.deserialize_map(Visit)
+    }
 }
 
 struct Args<'a>(&'a RawValue);

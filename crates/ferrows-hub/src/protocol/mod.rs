@@ -66,6 +66,12 @@ impl Encoding {
     }
 
     /// Encodes one message.
+    ///
+    /// # Panics
+    ///
+    /// On a message this encoding cannot carry: a JSON command with
+    /// [`Data`] that is not JSON text ([`Data::is_json`] says). Everything
+    /// the server sends encodes.
     pub fn encode(self, message: &impl Serialize) -> Bytes {
         match self {
             Self::Json => json::encode(message),

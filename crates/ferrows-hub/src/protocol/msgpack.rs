@@ -35,10 +35,11 @@ pub(super) fn decode_command(bytes: &[u8]) -> Result<Command, ParseError> {
         let Value::String(key) = key else { return Err(ParseError::NotAMap) };
         let Some(key) = key.into_str() else { return Err(ParseError::NotAMap) };
         if key == "id" {
-            id = value.as_u64().filter(|id| *id > 0);
-            if id.is_none() {
+            // One positive id: a second one is no id.
+            if id.is_some() {
                 return Err(ParseError::NoId);
             }
+            id = Some(value.as_u64().filter(|id| *id > 0).ok_or(ParseError::NoId)?);
         } else {
             fields.push((key, value));
         }

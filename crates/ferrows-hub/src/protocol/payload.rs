@@ -32,9 +32,10 @@ impl Data {
         self.as_json().is_some()
     }
 
-    /// The bytes as JSON, if they are JSON text.
+    /// The bytes as JSON, if they are JSON text exactly (no whitespace
+    /// around it, which JSON would drop: bytes cross encodings unchanged).
     fn as_json(&self) -> Option<&RawValue> {
-        serde_json::from_slice::<&RawValue>(&self.0).ok()
+        serde_json::from_slice::<&RawValue>(&self.0).ok().filter(|raw| raw.get().len() == self.0.len())
     }
 }
 

@@ -155,6 +155,12 @@ fn data_crosses_encodings() {
     let json: serde_json::Value = serde_json::from_slice(&Encoding::Json.encode(&binary)).unwrap();
     assert_eq!(json, serde_json::json!({"offset": 1, "data_base64": "/wB7"}));
     round_trip(Encoding::Json, &binary);
+    // JSON text with whitespace around it would lose it as a value: it
+    // travels as bytes, unchanged.
+    let spaced = Pub { offset: 1, data: Data(Bytes::from_static(b"1\n")), info: None };
+    let json: serde_json::Value = serde_json::from_slice(&Encoding::Json.encode(&spaced)).unwrap();
+    assert_eq!(json["data_base64"], "MQo=");
+    round_trip(Encoding::Json, &spaced);
     // Bytes that are JSON text reach JSON subscribers as that value.
     let text = Pub { offset: 2, data: Data(Bytes::from_static(b"{\"a\": 1}")), info: None };
     let json: serde_json::Value = serde_json::from_slice(&Encoding::Json.encode(&text)).unwrap();
@@ -196,6 +202,13 @@ fn bad_input_is_classified_in_both_encodings() {
         assert_eq!(code(json!({"id": 1, "publish": {"channel": "a"}})), 107);
         assert_eq!(code(json!({"id": 1, "publish": {"channel": 5, "data": 1}})), 107);
     }
+    // A method twice, or an id twice: refused in both encodings alike.
+    let twice = br#"{"id":1,"publish":{"channel":"a","data":1},"publish":{"channel":"b","data":2}}"#;
+    assert!(matches!(Encoding::Json.decode_command(twice), Err(ParseError::Reply { id: 1, .. })));
+    assert_eq!(Encoding::Json.decode_command(br#"{"id":1,"id":2,"ping":{}}"#), Err(ParseError::NoId));
+    let mut two_ids = vec![0x83, 0xa2, b'i', b'd', 0x01, 0xa2, b'i', b'd', 0x02, 0xa4, b'p', b'i', b'n', b'g', 0x80];
+    assert_eq!(Encoding::Msgpack.decode_command(&two_ids), Err(ParseError::NoId));
+    two_ids.clear();
     // MessagePack nesting is bounded.
     let mut deep = vec![0x81, 0xa2, b'i', b'd', 0x01, 0xa4, b'p', b'i', b'n', b'g'];
     deep.extend(std::iter::repeat_n(0x91, 100_000));

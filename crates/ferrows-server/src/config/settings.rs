@@ -156,7 +156,7 @@ settings! {
             /// refused whole (413, error 106) before any is published.
             max_api_batch: usize = DEFAULT_MAX_API_BATCH;
                 key = "max_api_batch", flag = "max-api-batch", env = "FERROWS_MAX_API_BATCH", min = 1;
-            /// Longest long poll (`timeout` of `GET /poll`) a client may ask
+            /// Longest long poll (`timeout` of `GET /api/poll`) a client may ask
             /// for, in seconds; longer: 400.
             max_long_poll: Duration = DEFAULT_MAX_LONG_POLL;
                 key = "max_long_poll", flag = "max-long-poll", env = "FERROWS_MAX_LONG_POLL";
