@@ -104,8 +104,9 @@ impl Pace {
 
 #[derive(Default)]
 struct LocalChannel {
-    /// Serializes the broker subscribe/unsubscribe of this channel.
-    control: tokio::sync::Mutex<()>,
+    /// Serializes the broker subscribe/unsubscribe of this channel (in an
+    /// `Arc` so that [`Node::controlled`] can hand out its guard).
+    control: Arc<tokio::sync::Mutex<()>>,
     state: Mutex<ChannelState>,
     /// Wakes the channel's watchers on each of its events.
     wake: tokio::sync::Notify,
@@ -146,6 +147,37 @@ impl Drop for Watch {
         // Leaving the broker is async: after the request that watched (on
         // a runtime that shut down, not at all: its broker is gone too).
         drop(self.runtime.spawn(async move { node.release(&channel, &local).await }));
+    }
+}
+
+/// A subscribe under way: when its caller gives up on it (drops the
+/// future while it waits on the broker), the client stops joining, and the
+/// channel is released if nothing else here needs it, as a watch is.
+struct Joining<'a> {
+    node: &'a Arc<Node>,
+    channel: &'a str,
+    local: &'a Arc<LocalChannel>,
+    client: ClientId,
+    /// Set once the subscribe no longer needs undoing here.
+    done: bool,
+}
+
+impl Drop for Joining<'_> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        {
+            let mut state = lock(&self.local.state);
+            if matches!(state.subscribers.get(&self.client), Some(Subscriber::Joining(_))) {
+                state.subscribers.remove(&self.client);
+            }
+        }
+        let (node, channel, local) = (self.node.clone(), self.channel.to_owned(), self.local.clone());
+        // Off a runtime (one that shut down), its broker is gone too.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            drop(runtime.spawn(async move { node.release(&channel, &local).await }));
+        }
     }
 }
 
@@ -336,8 +368,17 @@ impl Node {
         }
     }
 
-    fn local(&self, channel: &str) -> Arc<LocalChannel> {
-        lock(&self.channels).entry(channel.to_owned()).or_default().clone()
+    /// The entry of `channel` (made if need be) with its control lock held:
+    /// taken on the entry that is still the map's, since an unsubscribe
+    /// may drop it while this waits for the lock.
+    async fn controlled(&self, channel: &str) -> (Arc<LocalChannel>, tokio::sync::OwnedMutexGuard<()>) {
+        loop {
+            let local = lock(&self.channels).entry(channel.to_owned()).or_default().clone();
+            let control = local.control.clone().lock_owned().await;
+            if lock(&self.channels).get(channel).is_some_and(|c| Arc::ptr_eq(c, &local)) {
+                return (local, control);
+            }
+        }
     }
 
     /// Subscribes `client` (whose queue is `queue`) to `channel`. With
@@ -345,7 +386,7 @@ impl Node {
     /// `reply` turns the answer into the message to queue first (the
     /// command's reply), before any publication that follows it.
     pub async fn subscribe(
-        &self,
+        self: &Arc<Self>,
         channel: &str,
         client: ClientId,
         queue: &ClientQueue,
@@ -353,38 +394,34 @@ impl Node {
         recover_limit: usize,
         reply: impl FnOnce(&HistoryAnswer) -> PreparedMessage,
     ) -> Result<HistoryAnswer, SubscribeError> {
-        let local = loop {
-            let local = self.local(channel);
-            let control = local.control.lock().await;
-            // An unsubscribe may have dropped this channel meanwhile.
-            if !lock(&self.channels).get(channel).is_some_and(|c| Arc::ptr_eq(c, &local)) {
-                continue;
+        let (local, control) = self.controlled(channel).await;
+        let need_broker = {
+            let mut state = lock(&local.state);
+            if state.subscribers.contains_key(&client) {
+                return Err(SubscribeError::AlreadySubscribed);
             }
-            let need_broker = {
-                let mut state = lock(&local.state);
-                if state.subscribers.contains_key(&client) {
-                    return Err(SubscribeError::AlreadySubscribed);
-                }
-                state.subscribers.insert(client, Subscriber::Joining(Vec::new()));
-                !state.broker_subscribed
-            };
-            if need_broker {
-                if let Err(e) = self.broker.subscribe(channel).await {
-                    lock(&local.state).subscribers.remove(&client);
-                    drop(control);
-                    self.forget_if_empty(channel, &local);
-                    return Err(SubscribeError::Broker(e));
-                }
-                lock(&local.state).broker_subscribed = true;
-            }
-            drop(control);
-            break local;
+            state.subscribers.insert(client, Subscriber::Joining(Vec::new()));
+            !state.broker_subscribed
         };
+        let mut joining = Joining { node: self, channel, local: &local, client, done: false };
+        if need_broker {
+            if let Err(e) = self.broker.subscribe(channel).await {
+                joining.done = true;
+                lock(&local.state).subscribers.remove(&client);
+                drop(control);
+                self.forget_if_empty(channel, &local);
+                return Err(SubscribeError::Broker(e));
+            }
+            lock(&local.state).broker_subscribed = true;
+        }
+        drop(control);
         let query = match since {
             Some(since) => HistoryQuery::Since(since, recover_limit),
             None => HistoryQuery::Position,
         };
-        let answer = match self.broker.history(channel, query).await {
+        let answer = self.broker.history(channel, query).await;
+        joining.done = true;
+        let answer = match answer {
             Ok(answer) => answer,
             Err(e) => {
                 self.unsubscribe(channel, client).await;
@@ -552,30 +589,23 @@ impl Node {
     /// Watches `channel` (see [`Watch`]): subscribes the node to it at the
     /// broker unless it is already.
     pub async fn watch(self: &Arc<Self>, channel: &str) -> Result<Watch, BrokerError> {
-        loop {
-            let local = self.local(channel);
-            let control = local.control.lock().await;
-            // An unsubscribe may have dropped this channel meanwhile.
-            if !lock(&self.channels).get(channel).is_some_and(|c| Arc::ptr_eq(c, &local)) {
-                continue;
-            }
-            let need_broker = {
-                let mut state = lock(&local.state);
-                state.watchers += 1;
-                !state.broker_subscribed
-            };
-            // Counted from here: however this ends (an error, or the
-            // caller giving up during the broker subscribe), dropping the
-            // watch undoes the count and lets the channel go.
-            let runtime = tokio::runtime::Handle::current();
-            let watch = Watch { node: self.clone(), channel: channel.to_owned(), local: local.clone(), runtime };
-            if need_broker {
-                self.broker.subscribe(channel).await?;
-                lock(&local.state).broker_subscribed = true;
-            }
-            drop(control);
-            return Ok(watch);
+        let (local, control) = self.controlled(channel).await;
+        let need_broker = {
+            let mut state = lock(&local.state);
+            state.watchers += 1;
+            !state.broker_subscribed
+        };
+        // Counted from here: however this ends (an error, or the caller
+        // giving up during the broker subscribe), dropping the watch undoes
+        // the count and lets the channel go.
+        let runtime = tokio::runtime::Handle::current();
+        let watch = Watch { node: self.clone(), channel: channel.to_owned(), local: local.clone(), runtime };
+        if need_broker {
+            self.broker.subscribe(channel).await?;
+            lock(&local.state).broker_subscribed = true;
         }
+        drop(control);
+        Ok(watch)
     }
 
     /// After a broker reconnect: publications made while it was away were
@@ -704,6 +734,27 @@ mod tests {
         let watch = node.watch("hung").await.unwrap();
         assert_eq!(lock(&lock(&node.channels)["hung"].state).watchers, 1);
         drop(watch);
+    }
+
+    #[tokio::test]
+    async fn a_subscribe_given_up_during_its_broker_subscribe_lets_the_channel_go() {
+        let delaying = Arc::new(Delaying::default());
+        let node = Node::start(Arc::new(Shared(delaying.clone())), None).await.unwrap();
+        delaying.stuck.store(true, std::sync::atomic::Ordering::Relaxed);
+        let q = queue();
+        let gave_up = tokio::time::timeout(Duration::from_millis(20), node.subscribe("hung", 1, &q, None, 100, reply));
+        assert!(gave_up.await.is_err(), "the broker never answers");
+        for _ in 0..500 {
+            if node.channel_count() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(node.channel_count(), 0, "the joining client was removed and the channel forgotten");
+        delaying.stuck.store(false, std::sync::atomic::Ordering::Relaxed);
+        node.subscribe("hung", 1, &q, None, 100, reply).await.expect("the same client subscribes again");
+        publish(&node, "hung", "1").await;
+        assert_eq!(node.subscriber_count("hung"), 1);
     }
 
     #[test]
