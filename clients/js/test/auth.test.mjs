@@ -1,24 +1,11 @@
 // Against a real `ferrows serve --token-hmac-secret`: HS256 tokens.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Client } from "../ferrows.js";
-import { startServer, connected, nextEvent, hs256, uniqueChannel, withTimeout } from "./helpers.mjs";
+import { serverForFile, connected, nextEvent, hs256, uniqueChannel, withTimeout } from "./helpers.mjs";
 
 const SECRET = "test-secret";
-let server;
-const clients = [];
-
-before(async () => { server = await startServer({ args: ["--token-hmac-secret", SECRET] }); });
-after(async () => {
-  for (const c of clients) c.disconnect();
-  await server?.stop();
-});
-
-function newClient(options) {
-  const client = new Client(server.ws, { minReconnectDelay: 50, maxReconnectDelay: 200, ...options });
-  clients.push(client);
-  return client;
-}
+const file = serverForFile({ args: ["--token-hmac-secret", SECRET], clientOptions: { maxReconnectDelay: 200 } });
+const newClient = file.client;
 
 const inAnHour = () => Math.floor(Date.now() / 1000) + 3600;
 

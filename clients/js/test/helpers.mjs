@@ -1,9 +1,11 @@
 // Test helpers: the real server as a child process, the server API, waiting
 // on events with a deadline, and HS256 tokens.
 import { spawn } from "node:child_process";
+import { before, after } from "node:test";
 import { createHmac } from "node:crypto";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { Client } from "../ferrows.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const repoRoot = path.resolve(here, "../../..");
@@ -115,6 +117,34 @@ export function nextEvent(client, event, predicate = () => true, what = `event $
   return withTimeout(new Promise((resolve) => {
     off = client.on(event, (...args) => { if (predicate(...args)) resolve(args); });
   }), what, ms).finally(() => off());
+}
+
+/**
+ * One server for a whole test file, started before its first test, and the
+ * clients made by `client` (not connected) and `connectedClient`, all
+ * closed after its last test. `clientOptions` apply to every client, the
+ * options of one call on top.
+ */
+export function serverForFile({ args = [], clientOptions = {} } = {}) {
+  const file = { server: undefined, clients: [] };
+  before(async () => { file.server = await startServer({ args }); });
+  after(async () => {
+    for (const c of file.clients) c.disconnect();
+    await file.server?.stop();
+  });
+  file.client = (options = {}) => {
+    const defaults = { minReconnectDelay: 50, maxReconnectDelay: 500, ...clientOptions };
+    const client = new Client(file.server.ws, { ...defaults, ...options });
+    file.clients.push(client);
+    return client;
+  };
+  file.connectedClient = async (options = {}) => {
+    const client = file.client(options);
+    client.connect();
+    await connected(client);
+    return client;
+  };
+  return file;
 }
 
 /** Resolves once the client is connected. */

@@ -1,27 +1,12 @@
 // The MessagePack encoding (msgpack.js) against a real `ferrows serve`:
 // the same protocol as JSON, and what crosses between the two encodings.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Client } from "../ferrows.js";
 import { msgpack, encode, decode } from "../msgpack.js";
-import { startServer, apiPublish, Collector, connected, uniqueChannel, withTimeout } from "./helpers.mjs";
+import { serverForFile, apiPublish, Collector, uniqueChannel, withTimeout } from "./helpers.mjs";
 
-let server;
-const clients = [];
-
-before(async () => { server = await startServer(); });
-after(async () => {
-  for (const c of clients) c.disconnect();
-  await server?.stop();
-});
-
-async function newClient(options = {}) {
-  const client = new Client(server.ws, { minReconnectDelay: 50, maxReconnectDelay: 500, ...options });
-  clients.push(client);
-  client.connect();
-  await connected(client);
-  return client;
-}
+const file = serverForFile();
+const newClient = file.connectedClient;
 
 const text = new TextDecoder();
 
@@ -102,7 +87,7 @@ test("across encodings: bytes that are not JSON reach JSON clients intact, JSON 
   await binary.publish(channel, bytes);
   await binary.publish(channel, new TextEncoder().encode('{"a":1}'));
   await plain.publish(channel, { b: 2 });
-  await apiPublish(server, channel, [3]);
+  await apiPublish(file.server, channel, [3]);
   await toPlain.count(4, "JSON client: four publications");
   await toBinary.count(4, "msgpack client: four publications");
   assert.deepEqual(toPlain.items[0].data, bytes, "not JSON: given as bytes (data_base64 on the wire)");

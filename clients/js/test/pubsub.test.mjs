@@ -1,26 +1,11 @@
 // Against a real `ferrows serve`: publish/subscribe between clients, the
 // server API, errors, presence, history.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Client } from "../ferrows.js";
-import { startServer, apiPublish, Collector, connected, nextEvent, uniqueChannel, withTimeout } from "./helpers.mjs";
+import { serverForFile, apiPublish, Collector, connected, nextEvent, uniqueChannel, withTimeout } from "./helpers.mjs";
 
-let server;
-const clients = [];
-
-before(async () => { server = await startServer(); });
-after(async () => {
-  for (const c of clients) c.disconnect();
-  await server?.stop();
-});
-
-async function newClient(options = {}) {
-  const client = new Client(server.ws, { minReconnectDelay: 50, maxReconnectDelay: 500, ...options });
-  clients.push(client);
-  client.connect();
-  await connected(client);
-  return client;
-}
+const file = serverForFile();
+const newClient = file.connectedClient;
 
 test("connect: the server names the client", async () => {
   const client = await newClient({ name: "alice" });
@@ -65,7 +50,7 @@ test("POST /api/publish reaches subscribers", async () => {
   const client = await newClient();
   const got = new Collector();
   await withTimeout(client.subscribe(channel, { onPublication: got.push }).ready, "subscription");
-  const answer = await apiPublish(server, channel, { n: 1, nested: [1, "two", null] });
+  const answer = await apiPublish(file.server, channel, { n: 1, nested: [1, "two", null] });
   assert.equal(typeof answer.result.offset, "number");
   await got.count(1, "the API publication");
   assert.deepEqual(got.items[0].data, { n: 1, nested: [1, "two", null] });
@@ -85,7 +70,7 @@ test("unsubscribe stops delivery", async () => {
   const other = await newClient();
   const seen = new Collector();
   await withTimeout(other.subscribe(channel, { onPublication: seen.push }).ready, "other subscription");
-  await apiPublish(server, channel, "after");
+  await apiPublish(file.server, channel, "after");
   await seen.count(1, "publication on the other client");
   await withTimeout(client.ping(), "ping after the publication"); // the push would have come before this reply
   assert.deepEqual(got.items, []);
