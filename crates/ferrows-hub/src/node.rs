@@ -234,6 +234,10 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 struct Handler(Weak<Node>);
 
 impl BrokerHandler for Handler {
+    fn is_gone(&self) -> bool {
+        self.0.strong_count() == 0
+    }
+
     fn on_event(&self, event: BrokerEvent) {
         if let Some(node) = self.0.upgrade() {
             node.on_event(event);
@@ -734,6 +738,20 @@ mod tests {
         let watch = node.watch("hung").await.unwrap();
         assert_eq!(lock(&lock(&node.channels)["hung"].state).watchers, 1);
         drop(watch);
+    }
+
+    #[tokio::test]
+    async fn a_shared_memory_broker_forgets_nodes_that_were_dropped() {
+        let broker = Arc::new(MemoryBroker::new());
+        let kept = Node::start(broker.clone(), None).await.unwrap();
+        let dropped = Node::start(broker.clone(), None).await.unwrap();
+        assert_eq!(broker.handler_count(), 2);
+        drop(dropped);
+        let q = queue();
+        kept.subscribe("c", 1, &q, None, 100, reply).await.unwrap();
+        publish(&kept, "c", "1").await;
+        assert_eq!(broker.handler_count(), 1, "the dropped node's handler went with the next event");
+        assert_eq!(texts(&q).await.len(), 2, "the reply and the publication still reach the node kept");
     }
 
     #[tokio::test]

@@ -85,13 +85,25 @@ impl MemoryBroker {
     }
 
     fn deliver(&self, event: BrokerEvent) {
-        let handlers = self.handlers.read().unwrap_or_else(|p| p.into_inner());
-        if let Some((last, others)) = handlers.split_last() {
-            for handler in others {
-                handler.on_event(event.clone());
+        let gone = {
+            let handlers = self.handlers.read().unwrap_or_else(|p| p.into_inner());
+            if let Some((last, others)) = handlers.split_last() {
+                for handler in others {
+                    handler.on_event(event.clone());
+                }
+                last.on_event(event);
             }
-            last.on_event(event);
+            handlers.iter().any(|handler| handler.is_gone())
+        };
+        // The handlers of nodes that were dropped go on the next event.
+        if gone {
+            self.handlers.write().unwrap_or_else(|p| p.into_inner()).retain(|handler| !handler.is_gone());
         }
+    }
+
+    /// Nodes this broker delivers to (for tests).
+    pub fn handler_count(&self) -> usize {
+        self.handlers.read().unwrap_or_else(|p| p.into_inner()).len()
     }
 }
 

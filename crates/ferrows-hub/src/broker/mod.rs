@@ -86,6 +86,11 @@ pub trait BrokerHandler: Send + Sync + 'static {
     /// published in between may have been missed: after `true`, the node
     /// checks each channel's position against the broker's history.
     fn on_connection_change(&self, connected: bool);
+    /// Whether the node behind this handler is gone: a broker that serves
+    /// several nodes drops such handlers. (Default: never.)
+    fn is_gone(&self) -> bool {
+        false
+    }
 }
 
 /// The answer of [`Broker::history`].
