@@ -279,12 +279,16 @@ pub(crate) async fn run(args: BenchPubSubArgs) -> anyhow::Result<()> {
     drop(publisher);
 
     let mut totals = SubscriberReport::default();
+    let mut latency = latency_histogram();
     let mut lost = 0usize;
     let mut first_loss = None;
     for task in tasks {
         match tokio::time::timeout(Duration::from_secs(10), task).await {
-            Ok(Ok(reports)) => {
-                for report in reports {
+            Ok(Ok(seen)) => {
+                if let Some(shard) = &seen.latency {
+                    latency.add(shard).expect("same bounds");
+                }
+                for report in seen.reports {
                     if let Some(error) = &report.error {
                         lost += 1;
                         first_loss.get_or_insert_with(|| error.clone());
@@ -312,9 +316,9 @@ pub(crate) async fn run(args: BenchPubSubArgs) -> anyhow::Result<()> {
     let window_secs = (end_micros.saturating_sub(start_micros) as f64 / 1e6).max(1e-6);
     let delivered_rate = totals.delivered as f64 / window_secs;
     let (p50, p99, max) = (
-        shared.latency.quantile(0.50) as f64 / 1000.0,
-        shared.latency.quantile(0.99) as f64 / 1000.0,
-        shared.latency.max() as f64 / 1000.0,
+        latency.value_at_quantile(0.50) as f64 / 1000.0,
+        latency.value_at_quantile(0.99) as f64 / 1000.0,
+        latency.max() as f64 / 1000.0,
     );
     // CPU use over the window, in % of one core.
     let cpu_secs = (drain_end.saturating_sub(start_micros) as f64 / 1e6).max(1e-6);
@@ -487,7 +491,6 @@ struct Shared {
     /// Pushes other than publications of the channel (join, leave), after
     /// the subscribe reply.
     other_pushes: AtomicU64,
-    latency: Histogram,
     /// `Instant` and wall clock read together, to place instants on the
     /// wall clock.
     origin: (Instant, u64),
@@ -511,7 +514,6 @@ impl Shared {
             delivered: AtomicU64::new(0),
             last_delivery: AtomicU64::new(0),
             other_pushes: AtomicU64::new(0),
-            latency: Histogram::new(),
             origin: (Instant::now(), now_micros()),
         }
     }
@@ -568,9 +570,45 @@ struct Setup {
 /// reads and checks (and the benchmark measures the server).
 const SHARD: usize = 128;
 
+/// What a task saw: the report of each subscriber it read, and (a shard)
+/// the latencies it recorded.
+#[derive(Default)]
+struct Seen {
+    reports: Vec<SubscriberReport>,
+    latency: Option<Latency>,
+}
+
+/// Latencies from publication to receipt, µs, 3 significant digits, up
+/// to an hour (longer ones are counted as an hour).
+type Latency = hdrhistogram::Histogram<u64>;
+
+fn latency_histogram() -> Latency {
+    Latency::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds")
+}
+
+/// What a shard counts between two of its passes, and tells the others
+/// once per pass: atomics per delivery would cost the generator more
+/// than its reads.
+struct Tally {
+    latency: Latency,
+    /// Deliveries not yet added to [`Shared::delivered`].
+    delivered: u64,
+    /// Receive time of its latest delivery, µs since the epoch.
+    last: u64,
+}
+
+impl Tally {
+    fn flush(&mut self, shared: &Shared) {
+        if self.delivered > 0 {
+            shared.delivered.fetch_add(std::mem::take(&mut self.delivered), Ordering::Relaxed);
+            shared.last_delivery.fetch_max(self.last, Ordering::Relaxed);
+        }
+    }
+}
+
 /// Sets a subscriber up, then hands its connection to its shard; reports
 /// only a setup that failed.
-async fn subscriber(setup: Setup, shared: Arc<Shared>) -> Vec<SubscriberReport> {
+async fn subscriber(setup: Setup, shared: Arc<Shared>) -> Seen {
     let permit = setup.in_flight.clone().acquire_owned().await;
     let ws = match connect_and_subscribe(&setup, &shared).await {
         Ok(ws) => ws,
@@ -578,16 +616,16 @@ async fn subscriber(setup: Setup, shared: Arc<Shared>) -> Vec<SubscriberReport> 
             let message = format!("subscriber {}: {e}", setup.index);
             let report = SubscriberReport { error: Some(message.clone()), ..SubscriberReport::default() };
             let _ = setup.ready.send(Err(message)).await;
-            return vec![report];
+            return Seen { reports: vec![report], latency: None };
         }
     };
     drop(permit);
     if setup.shard.send(ws).await.is_err() {
         let report = SubscriberReport { error: Some("its shard ended".to_owned()), ..SubscriberReport::default() };
-        return vec![report];
+        return Seen { reports: vec![report], latency: None };
     }
     let _ = setup.ready.send(Ok(())).await;
-    Vec::new()
+    Seen::default()
 }
 
 /// Reads the connections its subscribers hand over until told to stop,
@@ -596,8 +634,9 @@ async fn shard(
     mut incoming: mpsc::Receiver<ferrows::WebSocket<MaybeTlsStream>>,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
-) -> Vec<SubscriberReport> {
+) -> Seen {
     let mut receivers: Vec<Receiver> = Vec::with_capacity(SHARD);
+    let mut tally = Tally { latency: latency_histogram(), delivered: 0, last: 0 };
     let mut incoming_open = true;
     // Where each pass starts, one further each time: when the runtime's
     // budget for one poll runs out, the same connections are not always
@@ -625,17 +664,21 @@ async fn shard(
             if !receiver.open {
                 continue;
             }
+            // One receive time for what one connection had: read at once.
+            let mut now = None;
             while let std::task::Poll::Ready(message) = receiver.ws.poll_recv(cx) {
-                if !receiver.on(message, &shared) {
+                let now = *now.get_or_insert_with(now_micros);
+                if !receiver.on(message, &shared, &mut tally, now) {
                     receiver.open = false;
                     break;
                 }
             }
         }
+        tally.flush(&shared);
         std::task::Poll::Pending
     })
     .await;
-    receivers.into_iter().map(|r| r.report).collect()
+    Seen { reports: receivers.into_iter().map(|r| r.report).collect(), latency: Some(tally.latency) }
 }
 
 /// One subscriber's connection and what it saw.
@@ -654,8 +697,15 @@ impl Receiver {
         Self { ws, seen, highest: 0, report: SubscriberReport::default(), open: true }
     }
 
-    /// Takes in one message; `false` once the connection is over.
-    fn on(&mut self, message: Option<Result<Message, ferrows::Error>>, shared: &Shared) -> bool {
+    /// Takes in one message received at `now` (µs since the epoch);
+    /// `false` once the connection is over.
+    fn on(
+        &mut self,
+        message: Option<Result<Message, ferrows::Error>>,
+        shared: &Shared,
+        tally: &mut Tally,
+        now: u64,
+    ) -> bool {
         let report = &mut self.report;
         let text = match message {
             Some(Ok(Message::Text(text))) => text,
@@ -689,7 +739,6 @@ impl Receiver {
         };
         match push {
             Push::Publication { seq, t } => {
-                let now = now_micros();
                 let (word, bit) = ((seq / 64) as usize, 1u64 << (seq % 64));
                 if seq == 0 || seq > shared.planned {
                     report.unexpected += 1;
@@ -702,9 +751,9 @@ impl Receiver {
                         report.out_of_order += 1;
                     }
                     self.highest = self.highest.max(seq);
-                    shared.latency.record(now.saturating_sub(t));
-                    shared.delivered.fetch_add(1, Ordering::Relaxed);
-                    shared.last_delivery.fetch_max(now, Ordering::Relaxed);
+                    tally.latency.saturating_record(now.saturating_sub(t));
+                    tally.delivered += 1;
+                    tally.last = tally.last.max(now);
                     report.delivery_bytes = report.delivery_bytes.max(text.len() as u64);
                 }
             }
@@ -867,72 +916,6 @@ fn number(s: &[u8]) -> Option<(u64, &[u8])> {
     }
     let value = s[..digits].iter().fold(0u64, |v, &d| v * 10 + u64::from(d - b'0'));
     Some((value, &s[digits..]))
-}
-
-/// A log-linear histogram of latencies in µs, about 1.6 % precision
-/// (64 sub-buckets per power of two), shared lock-free between tasks.
-struct Histogram {
-    buckets: Box<[AtomicU64]>,
-    count: AtomicU64,
-    max: AtomicU64,
-}
-
-const SUB_BITS: u32 = 6;
-const SUB: u64 = 1 << SUB_BITS;
-
-impl Histogram {
-    fn new() -> Self {
-        let buckets = (0..Self::index(u64::MAX) + 1).map(|_| AtomicU64::new(0)).collect();
-        Self { buckets, count: AtomicU64::new(0), max: AtomicU64::new(0) }
-    }
-
-    fn index(value: u64) -> usize {
-        if value < 2 * SUB {
-            return value as usize;
-        }
-        let shift = 63 - value.leading_zeros() - SUB_BITS;
-        let mantissa = value >> shift;
-        (2 * SUB + u64::from(shift - 1) * SUB + (mantissa - SUB)) as usize
-    }
-
-    /// The largest value of bucket `index`.
-    fn upper(index: usize) -> u64 {
-        let index = index as u64;
-        if index < 2 * SUB {
-            return index;
-        }
-        let shift = (index - 2 * SUB) / SUB + 1;
-        let mantissa = (index - 2 * SUB) % SUB + SUB;
-        (mantissa << shift) + ((1 << shift) - 1)
-    }
-
-    fn record(&self, value: u64) {
-        self.buckets[Self::index(value)].fetch_add(1, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.max.fetch_max(value, Ordering::Relaxed);
-    }
-
-    fn max(&self) -> u64 {
-        self.max.load(Ordering::Relaxed)
-    }
-
-    /// The value under which a fraction `q` of the samples lie (the upper
-    /// bound of its bucket, at most the maximum).
-    fn quantile(&self, q: f64) -> u64 {
-        let count = self.count.load(Ordering::Relaxed);
-        if count == 0 {
-            return 0;
-        }
-        let rank = ((q * count as f64).ceil() as u64).clamp(1, count);
-        let mut seen = 0;
-        for (index, bucket) in self.buckets.iter().enumerate() {
-            seen += bucket.load(Ordering::Relaxed);
-            if seen >= rank {
-                return Self::upper(index).min(self.max());
-            }
-        }
-        self.max()
-    }
 }
 
 /// Replies to the publisher's publications.
@@ -1189,23 +1172,5 @@ mod tests {
             assert_eq!(seq_and_time(padded.as_bytes()), Some((12, 1_700_000_000_000_001)), "{padded}");
         }
         assert_eq!(seq_and_time(br#"{"seq":1,"pad":"a\"b","t":2}"#), None, "escapes are not skipped");
-    }
-
-    #[test]
-    fn histogram_buckets_and_quantiles() {
-        for value in [0, 1, 127, 128, 129, 130, 1000, 123_456, 1 << 40, u64::MAX] {
-            let index = Histogram::index(value);
-            assert!(Histogram::upper(index) >= value, "{value}");
-            assert!(index == 0 || Histogram::upper(index - 1) < value, "{value}");
-            assert!(Histogram::upper(index) - value <= value / SUB, "{value}");
-        }
-        let histogram = Histogram::new();
-        for value in 1..=1000 {
-            histogram.record(value);
-        }
-        assert_eq!(histogram.quantile(0.5), Histogram::upper(Histogram::index(500)));
-        let p99 = histogram.quantile(0.99);
-        assert!((990..=1000).contains(&p99), "{p99}");
-        assert_eq!(histogram.max(), 1000);
     }
 }
