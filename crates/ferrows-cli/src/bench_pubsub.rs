@@ -248,7 +248,9 @@ pub(crate) async fn run(args: BenchPubSubArgs) -> anyhow::Result<()> {
     let mut publish_failure = None;
     for seq in 1..=planned {
         tokio::time::sleep_until(publish_started_tokio + interval.mul_f64((seq - 1) as f64)).await;
-        if let Err(e) = publisher.publish(&args.channel, seq, now_micros()).await {
+        let t = now_micros();
+        shared.sent_at[seq as usize].store(t, Ordering::Release);
+        if let Err(e) = publisher.publish(&args.channel, seq, t).await {
             publish_failure = Some(format!("publication {seq}: {e}"));
             break;
         }
@@ -491,6 +493,9 @@ struct Shared {
     /// Pushes other than publications of the channel (join, leave), after
     /// the subscribe reply.
     other_pushes: AtomicU64,
+    /// When each publication was sent, µs since the epoch (its `t`), by
+    /// sequence number: receivers look it up rather than read it.
+    sent_at: Box<[AtomicU64]>,
     /// `Instant` and wall clock read together, to place instants on the
     /// wall clock.
     origin: (Instant, u64),
@@ -514,6 +519,7 @@ impl Shared {
             delivered: AtomicU64::new(0),
             last_delivery: AtomicU64::new(0),
             other_pushes: AtomicU64::new(0),
+            sent_at: (0..=planned).map(|_| AtomicU64::new(0)).collect(),
             origin: (Instant::now(), now_micros()),
         }
     }
@@ -578,12 +584,13 @@ struct Seen {
     latency: Option<Latency>,
 }
 
-/// Latencies from publication to receipt, µs, 3 significant digits, up
-/// to an hour (longer ones are counted as an hour).
+/// Latencies from publication to receipt, µs, within 1% (2 significant
+/// digits: each shard keeps one, small enough to stay in cache), up to an
+/// hour (longer ones are counted as an hour).
 type Latency = hdrhistogram::Histogram<u64>;
 
 fn latency_histogram() -> Latency {
-    Latency::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds")
+    Latency::new_with_bounds(1, 3_600_000_000, 2).expect("valid bounds")
 }
 
 /// What a shard counts between two of its passes, and tells the others
@@ -629,7 +636,9 @@ async fn subscriber(setup: Setup, shared: Arc<Shared>) -> Seen {
 }
 
 /// Reads the connections its subscribers hand over until told to stop,
-/// all from one task; returns what each saw.
+/// all from one task; returns what each saw. Each connection has a waker
+/// of its own that marks it ready ([`ReadyConnections`]): a pass reads
+/// only the connections whose socket woke it, not all of the shard's.
 async fn shard(
     mut incoming: mpsc::Receiver<ferrows::WebSocket<MaybeTlsStream>>,
     shared: Arc<Shared>,
@@ -637,40 +646,49 @@ async fn shard(
 ) -> Seen {
     let mut receivers: Vec<Receiver> = Vec::with_capacity(SHARD);
     let mut tally = Tally { latency: latency_histogram(), delivered: 0, last: 0 };
+    let ready = Arc::new(ReadyConnections::default());
     let mut incoming_open = true;
-    // Where each pass starts, one further each time: when the runtime's
-    // budget for one poll runs out, the same connections are not always
-    // the ones left for the next.
-    let mut start = 0;
     let stopped = stop.wait_for(|stop| *stop);
     tokio::pin!(stopped);
     std::future::poll_fn(|cx| {
         if stopped.as_mut().poll(cx).is_ready() {
             return std::task::Poll::Ready(());
         }
+        ready.task.register(cx.waker());
         while incoming_open {
             match incoming.poll_recv(cx) {
-                std::task::Poll::Ready(Some(ws)) => receivers.push(Receiver::new(ws, shared.planned)),
+                std::task::Poll::Ready(Some(ws)) => {
+                    let index = receivers.len();
+                    let waker = std::task::Waker::from(Arc::new(ConnectionWaker { ready: ready.clone(), index }));
+                    receivers.push(Receiver::new(ws, waker));
+                    ready.mark(index);
+                }
                 std::task::Poll::Ready(None) => incoming_open = false,
                 std::task::Poll::Pending => break,
             }
         }
-        // Each connection read until it has nothing more (its waker is
-        // this task's).
-        let count = receivers.len();
-        start = if count == 0 { 0 } else { (start + 1) % count };
-        for i in 0..count {
-            let receiver = &mut receivers[(start + i) % count];
-            if !receiver.open {
-                continue;
-            }
-            // One receive time for what one connection had: read at once.
-            let mut now = None;
-            while let std::task::Poll::Ready(message) = receiver.ws.poll_recv(cx) {
-                let now = *now.get_or_insert_with(now_micros);
-                if !receiver.on(message, &shared, &mut tally, now) {
-                    receiver.open = false;
-                    break;
+        // One sweep over the connections marked so far: those marked
+        // meanwhile (or left when the runtime's budget for one poll ran
+        // out) have woken the task again.
+        for (word, bits) in ready.bits.iter().enumerate() {
+            let mut bits = bits.swap(0, Ordering::AcqRel);
+            while bits != 0 {
+                let index = word * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let receiver = &mut receivers[index];
+                if !receiver.open {
+                    continue;
+                }
+                let waker = receiver.waker.clone();
+                let mut cx = std::task::Context::from_waker(&waker);
+                // One receive time for what one connection had: read at once.
+                let mut now = None;
+                while let std::task::Poll::Ready(message) = receiver.ws.poll_recv(&mut cx) {
+                    let now = *now.get_or_insert_with(now_micros);
+                    if !receiver.on(message, &shared, &mut tally, now) {
+                        receiver.open = false;
+                        break;
+                    }
                 }
             }
         }
@@ -681,20 +699,90 @@ async fn shard(
     Seen { reports: receivers.into_iter().map(|r| r.report).collect(), latency: Some(tally.latency) }
 }
 
+/// The connections of a shard that were woken since its last pass (a bit
+/// each), and the shard's task to wake.
+#[derive(Default)]
+struct ReadyConnections {
+    bits: [AtomicU64; SHARD / 64],
+    task: futures_util::task::AtomicWaker,
+}
+
+impl ReadyConnections {
+    fn mark(&self, index: usize) {
+        self.bits[index / 64].fetch_or(1 << (index % 64), Ordering::AcqRel);
+        self.task.wake();
+    }
+}
+
+/// The waker one connection of a shard is polled with.
+struct ConnectionWaker {
+    ready: Arc<ReadyConnections>,
+    index: usize,
+}
+
+impl std::task::Wake for ConnectionWaker {
+    fn wake(self: Arc<Self>) {
+        self.ready.mark(self.index);
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.ready.mark(self.index);
+    }
+}
+
 /// One subscriber's connection and what it saw.
 struct Receiver {
     ws: ferrows::WebSocket<MaybeTlsStream>,
-    /// Publications seen, by sequence number (bit n set: n received).
-    seen: Vec<u64>,
-    highest: u64,
+    /// Marks it ready in its shard.
+    waker: std::task::Waker,
+    receipts: Receipts,
     report: SubscriberReport,
     open: bool,
 }
 
+/// Which publications a subscriber received.
+#[derive(Default)]
+struct Receipts {
+    /// Every publication up to this one arrived, in order (while `seen`
+    /// is not needed).
+    contiguous: u64,
+    /// Publications seen, by sequence number (bit n set: n received);
+    /// made at the first one out of order.
+    seen: Option<Vec<u64>>,
+    highest: u64,
+}
+
+impl Receipts {
+    /// Counts publication `seq` (1 to `planned`) in; whether it is its
+    /// first receipt (duplicates and late ones are counted in `report`).
+    fn first(&mut self, seq: u64, planned: u64, report: &mut SubscriberReport) -> bool {
+        if seq <= self.contiguous {
+            report.duplicated += 1;
+            return false;
+        }
+        if seq == self.contiguous + 1 && self.seen.is_none() {
+            self.contiguous = seq;
+            self.highest = seq;
+            return true;
+        }
+        let seen = self.seen.get_or_insert_with(|| vec![0u64; (planned as usize + 1).div_ceil(64)]);
+        let (word, bit) = ((seq / 64) as usize, 1u64 << (seq % 64));
+        if seen[word] & bit != 0 {
+            report.duplicated += 1;
+            return false;
+        }
+        seen[word] |= bit;
+        if seq < self.highest {
+            report.out_of_order += 1;
+        }
+        self.highest = self.highest.max(seq);
+        true
+    }
+}
+
 impl Receiver {
-    fn new(ws: ferrows::WebSocket<MaybeTlsStream>, planned: u64) -> Self {
-        let seen = vec![0u64; (planned as usize + 1).div_ceil(64)];
-        Self { ws, seen, highest: 0, report: SubscriberReport::default(), open: true }
+    fn new(ws: ferrows::WebSocket<MaybeTlsStream>, waker: std::task::Waker) -> Self {
+        Self { ws, waker, receipts: Receipts::default(), report: SubscriberReport::default(), open: true }
     }
 
     /// Takes in one message received at `now` (µs since the epoch);
@@ -732,26 +820,21 @@ impl Receiver {
         };
         let push = match shared.protocol {
             Protocol::Serve => parse_push(text.as_bytes(), &shared.pub_prefix),
-            Protocol::Raw => match seq_and_time(text.as_bytes()) {
-                Some((seq, t)) => Push::Publication { seq, t },
+            Protocol::Raw => match publication_seq(text.as_bytes()) {
+                Some(seq) => Push::Publication { seq },
                 None => Push::Unexpected,
             },
         };
         match push {
-            Push::Publication { seq, t } => {
-                let (word, bit) = ((seq / 64) as usize, 1u64 << (seq % 64));
-                if seq == 0 || seq > shared.planned {
-                    report.unexpected += 1;
-                } else if self.seen[word] & bit != 0 {
-                    report.duplicated += 1;
-                } else {
-                    self.seen[word] |= bit;
+            Push::Publication { seq } => {
+                let sent = shared.sent_at.get(seq as usize).map_or(0, |t| t.load(Ordering::Acquire));
+                // Never sent (or not yet): not this command's publication.
+                if seq == 0 || sent == 0 {
+                    self.report.unexpected += 1;
+                } else if self.receipts.first(seq, shared.planned, &mut self.report) {
+                    let report = &mut self.report;
                     report.delivered += 1;
-                    if seq < self.highest {
-                        report.out_of_order += 1;
-                    }
-                    self.highest = self.highest.max(seq);
-                    tally.latency.saturating_record(now.saturating_sub(t));
+                    tally.latency.saturating_record(now.saturating_sub(sent));
                     tally.delivered += 1;
                     tally.last = tally.last.max(now);
                     report.delivery_bytes = report.delivery_bytes.max(text.len() as u64);
@@ -760,7 +843,7 @@ impl Receiver {
             Push::Other => {
                 shared.other_pushes.fetch_add(1, Ordering::Relaxed);
             }
-            Push::Unexpected => report.unexpected += 1,
+            Push::Unexpected => self.report.unexpected += 1,
         }
         true
     }
@@ -832,7 +915,7 @@ async fn connect_and_subscribe(setup: &Setup, shared: &Shared) -> anyhow::Result
 #[derive(Debug, PartialEq, Eq)]
 enum Push {
     /// A publication of the channel with this command's data.
-    Publication { seq: u64, t: u64 },
+    Publication { seq: u64 },
     /// Another push (join, leave, another channel).
     Other,
     /// Not a push, or a publication of the channel with other data.
@@ -848,10 +931,23 @@ fn parse_push(message: &[u8], pub_prefix: &[u8]) -> Push {
     };
     let Some((_offset, rest)) = number(rest) else { return Push::Unexpected };
     let Some(data) = rest.strip_prefix(b",\"data\":") else { return Push::Unexpected };
-    match seq_and_time(data) {
-        Some((seq, t)) => Push::Publication { seq, t },
+    match publication_seq(data) {
+        Some(seq) => Push::Publication { seq },
         None => Push::Unexpected,
     }
+}
+
+/// The `seq` of a publication's data: at once in the form this command
+/// publishes (`{"seq":N,"t":N}`, whose `t` the receivers look up in
+/// [`Shared::sent_at`] instead), member by member otherwise.
+fn publication_seq(data: &[u8]) -> Option<u64> {
+    if let Some(rest) = data.strip_prefix(b"{\"seq\":")
+        && let Some((seq, rest)) = number(rest)
+        && rest.starts_with(b",\"t\":")
+    {
+        return Some(seq);
+    }
+    seq_and_time(data).map(|(seq, _)| seq)
 }
 
 /// A raw publication: `{"seq":N,"t":N}`, with a `"pad":"xx..."` member
@@ -909,12 +1005,20 @@ fn skip_ws(s: &[u8]) -> &[u8] {
 }
 
 /// A non-negative integer at the start of `s`, and what follows it.
+/// (One pass: it runs twice per delivery.)
 fn number(s: &[u8]) -> Option<(u64, &[u8])> {
-    let digits = s.iter().take_while(|b| b.is_ascii_digit()).count();
+    let (mut value, mut digits) = (0u64, 0usize);
+    for &b in s {
+        let digit = b.wrapping_sub(b'0');
+        if digit > 9 {
+            break;
+        }
+        value = value.wrapping_mul(10).wrapping_add(u64::from(digit));
+        digits += 1;
+    }
     if digits == 0 || digits > 19 {
         return None;
     }
-    let value = s[..digits].iter().fold(0u64, |v, &d| v * 10 + u64::from(d - b'0'));
     Some((value, &s[digits..]))
 }
 
@@ -1069,7 +1173,7 @@ fn command(id: u64, method: Method) -> Message {
     Message::text(String::from_utf8(Encoding::Json.encode(&Command { id, method }).to_vec()).expect("JSON is UTF-8"))
 }
 
-/// A publication's data: `{"seq":N,"t":N}` (what [`seq_and_time`] reads).
+/// A publication's data: `{"seq":N,"t":N}` (what [`publication_seq`] reads).
 fn bench_data(seq: u64, t: u64) -> Data {
     Data(bytes::Bytes::from(format!("{{\"seq\":{seq},\"t\":{t}}}")))
 }
@@ -1131,10 +1235,7 @@ mod tests {
             let publication = Pub { offset: 41, data: bench_data(3, 1_700_000_000_000_001), info };
             let push = Pushed { channel: "bench:load".into(), event: Event::Pub(publication) };
             let encoded = Encoding::Json.encode(&push);
-            assert_eq!(
-                parse_push(&encoded, &shared.pub_prefix),
-                Push::Publication { seq: 3, t: 1_700_000_000_000_001 }
-            );
+            assert_eq!(parse_push(&encoded, &shared.pub_prefix), Push::Publication { seq: 3 });
         }
         let join =
             Pushed { channel: "bench:load".into(), event: Event::Join(ferrows_hub::protocol::Info("{}".into())) };
@@ -1147,9 +1248,9 @@ mod tests {
     fn publications_are_read_without_a_json_parser() {
         let prefix = Shared::new("bench:load", 10, Protocol::Serve).pub_prefix;
         let with_info = br#"{"push":{"channel":"bench:load","pub":{"offset":7,"data":{"seq":3,"t":1700000000000001},"info":{"client":"x","user":"","name":""}}}}"#;
-        assert_eq!(parse_push(with_info, &prefix), Push::Publication { seq: 3, t: 1_700_000_000_000_001 });
+        assert_eq!(parse_push(with_info, &prefix), Push::Publication { seq: 3 });
         let spaced = br#"{"push":{"channel":"bench:load","pub":{"offset":7,"data":{ "t" : 5 , "x":1, "seq":2 }}}}"#;
-        assert_eq!(parse_push(spaced, &prefix), Push::Publication { seq: 2, t: 5 });
+        assert_eq!(parse_push(spaced, &prefix), Push::Publication { seq: 2 });
         let join = br#"{"push":{"channel":"bench:load","join":{"client":"x","user":"","name":""}}}"#;
         assert_eq!(parse_push(join, &prefix), Push::Other);
         let other = br#"{"push":{"channel":"bench:loader","pub":{"offset":1,"data":{"seq":1,"t":1}}}}"#;
@@ -1172,5 +1273,43 @@ mod tests {
             assert_eq!(seq_and_time(padded.as_bytes()), Some((12, 1_700_000_000_000_001)), "{padded}");
         }
         assert_eq!(seq_and_time(br#"{"seq":1,"pad":"a\"b","t":2}"#), None, "escapes are not skipped");
+    }
+
+    #[test]
+    fn receipts_are_counted_once_in_and_out_of_sequence() {
+        let (mut receipts, mut report) = (Receipts::default(), SubscriberReport::default());
+        let firsts: Vec<bool> =
+            [1, 2, 3, 3, 5, 4, 4, 1, 6, 10].iter().map(|&seq| receipts.first(seq, 10, &mut report)).collect();
+        assert_eq!(firsts, [true, true, true, false, true, true, false, false, true, true]);
+        assert_eq!((report.duplicated, report.out_of_order), (3, 1));
+        assert_eq!(receipts.highest, 10);
+    }
+
+    #[test]
+    fn seq_and_time_read_any_flat_object_alike() {
+        let forms: [&[u8]; 6] = [
+            br#"{"seq":12,"t":34}"#,
+            br#"{"seq":12,"t":34},"info":{}}"#,
+            br#"{ "seq" : 12 , "t" : 34 }"#,
+            br#"{"t":34,"seq":12}"#,
+            br#"{"seq":12,"t":34,"pad":"xx"}"#,
+            br#"{"seq":12,"x":"y","t":34}"#,
+        ];
+        for form in forms {
+            assert_eq!(seq_and_time(form), Some((12, 34)), "{}", String::from_utf8_lossy(form));
+        }
+        for bad in [
+            &br#"{"seq":12,"t":34"#[..],
+            br#"{"seq":12,"t":}"#,
+            br#"{"seq":12}"#,
+            br#"{"seq":99999999999999999999,"t":1}"#,
+        ] {
+            assert_eq!(seq_and_time(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
+        for form in forms {
+            assert_eq!(publication_seq(form), Some(12), "{}", String::from_utf8_lossy(form));
+        }
+        assert_eq!(number(b"18446744073709551615,"), None, "20 digits");
+        assert_eq!(number(b"1844674407370955161,"), Some((1_844_674_407_370_955_161, &b","[..])));
     }
 }
