@@ -122,6 +122,11 @@ pub(crate) struct BenchPubSubArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// Runtime threads: 1 runs everything on the calling thread (no work
+    /// stealing: the cheapest on one core, as `bench-pubsub.sh` runs it),
+    /// 0 one per core.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) threads: usize,
 }
 
 pub(crate) async fn run(args: BenchPubSubArgs) -> anyhow::Result<()> {
@@ -679,7 +684,8 @@ async fn shard(
                 if !receiver.open {
                     continue;
                 }
-                let waker = receiver.waker.clone();
+                // Out while the connection is read (lent without a count).
+                let waker = std::mem::replace(&mut receiver.waker, std::task::Waker::noop().clone());
                 let mut cx = std::task::Context::from_waker(&waker);
                 // One receive time for what one connection had: read at once.
                 let mut now = None;
@@ -690,6 +696,7 @@ async fn shard(
                         break;
                     }
                 }
+                receiver.waker = waker;
             }
         }
         tally.flush(&shared);

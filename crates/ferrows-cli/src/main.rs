@@ -64,6 +64,7 @@ fn main() -> anyhow::Result<()> {
     release_freed_memory();
     let threads = match &cli.command {
         Command::Echo(args) => args.threads,
+        Command::BenchPubsub(args) => args.threads,
         _ => 0,
     };
     let runtime = match threads {
