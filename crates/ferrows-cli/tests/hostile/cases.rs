@@ -2,6 +2,8 @@
 //! for them (the suite checks that the page lists each case with the same
 //! answer).
 
+use ferrows_hub::protocol::Encoding;
+
 /// What a case must get.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Answer {
@@ -135,10 +137,11 @@ pub(crate) fn http_cases() -> Vec<HttpCase> {
     ]
 }
 
-/// A case played on a WebSocket of `serve` (opened by hand): `send` after
-/// the handshake, optionally after `connect`.
+/// A case played on a WebSocket of `serve` (opened by hand, in
+/// `encoding`): `send` after the handshake, optionally after `connect`.
 pub(crate) struct SocketCase {
     pub(crate) name: &'static str,
+    pub(crate) encoding: Encoding,
     pub(crate) connected: bool,
     pub(crate) send: Vec<u8>,
     pub(crate) answer: Answer,
@@ -148,7 +151,7 @@ pub(crate) struct SocketCase {
 /// command, commands out of order, and the limits.
 pub(crate) fn socket_cases() -> Vec<SocketCase> {
     use super::wire::{frame, text};
-    let case = |name, connected, send, answer| SocketCase { name, connected, send, answer };
+    let case = |name, connected, send, answer| SocketCase { name, encoding: Encoding::Json, connected, send, answer };
     let big = format!(r#"{{"id":2,"publish":{{"channel":"a","data":"{}"}}}}"#, "x".repeat(64 << 10));
     let mut many_subscribes = Vec::new();
     for i in 0..129 {
@@ -167,5 +170,38 @@ pub(crate) fn socket_cases() -> Vec<SocketCase> {
         case("bad-channel-name", true, text(r#"{"id":2,"subscribe":{"channel":"a b"}}"#), Answer::Error(102)),
         case("message-over-64-kib", true, text(&big), Answer::Close(1009)),
         case("129-subscriptions", true, many_subscribes, Answer::Error(106)),
+    ]
+}
+
+/// The same protocol in MessagePack (`ferrows.msgpack`): what is not a
+/// command in that encoding, and commands that are wrong in it.
+pub(crate) fn msgpack_cases() -> Vec<SocketCase> {
+    use super::wire::{command, frame, text};
+    let case = |name, send, answer| SocketCase { name, encoding: Encoding::Msgpack, connected: true, send, answer };
+    // A map whose `data` nests arrays 100 deep.
+    let mut deep = vec![0x82, 0xa2, b'i', b'd', 0x02, 0xa7];
+    deep.extend_from_slice(b"publish");
+    deep.extend_from_slice(&[0x82, 0xa7]);
+    deep.extend_from_slice(b"channel");
+    deep.extend_from_slice(&[0xa1, b'a', 0xa4]);
+    deep.extend_from_slice(b"data");
+    deep.extend(std::iter::repeat_n(0x91, 100));
+    deep.push(0x01);
+    // `{"id":2,"id":3,"ping":{}}`: a key twice.
+    let mut twice = vec![0x83, 0xa2, b'i', b'd', 0x02, 0xa2, b'i', b'd', 0x03, 0xa4];
+    twice.extend_from_slice(b"ping");
+    twice.push(0x80);
+    vec![
+        case("msgpack-text-frame", text(r#"{"id":2,"ping":{}}"#), Answer::Close(4000)),
+        case("msgpack-not-a-map", frame(0x82, &[0x92, 0x01, 0x02]), Answer::Close(4000)),
+        case("msgpack-length-past-the-end", frame(0x82, &[0xdd, 0xff, 0xff, 0xff, 0xff]), Answer::Close(4000)),
+        case("msgpack-id-twice", frame(0x82, &twice), Answer::Close(4000)),
+        case("msgpack-nested-100-deep", frame(0x82, &deep), Answer::Close(4000)),
+        case("msgpack-unknown-method", command(Encoding::Msgpack, r#"{"id":2,"fly":{}}"#), Answer::Error(104)),
+        case(
+            "msgpack-bad-channel-name",
+            command(Encoding::Msgpack, r#"{"id":2,"subscribe":{"channel":"a b"}}"#),
+            Answer::Error(102),
+        ),
     ]
 }

@@ -60,7 +60,7 @@ async fn every_case_gets_its_documented_answer_in_time_and_the_others_are_served
         };
         check(&mut failures, &mut found, case.name, case.answer, got);
     }
-    for case in cases::socket_cases() {
+    for case in cases::socket_cases().into_iter().chain(cases::msgpack_cases()) {
         let got =
             tokio::time::timeout(ANSWER_WITHIN * 2, play_socket_case(addr, &case)).await.unwrap_or(Answer::CutOff);
         check(&mut failures, &mut found, case.name, case.answer, got);
@@ -169,9 +169,9 @@ fn documented(found: &Found, group: &str) -> Vec<String> {
 
 /// Plays one [`cases::SocketCase`].
 async fn play_socket_case(addr: SocketAddr, case: &cases::SocketCase) -> Answer {
-    let (mut tcp, _) = wire::websocket(addr, None).await;
+    let (mut tcp, _) = wire::websocket_in(addr, case.encoding).await;
     if case.connected {
-        tcp.write_all(&text(r#"{"id":1,"connect":{"name":"hostile"}}"#)).await.unwrap();
+        tcp.write_all(&wire::command(case.encoding, r#"{"id":1,"connect":{"name":"hostile"}}"#)).await.unwrap();
         let heard = listen(&mut tcp, |h| h.results() == 1).await;
         assert_eq!(heard.results(), 1, "{}: connect failed: {heard:?}", case.name);
     }
@@ -186,7 +186,7 @@ async fn play_socket_case(addr: SocketAddr, case: &cases::SocketCase) -> Answer 
     }
     let Some(code) = error else { return Answer::CutOff };
     // Kept open: a ping still gets its answer.
-    let _ = tcp.write_all(&text(r#"{"id":99999,"ping":{}}"#)).await;
+    let _ = tcp.write_all(&wire::command(case.encoding, r#"{"id":99999,"ping":{}}"#)).await;
     let pong = listen(&mut tcp, |h| h.messages.iter().any(|m| m["id"] == 99999)).await;
     match pong.close {
         Some(close) => Answer::ErrorThenClose(code, close),

@@ -8,6 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use ferrows_hub::protocol::Encoding;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -136,10 +137,23 @@ pub(crate) fn text(text: &str) -> Vec<u8> {
     frame(0x81, text.as_bytes())
 }
 
+/// A command (given as JSON) in `encoding`'s frame: JSON text, or a
+/// binary MessagePack map.
+pub(crate) fn command(encoding: Encoding, command: &str) -> Vec<u8> {
+    match encoding {
+        Encoding::Json => text(command),
+        Encoding::Msgpack => {
+            let value: serde_json::Value = serde_json::from_str(command).expect("a JSON command");
+            frame(0x82, &Encoding::Msgpack.encode(&value))
+        }
+    }
+}
+
 /// What the server sent on a WebSocket until it closed.
 #[derive(Debug, Default)]
 pub(crate) struct Heard {
-    /// Text messages (replies and pushes), parsed.
+    /// Messages (replies and pushes), parsed: text as JSON, binary as
+    /// MessagePack.
     pub(crate) messages: Vec<serde_json::Value>,
     /// The code of the server's Close frame.
     pub(crate) close: Option<u16>,
@@ -170,6 +184,7 @@ pub(crate) async fn listen(tcp: &mut TcpStream, until: impl Fn(&Heard) -> bool) 
             wire.drain(..used);
             match opcode {
                 0x1 => heard.messages.push(serde_json::from_slice(&payload).unwrap_or(serde_json::Value::Null)),
+                0x2 => heard.messages.push(Encoding::Msgpack.decode(&payload).unwrap_or(serde_json::Value::Null)),
                 0x8 => {
                     heard.close =
                         Some(if payload.len() >= 2 { u16::from_be_bytes([payload[0], payload[1]]) } else { 1005 });
@@ -205,8 +220,21 @@ fn next_frame(wire: &[u8]) -> Option<(u8, Vec<u8>, usize)> {
 /// Opens a WebSocket on `/ws` by hand, offering `extensions` when given;
 /// the stream after the `101` and the answer's head.
 pub(crate) async fn websocket(addr: SocketAddr, extensions: Option<&str>) -> (TcpStream, String) {
-    let mut tcp = TcpStream::connect(addr).await.expect("connect");
     let offer = extensions.map_or(String::new(), |e| format!("Sec-WebSocket-Extensions: {e}\r\n"));
+    open(addr, &offer).await
+}
+
+/// Opens a WebSocket on `/ws` by hand that speaks `encoding` (asked for
+/// by its subprotocol).
+pub(crate) async fn websocket_in(addr: SocketAddr, encoding: Encoding) -> (TcpStream, String) {
+    let (tcp, head) = open(addr, &format!("Sec-WebSocket-Protocol: {}\r\n", encoding.subprotocol())).await;
+    let chosen = head.to_ascii_lowercase().contains(&encoding.subprotocol().to_ascii_lowercase());
+    assert!(chosen || encoding == Encoding::Json, "{} not chosen: {head}", encoding.subprotocol());
+    (tcp, head)
+}
+
+async fn open(addr: SocketAddr, offer: &str) -> (TcpStream, String) {
+    let mut tcp = TcpStream::connect(addr).await.expect("connect");
     let request = format!(
         "GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{offer}\r\n"
