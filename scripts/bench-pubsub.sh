@@ -17,8 +17,8 @@
 # minus before, over the subscribers), the server's CPU while every
 # subscriber sits idle (pings included), missing, duplicated and
 # out-of-order deliveries, and the load generator's own CPU (% of its
-# core: at 300 publications/s to 10 000 subscribers of `serve`, 71 to 85%
-# over nine runs here, median 79%, while the server is at its limit: the
+# core: at 300 publications/s to 10 000 subscribers of `serve`, 64 to 85%
+# over 13 runs here, median 76%, while the server is at its limit: the
 # figures are the server's). The servers run under `taskset -c
 # $BENCH_SERVER_CPU`, the load generator under `taskset -c
 # $BENCH_CLIENT_CPU`, with `ulimit -n` raised as far as allowed. The report
