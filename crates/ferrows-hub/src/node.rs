@@ -143,10 +143,7 @@ impl Watch {
 impl Drop for Watch {
     fn drop(&mut self) {
         lock(&self.local.state).watchers -= 1;
-        let (node, channel, local) = (self.node.clone(), std::mem::take(&mut self.channel), self.local.clone());
-        // Leaving the broker is async: after the request that watched (on
-        // a runtime that shut down, not at all: its broker is gone too).
-        drop(self.runtime.spawn(async move { node.release(&channel, &local).await }));
+        self.node.release_later(&self.runtime, std::mem::take(&mut self.channel), self.local.clone());
     }
 }
 
@@ -158,6 +155,8 @@ struct Joining<'a> {
     channel: &'a str,
     local: &'a Arc<LocalChannel>,
     client: ClientId,
+    /// Where its release runs (the drop may happen off the runtime).
+    runtime: tokio::runtime::Handle,
     /// Set once the subscribe no longer needs undoing here.
     done: bool,
 }
@@ -173,11 +172,7 @@ impl Drop for Joining<'_> {
                 state.subscribers.remove(&self.client);
             }
         }
-        let (node, channel, local) = (self.node.clone(), self.channel.to_owned(), self.local.clone());
-        // Off a runtime (one that shut down), its broker is gone too.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            drop(runtime.spawn(async move { node.release(&channel, &local).await }));
-        }
+        self.node.release_later(&self.runtime, self.channel.to_owned(), self.local.clone());
     }
 }
 
@@ -407,7 +402,8 @@ impl Node {
             state.subscribers.insert(client, Subscriber::Joining(Vec::new()));
             !state.broker_subscribed
         };
-        let mut joining = Joining { node: self, channel, local: &local, client, done: false };
+        let runtime = tokio::runtime::Handle::current();
+        let mut joining = Joining { node: self, channel, local: &local, client, runtime, done: false };
         if need_broker {
             if let Err(e) = self.broker.subscribe(channel).await {
                 joining.done = true;
@@ -572,6 +568,14 @@ impl Node {
         self.release(channel, &local).await;
     }
 
+    /// [`release`](Self::release) from a drop, which cannot wait: in a
+    /// task on `runtime` (on a runtime that shut down, not at all: its
+    /// broker is gone too).
+    fn release_later(self: &Arc<Self>, runtime: &tokio::runtime::Handle, channel: String, local: Arc<LocalChannel>) {
+        let node = self.clone();
+        drop(runtime.spawn(async move { node.release(&channel, &local).await }));
+    }
+
     /// Leaves the broker's channel and forgets it if nothing here needs it.
     async fn release(&self, channel: &str, local: &Arc<LocalChannel>) {
         let _control = local.control.lock().await;
@@ -680,6 +684,17 @@ mod tests {
         ClientQueue::new(64, 1 << 20)
     }
 
+    /// Waits (5 s at most) until the node holds no channel: releases run
+    /// in tasks of their own.
+    async fn until_no_channels(node: &Node) {
+        for _ in 0..500 {
+            if node.channel_count() == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     async fn texts(queue: &ClientQueue) -> Vec<String> {
         let mut out = Vec::new();
         queue.pop_all(&mut out).await.unwrap();
@@ -711,12 +726,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(10)).await;
         assert_eq!(node.channel_count(), 1, "another watch keeps it");
         drop(other);
-        for _ in 0..500 {
-            if node.channel_count() == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        until_no_channels(&node).await;
         assert_eq!(node.channel_count(), 0, "the last watch let the channel go");
     }
 
@@ -727,12 +737,7 @@ mod tests {
         delaying.stuck.store(true, std::sync::atomic::Ordering::Relaxed);
         let gave_up = tokio::time::timeout(Duration::from_millis(20), node.watch("hung")).await;
         assert!(gave_up.is_err(), "the broker never answers");
-        for _ in 0..500 {
-            if node.channel_count() == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        until_no_channels(&node).await;
         assert_eq!(node.channel_count(), 0, "the count was undone and the channel forgotten");
         delaying.stuck.store(false, std::sync::atomic::Ordering::Relaxed);
         let watch = node.watch("hung").await.unwrap();
@@ -762,12 +767,7 @@ mod tests {
         let q = queue();
         let gave_up = tokio::time::timeout(Duration::from_millis(20), node.subscribe("hung", 1, &q, None, 100, reply));
         assert!(gave_up.await.is_err(), "the broker never answers");
-        for _ in 0..500 {
-            if node.channel_count() == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        until_no_channels(&node).await;
         assert_eq!(node.channel_count(), 0, "the joining client was removed and the channel forgotten");
         delaying.stuck.store(false, std::sync::atomic::Ordering::Relaxed);
         node.subscribe("hung", 1, &q, None, 100, reply).await.expect("the same client subscribes again");
