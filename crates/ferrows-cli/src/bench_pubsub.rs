@@ -835,8 +835,9 @@ impl Receiver {
         match push {
             Push::Publication { seq } => {
                 let sent = shared.sent_at.get(seq as usize).map_or(0, |t| t.load(Ordering::Acquire));
-                // Never sent (or not yet): not this command's publication.
-                if seq == 0 || sent == 0 {
+                // Never sent (0 and past the plan included): not this
+                // command's publication.
+                if sent == 0 {
                     self.report.unexpected += 1;
                 } else if self.receipts.first(seq, shared.planned, &mut self.report) {
                     let report = &mut self.report;

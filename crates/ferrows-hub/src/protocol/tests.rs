@@ -206,9 +206,8 @@ fn bad_input_is_classified_in_both_encodings() {
     let twice = br#"{"id":1,"publish":{"channel":"a","data":1},"publish":{"channel":"b","data":2}}"#;
     assert!(matches!(Encoding::Json.decode_command(twice), Err(ParseError::Reply { id: 1, .. })));
     assert_eq!(Encoding::Json.decode_command(br#"{"id":1,"id":2,"ping":{}}"#), Err(ParseError::NoId));
-    let mut two_ids = vec![0x83, 0xa2, b'i', b'd', 0x01, 0xa2, b'i', b'd', 0x02, 0xa4, b'p', b'i', b'n', b'g', 0x80];
+    let two_ids = vec![0x83, 0xa2, b'i', b'd', 0x01, 0xa2, b'i', b'd', 0x02, 0xa4, b'p', b'i', b'n', b'g', 0x80];
     assert_eq!(Encoding::Msgpack.decode_command(&two_ids), Err(ParseError::NoId));
-    two_ids.clear();
     // MessagePack nesting is bounded.
     let mut deep = vec![0x81, 0xa2, b'i', b'd', 0x01, 0xa4, b'p', b'i', b'n', b'g'];
     deep.extend(std::iter::repeat_n(0x91, 100_000));
