@@ -16,8 +16,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
 use crate::answer::{Body, error_body, error_response, json_response, respond};
+use crate::http_client::{cross_origin, is_preflight, origin_allowed, preflight};
 use crate::limits::AddressSlot;
-use crate::state::{AppState, broker_error};
+use crate::sse::StreamWatch;
+use crate::state::AppState;
 
 const INDEX_HTML: &str = include_str!("../demo/index.html");
 const APP_JS: &str = include_str!("../demo/app.js");
@@ -130,26 +132,65 @@ async fn serve_connection(
         // hyper's smallest buffer is 8 KiB.
         .max_buf_size(state.config.limits.max_request_head_size.max(8192));
     let slot = counted.slot;
-    let service = service_fn(move |request| {
-        let state = state.clone();
-        async move { Ok::<_, Infallible>(route(request, state, slot).await) }
+    // The event stream this connection may carry: closed with it when it
+    // overflows (a client that does not read).
+    let watch = StreamWatch::default();
+    let service = service_fn({
+        let watch = watch.clone();
+        move |request| {
+            let (state, watch) = (state.clone(), watch.clone());
+            async move { Ok::<_, Infallible>(route(request, state, slot, watch).await) }
+        }
     });
     match tls {
         Some(acceptor) => {
             let stream = tokio::time::timeout(head_timeout, acceptor.accept(tcp)).await??;
-            builder.serve_connection(TokioIo::new(stream), service).with_upgrades().await?;
+            let connection = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
+            tokio::select! {
+                served = connection => served?,
+                () = watch.overflowed() => {}
+            }
         }
-        None => builder.serve_connection(TokioIo::new(tcp), service).with_upgrades().await?,
+        None => {
+            let connection = builder.serve_connection(TokioIo::new(tcp), service).with_upgrades();
+            tokio::select! {
+                served = connection => served?,
+                () = watch.overflowed() => {}
+            }
+        }
     }
     drop(counted);
     Ok(())
 }
 
-async fn route(request: Request<Incoming>, state: Arc<AppState>, slot: AddressSlot) -> Response<Body> {
+/// The routes of clients without a WebSocket: the origin rule applies,
+/// and pages of other origins may read their answers (CORS).
+const CLIENT_ROUTES: [&str; 3] = ["/api/poll", "/api/stream", "/api/client/publish"];
+
+async fn route(
+    request: Request<Incoming>,
+    state: Arc<AppState>,
+    slot: AddressSlot,
+    watch: StreamWatch,
+) -> Response<Body> {
     // hyper bounds what it buffers of a head near this size; the exact
     // rule is here, for every route.
     if head_size(&request) > state.config.limits.max_request_head_size {
         return error_response(&Error::HeadTooLarge);
+    }
+    if CLIENT_ROUTES.contains(&request.uri().path()) {
+        if !origin_allowed(&state, request.headers()) {
+            return error_response(&Error::PermissionDenied("origin not allowed".into()));
+        }
+        let origin = request.headers().get(header::ORIGIN).cloned();
+        let answer = match (request.method(), request.uri().path()) {
+            _ if is_preflight(&request) => preflight(),
+            (&Method::GET, "/api/poll") => crate::poll::handle(request, state).await,
+            (&Method::GET, "/api/stream") => crate::sse::handle(request, state, watch).await,
+            (&Method::POST, "/api/client/publish") => crate::http_client::publish(request, state).await,
+            _ => error_response(&Error::MethodNotAllowed),
+        };
+        return cross_origin(origin, answer);
     }
     match (request.method(), request.uri().path()) {
         (&Method::GET, "/") => respond(StatusCode::OK, "text/html; charset=utf-8", INDEX_HTML),
@@ -159,7 +200,6 @@ async fn route(request: Request<Incoming>, state: Arc<AppState>, slot: AddressSl
         (&Method::GET, "/msgpack.js") => respond(StatusCode::OK, "text/javascript; charset=utf-8", MSGPACK_JS),
         // Every method: the handshake's own rule answers the others (405).
         (_, "/ws") => websocket(request, &state, slot),
-        (&Method::GET, "/api/poll") => crate::poll::handle(request, state).await,
         (&Method::POST, "/api/publish") => api(request, &state, false).await,
         (&Method::POST, "/api/batch") => api(request, &state, true).await,
         (&Method::GET, "/healthz") => health(&state),
@@ -168,9 +208,7 @@ async fn route(request: Request<Incoming>, state: Arc<AppState>, slot: AddressSl
             state.metrics.broker_up.set(i64::from(health.connected));
             respond(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", state.metrics.render())
         }
-        (_, "/" | "/api/poll" | "/api/publish" | "/api/batch" | "/healthz" | "/metrics") => {
-            error_response(&Error::MethodNotAllowed)
-        }
+        (_, "/" | "/api/publish" | "/api/batch" | "/healthz" | "/metrics") => error_response(&Error::MethodNotAllowed),
         _ => error_response(&Error::NotFound("not found".into())),
     }
 }
@@ -217,17 +255,6 @@ struct BrokerHealth<'a> {
     detail: Option<&'a str>,
 }
 
-fn origin_allowed(state: &AppState, request: &Request<Incoming>) -> bool {
-    let allowed = &state.config.server.allowed_origins;
-    if allowed.is_empty() {
-        return true;
-    }
-    // Non-browser clients send no Origin; browsers always do.
-    let Some(origin) = request.headers().get(header::ORIGIN) else { return true };
-    let origin = origin.to_str().unwrap_or("").trim_end_matches('/');
-    allowed.iter().any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
-}
-
 fn websocket(mut request: Request<Incoming>, state: &Arc<AppState>, slot: AddressSlot) -> Response<Body> {
     if state.shutdown.is_cancelled() {
         return error_response(&Error::Unavailable("shutting down".into()));
@@ -238,7 +265,7 @@ fn websocket(mut request: Request<Incoming>, state: &Arc<AppState>, slot: Addres
         Ok(accepted) => accepted,
         Err(e) => return ferrows::hyper_upgrade::reject(&e),
     };
-    if !origin_allowed(state, &request) {
+    if !origin_allowed(state, request.headers()) {
         return error_response(&Error::PermissionDenied("origin not allowed".into()));
     }
     if state.metrics.connections.get() as usize >= state.config.limits.max_connections {
@@ -338,7 +365,7 @@ async fn api(request: Request<Incoming>, state: &Arc<AppState>, batch: bool) -> 
 /// A server API request's body, whole: at most `limit` bytes, sent
 /// within `timeout`; otherwise the answer that says why (413, 408, or 400
 /// for a body that breaks HTTP's framing).
-async fn read_body(
+pub(crate) async fn read_body(
     request: Request<Incoming>,
     timeout: std::time::Duration,
     limit: usize,
@@ -354,14 +381,6 @@ async fn read_body(
 }
 
 async fn publish_one(state: &AppState, publication: ApiPublish) -> Result<Published, Error> {
-    let channel = &publication.channel;
-    let namespace = state.channel_namespace(channel)?;
-    let data = publication.data.0;
-    if data.len() > state.config.limits.max_message_size {
-        return Err(Error::LimitExceeded("publication too large".into()));
-    }
-    let position = state.broker().publish(channel, data, None, namespace.history_limits()).await;
-    let position = position.map_err(|e| broker_error(&e))?;
-    state.metrics.publications.inc();
-    Ok(position.into())
+    let namespace = state.channel_namespace(&publication.channel)?;
+    state.publish(&publication.channel, namespace, publication.data.0, None).await
 }

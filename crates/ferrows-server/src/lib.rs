@@ -17,10 +17,12 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 mod http;
+mod http_client;
 mod limits;
 pub mod metrics;
 mod poll;
 mod session;
+mod sse;
 mod state;
 mod stats;
 

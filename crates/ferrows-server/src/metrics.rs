@@ -39,6 +39,19 @@ pub struct Metrics {
     pub broker_reconnects: Counter,
     /// HTTP polling requests answered.
     pub poll_requests: Counter,
+    /// Long polls waiting for something new now.
+    pub long_polls: Gauge,
+    /// Open Server-Sent Events streams.
+    pub streams: Gauge,
+    /// Event streams opened since start.
+    pub streams_opened: Counter,
+    /// Events sent on event streams (publications and the others).
+    pub stream_events_out: Counter,
+    /// Bytes sent on event streams (the events' text).
+    pub stream_bytes_out: Counter,
+    /// Publications over HTTP from clients (`POST /api/client/publish`),
+    /// whatever their outcome.
+    pub http_publishes: Counter,
     /// Commands answered with an error.
     pub command_errors: Counter,
     /// Connections refused because their address had too many open.
@@ -75,6 +88,12 @@ impl Metrics {
             broker_up: Gauge::default(),
             broker_reconnects: Counter::default(),
             poll_requests: Counter::default(),
+            long_polls: Gauge::default(),
+            streams: Gauge::default(),
+            streams_opened: Counter::default(),
+            stream_events_out: Counter::default(),
+            stream_bytes_out: Counter::default(),
+            http_publishes: Counter::default(),
             command_errors: Counter::default(),
             refused_by_address: Counter::default(),
             commands_over_rate: Counter::default(),
@@ -115,6 +134,16 @@ impl Metrics {
             metrics.broker_reconnects.clone(),
         );
         registry.register("poll_requests", "HTTP polling requests answered", metrics.poll_requests.clone());
+        registry.register("long_polls", "Long polls waiting for something new", metrics.long_polls.clone());
+        registry.register("streams", "Open Server-Sent Events streams", metrics.streams.clone());
+        registry.register("streams_opened", "Server-Sent Events streams opened", metrics.streams_opened.clone());
+        registry.register("stream_events_out", "Events sent on event streams", metrics.stream_events_out.clone());
+        registry.register("stream_bytes_out", "Bytes sent on event streams", metrics.stream_bytes_out.clone());
+        registry.register(
+            "http_publishes",
+            "Publications of clients over HTTP (POST /api/client/publish), whatever their outcome",
+            metrics.http_publishes.clone(),
+        );
         registry.register("command_errors", "Commands answered with an error", metrics.command_errors.clone());
         registry.register(
             "refused_by_address",

@@ -17,7 +17,7 @@ use ferrows::ParkedWebSocket;
 use ferrows::lot::{Lot, LotStream, Tenant};
 use ferrows::{CloseCode, Message, ParkingWebSocket, PreparedMessage, WebSocket};
 use ferrows_hub::StreamPosition;
-use ferrows_hub::broker::{BrokerEvent, HistoryAnswer};
+use ferrows_hub::broker::HistoryAnswer;
 use ferrows_hub::protocol::{
     ChannelArg, ClientInfo, Connect, Connected, Empty, Encoding, Error, History, Info, Method, ParseError, Positioned,
     Presence, Publish, Published, Reply, Subscribe, close,
@@ -38,9 +38,6 @@ use crate::state::{AppState, broker_error, subscribe_error};
 fn closing(code: u16, reason: &'static str) -> End {
     End::Close(CloseCode(code), reason)
 }
-
-/// Longest display name kept (longer ones are cut).
-const MAX_NAME_CHARS: usize = 64;
 
 /// Who the client is; boxed slices, not vectors: every idle connection
 /// keeps one.
@@ -608,8 +605,8 @@ impl Session {
                 return Some(closing(close::UNAUTHORIZED, "unauthorized"));
             }
         };
-        let (user, channels, token_name) = (claims.sub, claims.channels, claims.name);
-        let name: String = token_name.or(connect.name).unwrap_or_default().chars().take(MAX_NAME_CHARS).collect();
+        let name = crate::http_client::display_name(&claims, connect.name);
+        let (user, channels) = (claims.sub, claims.channels);
         let client = self.client_id();
         let info = ClientInfo { client: client.clone(), user: user.clone(), name }.to_info();
         let ping = self.state.config.websocket.ping_interval.as_secs();
@@ -622,10 +619,9 @@ impl Session {
         None
     }
 
-    /// The client's id in presence and `info`: made from its number when
-    /// needed rather than kept by every connection.
+    /// The client's id in presence and `info`.
     fn client_id(&self) -> String {
-        format!("{:016x}", self.client ^ (u64::from(self.state.config.server.port) << 48))
+        self.state.client_id(self.client)
     }
 
     fn identity(&self) -> &Identity {
@@ -634,13 +630,8 @@ impl Session {
 
     /// The namespace of `channel` if the client may subscribe to it.
     fn may_subscribe(&self, channel: &str) -> Result<&NamespaceConfig, Error> {
-        let namespace = self.state.channel_namespace(channel)?;
         let identity = self.identity();
-        if namespace.may_read(&identity.user, &identity.channels, channel) {
-            Ok(namespace)
-        } else {
-            Err(Error::PermissionDenied(format!("not allowed: {channel}")))
-        }
+        self.state.readable(&identity.user, &identity.channels, channel)
     }
 
     async fn subscribe(&mut self, id: u64, subscribe: Subscribe) {
@@ -675,15 +666,7 @@ impl Session {
         let mut subscriptions = std::mem::take(&mut self.subscriptions).into_vec();
         subscriptions.push(Subscription { channel: channel.as_str().into(), presence: track_presence });
         self.subscriptions = subscriptions.into_boxed_slice();
-        if track_presence {
-            let identity = self.identity();
-            let broker = self.state.broker();
-            let _ = broker.presence_add(&channel, &self.client_id(), identity.info()).await;
-            if namespace.join_leave {
-                let event = BrokerEvent::Join { channel, info: identity.info() };
-                let _ = broker.publish_event(event).await;
-            }
-        }
+        self.state.joined(&channel, &namespace, &self.client_id(), self.identity().info()).await;
     }
 
     async fn unsubscribe(&mut self, arg: &ChannelArg) -> Result<Empty, Error> {
@@ -701,13 +684,7 @@ impl Session {
         self.state.node.unsubscribe(channel, self.client).await;
         self.state.metrics.subscriptions.dec();
         if track_presence {
-            let identity = self.identity();
-            let broker = self.state.broker();
-            let _ = broker.presence_remove(channel, &self.client_id()).await;
-            if self.state.namespace_for(channel).is_some_and(|n| n.join_leave) {
-                let event = BrokerEvent::Leave { channel: channel.to_owned(), info: identity.info() };
-                let _ = broker.publish_event(event).await;
-            }
+            self.state.left(channel, &self.client_id(), self.identity().info()).await;
         }
     }
 
@@ -718,21 +695,9 @@ impl Session {
     }
 
     async fn publish(&self, publish: Publish) -> Result<Published, Error> {
-        let channel = &publish.channel;
-        let namespace = self.may_subscribe(channel)?;
         let identity = self.identity();
-        if !namespace.may_publish(&identity.user, &identity.channels, channel) {
-            return Err(Error::PermissionDenied(format!("clients may not publish into {channel}")));
-        }
-        let limits = namespace.history_limits();
-        let position = self
-            .state
-            .broker()
-            .publish(channel, publish.data.0, Some(identity.info()), limits)
-            .await
-            .map_err(|e| broker_error(&e))?;
-        self.state.metrics.publications.inc();
-        Ok(position.into())
+        let namespace = self.state.publishable(&identity.user, &identity.channels, &publish.channel)?;
+        self.state.publish(&publish.channel, namespace, publish.data.0, Some(identity.info())).await
     }
 
     async fn presence(&self, arg: &ChannelArg) -> Result<Presence, Error> {

@@ -1,6 +1,8 @@
 //! What every request and connection of a server shares.
 
-use ferrows_hub::protocol::{Encoding, Error};
+use bytes::Bytes;
+use ferrows_hub::broker::BrokerEvent;
+use ferrows_hub::protocol::{Encoding, Error, Published};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -205,6 +207,76 @@ impl AppState {
             return Err(Error::UnknownChannel(format!("invalid channel name {channel:?}")));
         }
         self.namespace_for(channel).ok_or_else(|| Error::UnknownChannel(format!("unknown namespace of {channel:?}")))
+    }
+
+    /// The options of `channel`'s namespace if a client of `user`, whose
+    /// token grants `grants`, may subscribe to it (or poll it, or stream
+    /// it); why not otherwise.
+    pub(crate) fn readable(&self, user: &str, grants: &[String], channel: &str) -> Result<&NamespaceConfig, Error> {
+        let namespace = self.channel_namespace(channel)?;
+        if namespace.may_read(user, grants, channel) {
+            Ok(namespace)
+        } else {
+            Err(Error::PermissionDenied(format!("not allowed: {channel}")))
+        }
+    }
+
+    /// The options of `channel`'s namespace if such a client may also
+    /// publish into it (over its WebSocket or over HTTP).
+    pub(crate) fn publishable(&self, user: &str, grants: &[String], channel: &str) -> Result<&NamespaceConfig, Error> {
+        let namespace = self.readable(user, grants, channel)?;
+        if namespace.may_publish(user, grants, channel) {
+            Ok(namespace)
+        } else {
+            Err(Error::PermissionDenied(format!("clients may not publish into {channel}")))
+        }
+    }
+
+    /// Publishes `data` into `channel` (of `namespace`) with `info` (who
+    /// published: `None` for the server API).
+    pub(crate) async fn publish(
+        &self,
+        channel: &str,
+        namespace: &NamespaceConfig,
+        data: Bytes,
+        info: Option<Bytes>,
+    ) -> Result<Published, Error> {
+        if data.len() > self.config.limits.max_message_size {
+            return Err(Error::LimitExceeded("publication too large".into()));
+        }
+        let position = self.broker().publish(channel, data, info, namespace.history_limits()).await;
+        let position = position.map_err(|e| broker_error(&e))?;
+        self.metrics.publications.inc();
+        Ok(position.into())
+    }
+
+    /// The id of client number `client` in presence and `info`: made from
+    /// its number when needed rather than kept by every connection.
+    pub(crate) fn client_id(&self, client: u64) -> String {
+        format!("{:016x}", client ^ (u64::from(self.config.server.port) << 48))
+    }
+
+    /// A client (`client_id`, who is `info`) subscribed to `channel`: in
+    /// its presence, and announced, where `namespace` says. Best effort: a
+    /// broker that fails forgets presence anyway.
+    pub(crate) async fn joined(&self, channel: &str, namespace: &NamespaceConfig, client_id: &str, info: Bytes) {
+        if !namespace.presence {
+            return;
+        }
+        let broker = self.broker();
+        let _ = broker.presence_add(channel, client_id, info.clone()).await;
+        if namespace.join_leave {
+            let _ = broker.publish_event(BrokerEvent::Join { channel: channel.to_owned(), info }).await;
+        }
+    }
+
+    /// The client left `channel`, which it [`joined`](Self::joined).
+    pub(crate) async fn left(&self, channel: &str, client_id: &str, info: Bytes) {
+        let broker = self.broker();
+        let _ = broker.presence_remove(channel, client_id).await;
+        if self.namespace_for(channel).is_some_and(|n| n.join_leave) {
+            let _ = broker.publish_event(BrokerEvent::Leave { channel: channel.to_owned(), info }).await;
+        }
     }
 
     /// The options of `channel`'s namespace, or `None` (unknown).

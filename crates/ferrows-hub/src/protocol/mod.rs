@@ -12,6 +12,7 @@ mod error;
 mod json;
 mod msgpack;
 pub mod payload;
+pub mod stream;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};

@@ -5,6 +5,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::stream::ChannelPositions;
 use super::*;
 
 fn commands() -> Vec<Command> {
@@ -252,4 +253,91 @@ fn docs_list_exactly_these_errors() {
     for (code, _) in close::ALL {
         assert!(closes.contains(&format!("| {code} |")), "close code {code} documented");
     }
+}
+
+#[test]
+fn channel_positions_read_back_what_they_write() {
+    let mut positions = ChannelPositions::default();
+    positions.set("chat:lobby", Position { offset: 41, epoch: "18f3a9c2b0".into() });
+    positions.set("a", Position { offset: 0, epoch: "e-1_x".into() });
+    let text = positions.to_string();
+    assert_eq!(text, "chat:lobby:41:18f3a9c2b0,a:0:e-1_x");
+    assert_eq!(ChannelPositions::parse(&text, 2).unwrap(), positions);
+    assert!(positions.advance("a", 7));
+    assert!(!positions.advance("b", 7));
+    assert_eq!(positions.get("a"), Some(&Position { offset: 7, epoch: "e-1_x".into() }));
+    assert_eq!(ChannelPositions::parse("", 0).unwrap(), ChannelPositions::default());
+}
+
+#[test]
+fn malformed_channel_positions_are_refused() {
+    for bad in [
+        "a",
+        "a:1",
+        ":1:e",
+        "a:x:e",
+        "a:-1:e",
+        "a:1:",
+        "a:1:e.f",
+        "a:1:e f",
+        "a:18446744073709551616:e",
+        "a:1:e,a:2:e",
+        &format!("a:1:{}", "e".repeat(65)),
+    ] {
+        assert!(ChannelPositions::parse(bad, 10).is_err(), "{bad:?}");
+    }
+    assert!(ChannelPositions::parse("a:1:e,b:1:e,c:1:e", 2).is_err(), "over the count");
+}
+
+#[test]
+fn a_push_move_reads_the_same_from_its_head_as_whole() {
+    let mut all = pushes();
+    for channel in ["news", "chat:lobby", "a\\\"b", "é"] {
+        all.push(Push { channel: channel.into(), event: Event::Pub(publication(u64::MAX, br#"{"k":"v"}"#)) });
+        all.push(Push { channel: channel.into(), event: Event::Pub(publication(0, b"\xff\x00")) });
+    }
+    for push in all {
+        let json = Encoding::Json.encode(&push);
+        let read = stream::PushMove::of(&json);
+        let expected = match &push.event {
+            Event::Pub(p) => stream::PushMove::Pub { channel: push.channel.as_str().into(), offset: p.offset },
+            Event::Reset { position } => {
+                stream::PushMove::Reset { channel: push.channel.clone(), position: position.clone() }
+            }
+            Event::Join(_) | Event::Leave(_) => stream::PushMove::None,
+        };
+        assert_eq!(read, expected, "{}", String::from_utf8_lossy(&json));
+        if let (Event::Pub(_), false) = (&push.event, push.channel.contains(['\\', '"'])) {
+            assert!(matches!(read, stream::PushMove::Pub { channel: std::borrow::Cow::Borrowed(_), .. }), "fast");
+        }
+    }
+    assert_eq!(stream::PushMove::of(b"{\"push\":"), stream::PushMove::None);
+    assert_eq!(stream::PushMove::of(br#"{"push":{"channel":"a","pub":{"offset":1}}"#), stream::PushMove::None);
+}
+
+#[test]
+fn an_event_splits_its_data_at_line_ends_and_reads_back_whole() {
+    use stream::{EventReader, StreamEvent, write_event};
+    let mut positions = ChannelPositions::default();
+    positions.set("a", Position { offset: 3, epoch: "e".into() });
+    let mut out = bytes::BytesMut::new();
+    write_event(&mut out, Some("x"), Some(&positions), b"{\"k\":\r\n1,\r\"j\":\n\n2}");
+    assert_eq!(&out[..], b"event: x\nid: a:3:e\ndata: {\"k\":\ndata: 1,\ndata: \"j\":\ndata: \ndata: 2}\n\n");
+    out.extend_from_slice(b": a comment\r\n\r\nid: b:1:e\r\n\r\ndata: {}\r\rdata:no space\n\n");
+    // Read in pieces cut everywhere, CR LF across two of them included.
+    for cut in 1..out.len() {
+        let mut reader = EventReader::new(1024);
+        let mut events = Vec::new();
+        reader.feed(&out[..cut], &mut events).unwrap();
+        reader.feed(&out[cut..], &mut events).unwrap();
+        let expected = vec![
+            StreamEvent { kind: "x".into(), id: Some("a:3:e".into()), data: "{\"k\":\n1,\n\"j\":\n\n2}".into() },
+            StreamEvent { kind: "message".into(), id: None, data: "{}".into() },
+            StreamEvent { kind: "message".into(), id: None, data: "no space".into() },
+        ];
+        assert_eq!(events, expected, "cut at {cut}");
+        assert_eq!(reader.last_id(), Some("b:1:e"));
+    }
+    let mut reader = EventReader::new(8);
+    assert!(reader.feed(b"data: 123456789", &mut Vec::new()).is_err(), "a line over the bound");
 }

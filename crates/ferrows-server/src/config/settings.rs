@@ -67,6 +67,15 @@ pub const DEFAULT_MAX_API_BATCH: usize = 1000;
 /// Longest long poll a client may ask for: 60 s, below the idle cut-offs
 /// of most proxies and load balancers.
 pub const DEFAULT_MAX_LONG_POLL: Duration = Duration::from_secs(60);
+/// Channels one poll or event stream may name: 32. Their positions travel
+/// in the URL and come back in the `Last-Event-ID` header, so that
+/// 32 channels of the longest name (255 bytes) still fit in a request
+/// head of [`DEFAULT_MAX_REQUEST_HEAD_SIZE`].
+pub const DEFAULT_MAX_REQUEST_CHANNELS: usize = 32;
+/// A comment on an idle event stream every 15 s: proxies and browsers
+/// that cut idle HTTP responses do so after 30 s or more, and a stream's
+/// client learns it is gone within two of these.
+pub const DEFAULT_SSE_KEEPALIVE: Duration = Duration::from_secs(15);
 
 settings! {
     /// The configuration of a server: every setting of `ferrows serve`, in
@@ -160,10 +169,15 @@ settings! {
             /// for, in seconds; longer: 400.
             max_long_poll: Duration = DEFAULT_MAX_LONG_POLL;
                 key = "max_long_poll", flag = "max-long-poll", env = "FERROWS_MAX_LONG_POLL";
+            /// Channels one poll or event stream may name (`channel` of
+            /// `GET /api/poll` and `GET /api/stream`); more: 413.
+            max_request_channels: usize = DEFAULT_MAX_REQUEST_CHANNELS;
+                key = "max_request_channels", flag = "max-request-channels", env = "FERROWS_MAX_REQUEST_CHANNELS",
+                min = 1;
         }
 
-        /// The WebSocket sessions' timers.
-        websocket: WebSocketSettings ("WebSocket") {
+        /// The timers of WebSocket sessions and event streams.
+        websocket: WebSocketSettings ("Sessions and streams") {
             /// Seconds a client has to send `connect` after opening the
             /// WebSocket; later: close 4005.
             connect_timeout: Duration = DEFAULT_CONNECT_TIMEOUT;
@@ -175,6 +189,10 @@ settings! {
             /// dropped as dead.
             pong_timeout: Duration = ferrows::DEFAULT_PONG_TIMEOUT;
                 key = "pong_timeout", flag = "pong-timeout", env = "FERROWS_PONG_TIMEOUT";
+            /// Seconds between keepalive comments on an idle Server-Sent
+            /// Events stream (`GET /api/stream`).
+            sse_keepalive: Duration = DEFAULT_SSE_KEEPALIVE;
+                key = "sse_keepalive", flag = "sse-keepalive", env = "FERROWS_SSE_KEEPALIVE";
         }
 
         /// The broker that carries publications, history and presence.

@@ -232,6 +232,94 @@ pub async fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, 
     (status, body)
 }
 
+/// A Server-Sent Events stream, read as a browser reads it.
+pub struct EventStream {
+    /// The answer's status.
+    pub status: u16,
+    /// Its headers.
+    pub headers: http::HeaderMap,
+    body: Option<hyper::body::Incoming>,
+    reader: ferrows_hub::protocol::stream::EventReader,
+    events: std::collections::VecDeque<ferrows_hub::protocol::stream::StreamEvent>,
+    /// The body of an error answer.
+    pub error: Value,
+    connection: tokio::task::JoinHandle<()>,
+}
+
+impl EventStream {
+    /// `GET path` with `headers`.
+    pub async fn open(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Self {
+        use http_body_util::BodyExt;
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await.unwrap();
+        let connection = tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        let mut request = http::Request::get(path).header("host", addr.to_string());
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(http_body_util::Empty::<bytes::Bytes>::new()).unwrap();
+        let response = tokio::time::timeout(WAIT, sender.send_request(request)).await.expect("an answer").unwrap();
+        let (parts, body) = response.into_parts();
+        let status = parts.status.as_u16();
+        let (body, error) = if status == 200 {
+            (Some(body), Value::Null)
+        } else {
+            let bytes = tokio::time::timeout(WAIT, body.collect()).await.expect("a body").unwrap().to_bytes();
+            (None, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        };
+        let reader = ferrows_hub::protocol::stream::EventReader::new(1 << 20);
+        Self { status, headers: parts.headers, body, reader, events: Default::default(), error, connection }
+    }
+
+    /// The next event (keepalive comments are not events); `None` once the
+    /// stream ended. Bounded by [`WAIT`].
+    pub async fn next(&mut self) -> Option<ferrows_hub::protocol::stream::StreamEvent> {
+        use http_body_util::BodyExt;
+        loop {
+            if let Some(event) = self.events.pop_front() {
+                return Some(event);
+            }
+            let body = self.body.as_mut()?;
+            let frame = tokio::time::timeout(WAIT, body.frame()).await.expect("an event in time");
+            match frame {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        let mut events = Vec::new();
+                        self.reader.feed(&data, &mut events).unwrap();
+                        self.events.extend(events);
+                    }
+                }
+                Some(Err(_)) | None => {
+                    self.body = None;
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// The next event's data as JSON, with its type and id.
+    pub async fn next_json(&mut self) -> (String, Option<String>, Value) {
+        let event = self.next().await.expect("the stream goes on");
+        let data = serde_json::from_str(&event.data).unwrap_or_else(|e| panic!("{e}: {}", event.data));
+        (event.kind, event.id, data)
+    }
+
+    /// The last `id` the stream gave (what a browser sends back as
+    /// `Last-Event-ID`).
+    pub fn last_id(&self) -> Option<String> {
+        self.reader.last_id().map(str::to_owned)
+    }
+}
+
+impl Drop for EventStream {
+    fn drop(&mut self) {
+        self.connection.abort();
+    }
+}
+
 /// Sends `request` as it is and reads the answer until the server closes.
 pub async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> String {
     let exchange = async {
