@@ -73,6 +73,7 @@ pub(crate) fn http_cases() -> Vec<HttpCase> {
     let batch: String = (0..1001).map(|i| format!(r#"{{"channel":"b","data":{i}}}"#)).collect::<Vec<_>>().join(",");
     let batch = format!(r#"{{"publications":[{batch}]}}"#);
     let big_data = format!(r#"{{"channel":"big","data":"{}"}}"#, "x".repeat(70 << 10));
+    let many_channels: String = (0..33).map(|i| format!("channel=c{i}&")).collect();
     vec![
         case("not-http", b"hello world\r\n\r\n".to_vec(), Answer::Http(400, None)),
         case("unknown-http-version", b"GET / HTTP/9.9\r\nHost: x\r\n\r\n".to_vec(), Answer::Http(400, None)),
@@ -134,6 +135,49 @@ pub(crate) fn http_cases() -> Vec<HttpCase> {
         case("poll-unknown-parameter", get("/api/poll?channel=a&x=1", ""), Answer::Http(400, Some(107))),
         case("poll-bad-token", get("/api/poll?channel=a&token=not.a.jwt", ""), Answer::Http(401, Some(101))),
         case("poll-post", post("/api/poll", "", b""), Answer::Http(405, Some(107))),
+        case("poll-33-channels", get(&format!("/api/poll?{many_channels}"), ""), Answer::Http(413, Some(106))),
+        case("poll-channel-twice", get("/api/poll?channel=a&channel=a", ""), Answer::Http(400, Some(107))),
+        case("poll-malformed-since", get("/api/poll?channel=a&since=a:1", ""), Answer::Http(400, Some(107))),
+        case("poll-since-of-another-channel", get("/api/poll?channel=a&since=b:1:e", ""), Answer::Http(400, Some(107))),
+        case("stream-without-channel", get("/api/stream", ""), Answer::Http(400, Some(102))),
+        case("stream-bad-channel", get("/api/stream?channel=a%00b", ""), Answer::Http(400, Some(102))),
+        case("stream-33-channels", get(&format!("/api/stream?{many_channels}"), ""), Answer::Http(413, Some(106))),
+        case("stream-malformed-since", get("/api/stream?channel=a&since=a:x:e", ""), Answer::Http(400, Some(107))),
+        case(
+            "stream-malformed-last-event-id",
+            get("/api/stream?channel=a", "Last-Event-ID: a:1:e:,,\r\n"),
+            Answer::Http(400, Some(107)),
+        ),
+        case(
+            "stream-epoch-over-64-bytes",
+            get(&format!("/api/stream?channel=a&since=a:1:{}", "e".repeat(65)), ""),
+            Answer::Http(400, Some(107)),
+        ),
+        case("stream-bad-token", get("/api/stream?channel=a&token=x.y.z", ""), Answer::Http(401, Some(101))),
+        case("stream-unknown-parameter", get("/api/stream?channel=a&timeout=1", ""), Answer::Http(400, Some(107))),
+        case("stream-post", post("/api/stream?channel=a", "", b""), Answer::Http(405, Some(107))),
+        case(
+            "client-publish-bad-token",
+            post("/api/client/publish?token=x.y.z", "", br#"{"channel":"a","data":1}"#),
+            Answer::Http(401, Some(101)),
+        ),
+        case(
+            "client-publish-into-a-server-channel",
+            post("/api/client/publish", "", br#"{"channel":"$sys:stats","data":1}"#),
+            Answer::Http(403, Some(103)),
+        ),
+        case(
+            "client-publish-over-64-kib",
+            post("/api/client/publish", "", big_data.as_bytes()),
+            Answer::Http(413, Some(106)),
+        ),
+        case("client-publish-bad-json", post("/api/client/publish", "", b"{not json"), Answer::Http(400, Some(107))),
+        case(
+            "client-publish-bad-channel",
+            post("/api/client/publish", "", br#"{"channel":"a b","data":1}"#),
+            Answer::Http(400, Some(102)),
+        ),
+        case("client-publish-get", get("/api/client/publish", ""), Answer::Http(405, Some(107))),
     ]
 }
 

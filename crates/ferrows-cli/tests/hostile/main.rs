@@ -84,6 +84,8 @@ async fn every_case_gets_its_documented_answer_in_time_and_the_others_are_served
     check(&mut failures, &mut found, "deflate-garbage", Answer::Close(1002), got);
     let got = tokio::time::timeout(ANSWER_WITHIN, command_flood(addr)).await.unwrap_or(Answer::CutOff);
     check(&mut failures, &mut found, "command-flood", Answer::ErrorThenClose(110, 4006), got);
+    let got = tokio::time::timeout(ANSWER_WITHIN * 4, stream_never_read(addr)).await.unwrap_or(Answer::Http(0, None));
+    check(&mut failures, &mut found, "stream-never-read", Answer::CutOff, got);
     let got = tokio::time::timeout(ANSWER_WITHIN * 2, connection_flood(addr)).await.unwrap_or(Answer::CutOff);
     check(&mut failures, &mut found, "connections-from-one-address", Answer::Http(429, Some(110)), got);
 
@@ -241,6 +243,39 @@ async fn command_flood(addr: SocketAddr) -> Answer {
         close => {
             eprintln!("command-flood: {ran} ran, {refused} refused, {} errors, close {close:?}", errors.len());
             Answer::CutOff
+        }
+    }
+}
+
+/// An event stream whose client never reads a byte while its channel gets
+/// publications of 60 KiB: its queue overflows and the server closes the
+/// connection (reading then finds what was sent, and the end).
+async fn stream_never_read(addr: SocketAddr) -> Answer {
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(b"GET /api/stream?channel=never-read HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    // Subscribed once the `connected` event could be sent: wait for the
+    // answer's head without reading further.
+    let mut head = [0u8; 12];
+    tcp.read_exact(&mut head).await.unwrap();
+    let data = "x".repeat(60 << 10);
+    let body = format!(r#"{{"channel":"never-read","data":"{data}"}}"#);
+    // The queue (4 MiB) and the socket buffers take a few hundred.
+    for n in 1..=1000 {
+        let answer = exchange(addr, &cases_post("/api/publish", &body)).await;
+        assert_eq!(answer.status, 200, "{}", answer.text);
+        if n % 25 == 0 {
+            let metrics = exchange(addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+            if metrics.text.contains("\nferrows_streams 0\n") {
+                eprintln!("stream-never-read: closed after {n} publications of 60 KiB");
+                break;
+            }
+        }
+    }
+    let mut sink = vec![0u8; 1 << 20];
+    loop {
+        match tcp.read(&mut sink).await {
+            Ok(0) | Err(_) => return Answer::CutOff,
+            Ok(_) => {}
         }
     }
 }
