@@ -104,6 +104,9 @@ impl Server {
     /// they are done or `config.server.shutdown_timeout` passed.
     pub async fn shut_down(self) {
         self.accept_task.abort();
+        // Its listener is closed once the task is gone: the address is
+        // free again (a new server may bind it) when this returns.
+        let _ = self.accept_task.await;
         self.state.shutdown.cancel();
         self.state.close_sessions();
         let deadline = self.state.config.server.shutdown_timeout;
