@@ -120,9 +120,6 @@ impl ChannelRequest {
                 (other, _) => return Err(Error::BadRequest(format!("unknown parameter {other:?}"))),
             }
         }
-        if names.is_empty() {
-            return Err(Error::UnknownChannel("a channel is required".into()));
-        }
         if names.len() > max {
             return Err(Error::LimitExceeded(format!("{} channels in one request, at most {max}", names.len())));
         }

@@ -103,11 +103,13 @@ async fn read_all(state: &AppState, channels: &[Asked]) -> Vec<Read> {
 
 /// Whether a long poll waits: every channel had a position and nothing
 /// came after it (a channel without one answers at once with its
-/// position; a failed read, with the error).
+/// position; a failed read, with the error; a poll of no channel at all,
+/// with nothing: what a client checks the server with).
 fn nothing_new(channels: &[Asked], reads: &[Read]) -> bool {
-    channels.iter().zip(reads).all(|(asked, read)| {
-        asked.since.is_some() && matches!(read, Ok(answer) if answer.recovered && answer.publications.is_empty())
-    })
+    !channels.is_empty()
+        && channels.iter().zip(reads).all(|(asked, read)| {
+            asked.since.is_some() && matches!(read, Ok(answer) if answer.recovered && answer.publications.is_empty())
+        })
 }
 
 fn answer(channels: &[Asked], reads: Vec<Read>) -> Response<Body> {

@@ -167,3 +167,10 @@ async fn bad_polls_get_clear_http_errors() {
         assert!(body["error"]["code"].is_u64(), "{path}: {body}");
     }
 }
+
+#[tokio::test]
+async fn a_poll_of_no_channel_answers_at_once() {
+    let server = server(|_| {}).await;
+    let (status, answer) = http(server.local_addr(), "GET", "/api/poll?timeout=30", &[], "").await;
+    assert_eq!((status, answer), (200, json!({"result": {"channels": [], "since": ""}})));
+}

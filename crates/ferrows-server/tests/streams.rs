@@ -200,7 +200,7 @@ async fn streams_follow_the_websocket_rules() {
         (format!("/api/stream?channel=a&channel=b&channel=c&token={al}"), 413, 106),
         (format!("/api/stream?channel=a&since=a:1&token={al}"), 400, 107),
         (format!("/api/stream?channel=a&timeout=1&token={al}"), 400, 107),
-        (format!("/api/stream?token={al}"), 400, 102),
+        (format!("/api/stream?channel=&token={al}"), 400, 102),
     ];
     for (path, status, code) in cases {
         let stream = EventStream::open(addr, &path, &[]).await;
@@ -218,6 +218,9 @@ async fn streams_follow_the_websocket_rules() {
     let bearer = format!("Bearer {bo}");
     let mut stream = EventStream::open(addr, "/api/stream?channel=private:bo", &[("authorization", &bearer)]).await;
     opened(&mut stream, &["private:bo"]).await;
+    // A stream of no channel: its client is told who it is, and waits.
+    let mut stream = EventStream::open(addr, &format!("/api/stream?token={al}"), &[]).await;
+    opened(&mut stream, &[]).await;
 }
 
 #[tokio::test]
