@@ -2,8 +2,14 @@
  * ferrows.js: a client for `ferrows serve` (see docs/protocol.md).
  *
  * One ES module, no dependencies. Works in browsers and in Node (pass a
- * WebSocket constructor in the options when there is no global one).
- * Speaks JSON; `msgpack.js` adds the MessagePack encoding (`codec` option).
+ * WebSocket or EventSource constructor in the options when there is no
+ * global one). Speaks JSON; `msgpack.js` adds the MessagePack encoding
+ * (`codec` option, WebSocket only).
+ *
+ * One API over every transport: a WebSocket where it can open one; where it
+ * cannot (a proxy that strips `Upgrade`), Server-Sent Events with HTTP
+ * publishing; where those stay silent too (a proxy that buffers
+ * responses), HTTP long polling. The `transport` option forces one.
  *
  *   import { Client } from "./ferrows.js";
  *   const client = new Client("ws://127.0.0.1:8000/ws", { name: "alice" });
@@ -16,6 +22,9 @@
 
 /** Close codes after which reconnecting cannot help (the client must change). */
 const FATAL_CLOSE_CODES = new Set([1009, 4000, 4001]);
+
+/** The transports, in the order `transport: "auto"` tries them. */
+const TRANSPORTS = ["websocket", "sse", "longpoll"];
 
 /** An error of a command: `code` is the server's error code (100-110, see
  * docs/protocol.md) or, for errors found by the client, `"timeout"`,
@@ -67,7 +76,11 @@ function publication(pub) {
  * @property {number} [minReconnectDelay=250] ms, base of the exponential backoff
  * @property {number} [maxReconnectDelay=10000] ms, cap of the backoff
  * @property {number} [pingInterval] ms between `ping` commands that detect dead connections; default: the `ping` the server announces; 0 disables
- * @property {{subprotocol: string|null, binary: boolean, encode: Function, decode: Function}} [codec] the encoding (default JSON; `msgpack` from `msgpack.js`)
+ * @property {{subprotocol: string|null, binary: boolean, encode: Function, decode: Function}} [codec] the encoding (default JSON; `msgpack` from `msgpack.js`; the HTTP transports speak JSON)
+ * @property {"auto"|"websocket"|"sse"|"longpoll"} [transport="auto"] `auto` tries a WebSocket, then Server-Sent Events, then long polling, moving to the next one when a connection cannot be opened (within `timeout`), and back to the first after a round that failed; any other value uses that transport only
+ * @property {string} [httpUrl] base URL of the HTTP transports (default: the server URL with `http(s)` and without its last path segment: `ws://h/ws` gives `http://h`)
+ * @property {typeof EventSource} [EventSource] EventSource constructor (default `globalThis.EventSource`)
+ * @property {number} [longPollTimeout=25] seconds a long poll waits for news (at most the server's `max_long_poll`)
  */
 
 /**
@@ -92,9 +105,13 @@ function publication(pub) {
  *
  * Events (`client.on(name, fn)`):
  * - `state` `(state, detail)`: `"connecting"`, `"connected"` or `"disconnected"`;
- *   for `"disconnected"`, detail is `{code, reason, reconnect, delay}`
- *   (`reconnect`: another attempt is scheduled in `delay` ms).
- * - `connected` `({client, user, ping})`: the `connect` result.
+ *   for `"connecting"` and `"connected"`, detail is `{transport}`; for
+ *   `"disconnected"`, `{code, reason, reconnect, delay}` (`reconnect`: another
+ *   attempt is scheduled in `delay` ms; `fallback`: the transport it tries
+ *   next, when the one that failed never connected).
+ * - `connected` `({client, user, ping, transport})`: who the server says the
+ *   client is (`client` and `user` are null over long polling, which has no
+ *   connection), and over which transport.
  * - `error` `(FerrowsError)`: the client stopped for good (close code 1009,
  *   4000, 4001, a rejected `connect`, a bad URL).
  */
@@ -115,7 +132,16 @@ export class Client {
     this.url = this.urls[0];
     this._urlIndex = 0;
     this._badUrls = new Set(); // URLs the WebSocket constructor refused
-    this.options = { timeout: 10000, minReconnectDelay: 250, maxReconnectDelay: 10000, codec: json, ...options };
+    this.options = { timeout: 10000, minReconnectDelay: 250, maxReconnectDelay: 10000, codec: json, transport: "auto", longPollTimeout: 25, ...options };
+    const transport = this.options.transport;
+    if (transport !== "auto" && !TRANSPORTS.includes(transport)) throw new FerrowsError("closed", `unknown transport ${transport}`);
+    /** The transports it uses, in order. */
+    this._chain = transport === "auto" ? TRANSPORTS : [transport];
+    this._chainIndex = 0;
+    /** The transport of the current (or next) connection: "websocket", "sse" or "longpoll". */
+    this.transport = this._chain[0];
+    this._link = null; // the connection of an HTTP transport (StreamLink, PollLink)
+    this._reached = false; // the current attempt connected
     /** @type {"connecting"|"connected"|"disconnected"} */
     this.state = "disconnected";
     /** The id the server gave this connection, and the user of the token. */
@@ -179,7 +205,9 @@ export class Client {
 
   async _open() {
     const attempt = ++this._opening;
-    this._setState("connecting");
+    this.transport = this._chain[this._chainIndex];
+    this._reached = false;
+    this._setState("connecting", { transport: this.transport });
     let token = this.options.token;
     try {
       if (typeof token === "function") token = await token();
@@ -187,7 +215,20 @@ export class Client {
       if (attempt === this._opening && this._wanted) this._lost(0, `token: ${e?.message ?? e}`, true);
       return;
     }
-    if (attempt !== this._opening || !this._wanted || this._ws) return;
+    if (attempt !== this._opening || !this._wanted || this._ws || this._link) return;
+    if (this.transport !== "websocket") {
+      let base;
+      try {
+        base = httpBase(this.url, this.options.httpUrl);
+      } catch (e) {
+        return this._fail(new FerrowsError("closed", `no HTTP URL for ${this.url}: ${e?.message ?? e}`));
+      }
+      const Link = this.transport === "sse" ? StreamLink : PollLink;
+      this._link = new Link(this, base, token);
+      this._timers.open = setTimeout(() => this._drop("connect timeout"), this.options.timeout);
+      this._link.open();
+      return;
+    }
     const WS = this.options.WebSocket ?? globalThis.WebSocket;
     let ws;
     try {
@@ -233,16 +274,28 @@ export class Client {
 
   _onConnected(ws, result) {
     if (this._ws !== ws) return;
-    clearTimeout(this._timers.open);
-    this._attempt = 0;
-    this.clientId = result.client;
-    this.user = result.user;
-    this._setState("connected");
-    this._emit("connected", result);
+    this._connected(result);
     const interval = this.options.pingInterval ?? (result.ping > 0 ? result.ping * 1000 : 0);
     if (interval > 0) this._schedulePing(ws, interval);
     for (const sub of this._subs.values()) sub._subscribe();
     for (const { message, entry } of this._queue.splice(0)) this._send(message, entry);
+  }
+
+  /** An HTTP transport's connection is up (its subscriptions are its own). */
+  _linkConnected(link, result) {
+    if (this._link !== link) return;
+    this._connected(result);
+    for (const { message, entry } of this._queue.splice(0)) this._send(message, entry);
+  }
+
+  _connected(result) {
+    clearTimeout(this._timers.open);
+    this._attempt = 0;
+    this._reached = true;
+    this.clientId = result.client ?? null;
+    this.user = result.user ?? null;
+    this._setState("connected", { transport: this.transport });
+    this._emit("connected", { ...result, transport: this.transport });
   }
 
   _schedulePing(ws, interval) {
@@ -258,9 +311,9 @@ export class Client {
    * timeouts; tests use it to simulate a network failure). */
   _drop(reason = "dropped") {
     const ws = this._ws;
-    if (!ws) return;
+    if (!ws && !this._link) return;
     this._lost(1006, reason, true);
-    try { ws.close(); } catch { /* already closing */ }
+    if (ws) try { ws.close(); } catch { /* already closing */ }
   }
 
   /** The connection is gone: clean up, then reconnect, stop or stay down. */
@@ -268,6 +321,9 @@ export class Client {
     const ws = this._ws;
     this._ws = null;
     if (ws) ws.onopen = ws.onmessage = ws.onclose = null;
+    const link = this._link;
+    this._link = null;
+    link?.close();
     const wasWaiting = this._timers.reconnect !== null;
     for (const name of Object.keys(this._timers)) { clearTimeout(this._timers[name]); this._timers[name] = null; }
     for (const entry of [...this._pending.values()]) this._settle(entry, new FerrowsError("disconnected", "connection lost"));
@@ -282,6 +338,20 @@ export class Client {
       if (this.state !== "disconnected" || wasWaiting) this._setState("disconnected", { code, reason, reconnect: false, delay: 0 });
       return;
     }
+    // A transport that could not connect: the next one, at once, until a
+    // round of them failed.
+    if (!this._reached && this._chain.length > 1) {
+      this._chainIndex = (this._chainIndex + 1) % this._chain.length;
+      if (this._chainIndex !== 0) {
+        const fallback = this._chain[this._chainIndex];
+        this._setState("disconnected", { code, reason, reconnect: true, delay: 0, fallback });
+        this._timers.reconnect = setTimeout(() => {
+          this._timers.reconnect = null;
+          if (this._wanted && !this._ws && !this._link) this._open();
+        }, 0);
+        return;
+      }
+    }
     // The next server, if there are several: this one was lost or is down.
     this._nextUrl();
     const { minReconnectDelay: min, maxReconnectDelay: max } = this.options;
@@ -292,7 +362,7 @@ export class Client {
     this._setState("disconnected", { code, reason, reconnect: true, delay, attempt: this._attempt });
     this._timers.reconnect = setTimeout(() => {
       this._timers.reconnect = null;
-      if (this._wanted && !this._ws) this._open();
+      if (this._wanted && !this._ws && !this._link) this._open();
     }, delay);
   }
 
@@ -354,6 +424,10 @@ export class Client {
   _send(message, entry) {
     entry.id = this._nextId++;
     this._pending.set(entry.id, entry);
+    if (this._link) {
+      this._link.command(message).then((result) => this._settle(entry, null, result), (err) => this._settle(entry, err));
+      return entry.promise;
+    }
     try {
       this._ws.send(this.options.codec.encode({ id: entry.id, ...message }));
     } catch (e) {
@@ -390,20 +464,22 @@ export class Client {
     return this._subs.get(channel);
   }
 
-  /** Publishes into a channel. @param {string} channel @param {*} data any JSON value
+  /** Publishes into a channel (over the HTTP transports, with an HTTP request).
+   * @param {string} channel @param {*} data any JSON value
    * (with the MessagePack codec also a `Uint8Array`, sent as bytes)
    * @returns {Promise<{offset: number, epoch: string}>} */
   publish(channel, data) {
     return this._command({ publish: { channel, data } });
   }
 
-  /** Who is subscribed to a channel. @param {string} channel
+  /** Who is subscribed to a channel (WebSocket only: error 104 otherwise). @param {string} channel
    * @returns {Promise<Object<string, {user: string, name: string}>>} client id -> info */
   async presence(channel) {
     return (await this._command({ presence: { channel } })).clients ?? {};
   }
 
-  /** The latest publications of a channel, oldest first. @param {string} channel @param {number} [limit]
+  /** The latest publications of a channel, oldest first (WebSocket only: error 104 otherwise).
+   * @param {string} channel @param {number} [limit]
    * @returns {Promise<{position: {offset: number, epoch: string}, publications: Publication[]}>} */
   async history(channel, limit) {
     const result = await this._command({ history: limit === undefined ? { channel } : { channel, limit } });
@@ -444,6 +520,12 @@ export class Subscription {
     if (this.state === "unsubscribed") return;
     clearTimeout(this._retry);
     this.state = "subscribing";
+    if (this.client._link) {
+      // The HTTP transports subscribe with their next request.
+      this._buffer = null;
+      this.client._link.channelsChanged();
+      return;
+    }
     this._buffer = [];
     const gen = ++this._gen;
     const since = this.position && this.position.offset !== undefined ? { ...this.position } : null;
@@ -472,6 +554,46 @@ export class Subscription {
     this._call("onSubscribed", { position: this.position });
     this._ready.resolve(result);
     for (const push of buffered) this._onStream(push);
+  }
+
+  /** The `subscribed` event of a stream: recovered publications follow as
+   * pushes, and move the position as they come. */
+  _onStreamSubscribed(event) {
+    if (this.state === "unsubscribed") return;
+    const since = this._sentSince;
+    this._sentSince = null;
+    this.state = "subscribed";
+    const position = event.position;
+    if (since) {
+      const recovered = event.recovered === true && position.epoch === since.epoch;
+      if (!recovered) this.position = { offset: position.offset, epoch: position.epoch };
+      this._call("onRecovery", { recovered, missed: recovered ? Math.max(0, position.offset - since.offset) : 0 });
+    } else {
+      this.position = { offset: position.offset, epoch: position.epoch };
+    }
+    this._call("onSubscribed", { position: { offset: position.offset, epoch: position.epoch } });
+    this._ready.resolve({ position });
+  }
+
+  /** A poll's answer for this channel: the (re)subscription on the first one
+   * of a connection, publications or a lost stream later. */
+  _onPolled(result) {
+    if (this.state === "unsubscribed") return;
+    const since = this.position ? { ...this.position } : null;
+    const position = result.position;
+    const recovered = since !== null && result.recovered === true && position.epoch === since.epoch;
+    const news = recovered ? (result.publications ?? []).filter((p) => p.offset > since.offset) : [];
+    if (this.state !== "subscribed") {
+      this._onSubscribed({ position, recovered, publications: news }, since);
+      return;
+    }
+    if (!recovered) {
+      this.position = { offset: position.offset, epoch: position.epoch };
+      this._call("onRecovery", { recovered: false, missed: 0 });
+      return;
+    }
+    for (const pub of news) this._deliver(publication(pub));
+    if (position.offset > this.position.offset) this.position.offset = position.offset;
   }
 
   _onError(err) {
@@ -531,8 +653,287 @@ export class Subscription {
     clearTimeout(this._retry);
     if (this.client._subs.get(this.channel) === this) this.client._subs.delete(this.channel);
     this._ready.reject(new FerrowsError("disconnected", "unsubscribed"));
+    if (this.client._link) {
+      this.client._link.channelsChanged();
+      return;
+    }
     if (wasActive) {
       try { await this.client._command({ unsubscribe: { channel: this.channel } }); } catch { /* gone anyway */ }
     }
+  }
+}
+
+/** The base URL of the HTTP transports for a WebSocket URL: `ws://h/ws`
+ * gives `http://h`, `wss://h/app/ws` gives `https://h/app`. */
+function httpBase(url, httpUrl) {
+  const base = new URL(httpUrl ?? url);
+  if (!httpUrl) {
+    base.protocol = base.protocol === "wss:" ? "https:" : base.protocol === "ws:" ? "http:" : base.protocol;
+    base.pathname = base.pathname.replace(/\/[^/]*$/, "");
+  }
+  base.search = "";
+  base.hash = "";
+  return base.href.replace(/\/$/, "");
+}
+
+/** A subscription's position as the HTTP transports write it. */
+const positionText = (sub) => `${sub.channel}:${sub.position.offset}:${sub.position.epoch}`;
+
+/** The error of an HTTP answer that is not 2xx (`{"error": ...}`). */
+async function httpError(res) {
+  let error = null;
+  try { error = (await res.json())?.error; } catch { /* not JSON */ }
+  const code = error?.code ?? res.status;
+  return new FerrowsError(code, error?.message ?? `HTTP ${res.status}`, error?.temporary === true || res.status >= 500);
+}
+
+/** Errors of a poll or stream that name a channel the client may not have:
+ * only the subscriptions at fault fail, as a WebSocket `subscribe` would. */
+const CHANNEL_ERRORS = new Set([102, 103, 106]);
+
+/** What the HTTP transports share: the subscriptions they carry, the
+ * client's HTTP requests, and finding which channels a refused request
+ * could not have. */
+class HttpLink {
+  constructor(client, base, token) {
+    this.client = client;
+    this.base = base;
+    this.token = token;
+    this.closed = false;
+  }
+
+  /** The subscriptions to carry, in the order made. */
+  _subscriptions() {
+    return [...this.client._subs.values()].filter((sub) => sub.state !== "unsubscribed");
+  }
+
+  _headers(json = false) {
+    const headers = {};
+    if (this.token) headers.Authorization = `Bearer ${this.token}`;
+    if (json) headers["Content-Type"] = "application/json";
+    return headers;
+  }
+
+  /** A request with the client's timeout (`ms`), aborted by `signal` too. */
+  async _fetch(url, init = {}, ms = this.client.options.timeout, signal = null) {
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), ms);
+    const stop = () => abort.abort();
+    signal?.addEventListener("abort", stop);
+    try {
+      return await fetch(url, { ...init, signal: abort.signal, cache: "no-store" });
+    } catch (e) {
+      if (signal?.aborted) throw new FerrowsError("aborted", "aborted");
+      throw new FerrowsError(abort.signal.aborted ? "timeout" : "disconnected", `${url}: ${e?.message ?? e}`);
+    } finally {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", stop);
+    }
+  }
+
+  /** A command over HTTP: `publish` (and `ping`, answered here). */
+  async command(message) {
+    if (message.ping) return {};
+    if (!message.publish) {
+      const name = Object.keys(message)[0];
+      throw new FerrowsError(104, `${name} needs the WebSocket transport (this client uses ${this.client.transport})`);
+    }
+    const { channel, data } = message.publish;
+    if (data instanceof Uint8Array) throw new FerrowsError(107, "binary data needs the WebSocket transport");
+    const name = this.client.options.name;
+    const query = name ? `?name=${encodeURIComponent(name)}` : "";
+    const res = await this._fetch(`${this.base}/api/client/publish${query}`, {
+      method: "POST",
+      headers: this._headers(true),
+      body: JSON.stringify({ channel, data }),
+    });
+    if (!res.ok) throw await httpError(res);
+    return (await res.json()).result;
+  }
+
+  /** After a refused request: a subscription whose channel is at fault
+   * fails (onError), found by polling each channel alone; `true` when one
+   * was, so the request may go again without it. */
+  async _blame(err) {
+    if (!CHANNEL_ERRORS.has(err.code)) return false;
+    let blamed = false;
+    for (const sub of this._subscriptions()) {
+      const res = await this._fetch(`${this.base}/api/poll?channel=${encodeURIComponent(sub.channel)}`, { headers: this._headers() });
+      if (this.closed) return false;
+      if (res.ok) continue;
+      const why = await httpError(res);
+      if (CHANNEL_ERRORS.has(why.code)) {
+        sub._onError(why);
+        blamed = true;
+      }
+    }
+    return blamed;
+  }
+
+  /** A request failed: a channel at fault fails alone and the link goes on;
+   * a refused token stops the client; anything else loses the connection
+   * (the client reconnects, or falls back to the next transport). */
+  async _failed(err, retry) {
+    if (this.closed) return;
+    if (await this._blame(err)) {
+      if (!this.closed) retry();
+      return;
+    }
+    if (this.closed) return;
+    if (err.code === 101) return this.client._fail(err, { code: 4001, reason: err.message });
+    this.client._lost(1006, err.message, true);
+  }
+}
+
+/** Server-Sent Events (`GET /api/stream`), and HTTP requests to publish. */
+class StreamLink extends HttpLink {
+  open() {
+    const ES = this.client.options.EventSource ?? globalThis.EventSource;
+    if (typeof ES !== "function") {
+      // Not here (an old Node): the next transport.
+      queueMicrotask(() => { if (!this.closed) this.client._lost(1006, "no EventSource", true); });
+      return;
+    }
+    const query = [];
+    for (const sub of this._subscriptions()) {
+      sub.state = "subscribing";
+      query.push(`channel=${encodeURIComponent(sub.channel)}`);
+      sub._sentSince = sub.position ? { ...sub.position } : null;
+      if (sub.position) query.push(`since=${encodeURIComponent(positionText(sub))}`);
+    }
+    if (this.token) query.push(`token=${encodeURIComponent(this.token)}`);
+    if (this.client.options.name) query.push(`name=${encodeURIComponent(this.client.options.name)}`);
+    const source = new ES(`${this.base}/api/stream?${query.join("&")}`);
+    this.source = source;
+    let opened = false; // this stream (the link may have had others)
+    const mine = () => this.source === source && !this.closed;
+    source.addEventListener("connected", (event) => {
+      if (!mine()) return;
+      opened = true;
+      if (this.connected) return;
+      this.connected = true;
+      this.client._linkConnected(this, JSON.parse(event.data));
+    });
+    source.addEventListener("subscribed", (event) => {
+      if (!mine()) return;
+      const subscribed = JSON.parse(event.data);
+      this.client._subs.get(subscribed.channel)?._onStreamSubscribed(subscribed);
+    });
+    source.onmessage = (event) => {
+      if (!mine()) return;
+      let msg;
+      try { msg = JSON.parse(event.data); } catch { return; }
+      if (msg?.push) this.client._subs.get(msg.push.channel)?._onPush(msg.push);
+    };
+    source.onerror = () => {
+      if (!mine()) return;
+      // The stream ended or could not open. The browser would retry by
+      // itself; the client does instead (with its backoff, its positions,
+      // and the next transport when this one never opened), after finding
+      // out why when it never opened (EventSource does not tell).
+      source.close();
+      if (opened) return this.client._lost(1006, "stream lost", true);
+      this._diagnose();
+    };
+  }
+
+  /** Why the stream did not open: the same request as a poll says. */
+  async _diagnose() {
+    const query = this._subscriptions().map((sub) => `channel=${encodeURIComponent(sub.channel)}`);
+    let err;
+    try {
+      const res = await this._fetch(`${this.base}/api/poll?${query.join("&")}`, { headers: this._headers() });
+      err = res.ok ? new FerrowsError("disconnected", "the stream could not open") : await httpError(res);
+    } catch (e) {
+      err = e;
+    }
+    await this._failed(err, () => this.channelsChanged());
+  }
+
+  /** The subscriptions changed: the stream opens again with the new set (each
+   * channel from its position). */
+  channelsChanged() {
+    if (this.closed || !this.source || this.changing) return;
+    // Once for the changes made together (subscribing to several channels).
+    this.changing = true;
+    queueMicrotask(() => {
+      this.changing = false;
+      if (this.closed || !this.source) return;
+      this.source.close();
+      this.source = null;
+      this.open();
+    });
+  }
+
+  close() {
+    this.closed = true;
+    this.source?.close();
+    this.source = null;
+  }
+}
+
+/** HTTP long polling (`GET /api/poll` with `timeout`), and HTTP requests to
+ * publish. A poll carries every subscription, each from its position;
+ * subscribing or unsubscribing ends the poll in flight and starts the next. */
+class PollLink extends HttpLink {
+  open() {
+    this._poll();
+  }
+
+  async _poll() {
+    while (!this.closed) {
+      const subs = this._subscriptions();
+      const query = [];
+      let fresh = false;
+      for (const sub of subs) {
+        query.push(`channel=${encodeURIComponent(sub.channel)}`);
+        if (sub.position) query.push(`since=${encodeURIComponent(positionText(sub))}`);
+        // Not subscribed on this connection yet: its (re)subscription.
+        if (sub.state !== "subscribed") fresh = true;
+      }
+      // Connected: wait for news; otherwise (or with a new subscription)
+      // answer at once.
+      const wait = this.connected && !fresh ? this.client.options.longPollTimeout : 0;
+      query.push(`timeout=${wait}`);
+      this.changed = new AbortController();
+      let res;
+      try {
+        res = await this._fetch(`${this.base}/api/poll?${query.join("&")}`, { headers: this._headers() },
+          wait * 1000 + this.client.options.timeout, this.changed.signal);
+      } catch (err) {
+        if (this.closed) return;
+        if (err.code === "aborted") continue;
+        return this.client._lost(1006, err.message, true);
+      }
+      if (this.closed) return;
+      if (!res.ok) {
+        const err = await httpError(res);
+        return this._failed(err, () => this._poll());
+      }
+      let answer;
+      try { answer = (await res.json()).result; } catch (e) {
+        if (this.closed) return;
+        return this.client._lost(1006, `a poll's answer: ${e?.message ?? e}`, true);
+      }
+      if (this.closed) return;
+      if (!this.connected) {
+        this.connected = true;
+        this.client._linkConnected(this, { client: null, user: null, ping: 0 });
+      }
+      for (const polled of answer.channels) {
+        const sub = this.client._subs.get(polled.channel);
+        if (sub && subs.includes(sub)) sub._onPolled(polled);
+      }
+    }
+  }
+
+  /** The subscriptions changed: the next poll carries the new set. */
+  channelsChanged() {
+    this.changed?.abort();
+  }
+
+  close() {
+    this.closed = true;
+    this.changed?.abort();
   }
 }

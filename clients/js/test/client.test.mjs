@@ -84,7 +84,8 @@ test("a rejected connect stops the client with the server's error", async (t) =>
 test("backoff: full jitter under an exponential cap", async (t) => {
   // The server accepts the WebSocket and closes it at once: no attempt succeeds.
   const server = await startFakeServer((conn) => conn.close(1011));
-  const client = new Client(server.ws, { minReconnectDelay: 10, maxReconnectDelay: 40 });
+  // The WebSocket alone (`auto` would try the HTTP transports in between).
+  const client = new Client(server.ws, { minReconnectDelay: 10, maxReconnectDelay: 40, transport: "websocket" });
   t.after(() => { client.disconnect(); return server.close(); });
   const delays = new Collector();
   client.on("state", (s, d) => { if (s === "disconnected" && d?.reconnect) delays.push([d.attempt, d.delay]); });

@@ -77,7 +77,9 @@ test("disconnect() and connect() recover, publications made in between arrive", 
 test("after a server restart: reconnect with backoff, recovered:false (new epoch)", async (t) => {
   let server = await startServer();
   const port = server.port;
-  const client = new Client(server.ws, { minReconnectDelay: 50, maxReconnectDelay: 400 });
+  // The WebSocket alone: every failed attempt backs off (with `auto`, a
+  // failed WebSocket is followed at once by the HTTP transports).
+  const client = new Client(server.ws, { minReconnectDelay: 50, maxReconnectDelay: 400, transport: "websocket" });
   t.after(async () => { client.disconnect(); await server.stop(); });
   const channel = uniqueChannel();
   const pubs = new Collector();
