@@ -472,14 +472,13 @@ export class Client {
     return this._command({ publish: { channel, data } });
   }
 
-  /** Who is subscribed to a channel (WebSocket only: error 104 otherwise). @param {string} channel
+  /** Who is subscribed to a channel. @param {string} channel
    * @returns {Promise<Object<string, {user: string, name: string}>>} client id -> info */
   async presence(channel) {
     return (await this._command({ presence: { channel } })).clients ?? {};
   }
 
-  /** The latest publications of a channel, oldest first (WebSocket only: error 104 otherwise).
-   * @param {string} channel @param {number} [limit]
+  /** The latest publications of a channel, oldest first. @param {string} channel @param {number} [limit]
    * @returns {Promise<{position: {offset: number, epoch: string}, publications: Publication[]}>} */
   async history(channel, limit) {
     const result = await this._command({ history: limit === undefined ? { channel } : { channel, limit } });
@@ -731,12 +730,21 @@ class HttpLink {
     }
   }
 
-  /** A command over HTTP: `publish` (and `ping`, answered here). */
+  /** A command over HTTP: `publish`, `presence`, `history` (and `ping`,
+   * answered here). */
   async command(message) {
     if (message.ping) return {};
+    const read = message.presence ?? message.history;
+    if (read) {
+      const what = message.presence ? "presence" : "history";
+      const limit = read.limit === undefined ? "" : `&limit=${encodeURIComponent(read.limit)}`;
+      const res = await this._fetch(`${this.base}/api/${what}?channel=${encodeURIComponent(read.channel)}${limit}`, { headers: this._headers() });
+      if (!res.ok) throw await httpError(res);
+      return (await res.json()).result;
+    }
     if (!message.publish) {
       const name = Object.keys(message)[0];
-      throw new FerrowsError(104, `${name} needs the WebSocket transport (this client uses ${this.client.transport})`);
+      throw new FerrowsError(104, `${name} is not available over ${this.client.transport}`);
     }
     const { channel, data } = message.publish;
     if (data instanceof Uint8Array) throw new FerrowsError(107, "binary data needs the WebSocket transport");
@@ -810,9 +818,14 @@ class StreamLink extends HttpLink {
     source.addEventListener("connected", (event) => {
       if (!mine()) return;
       opened = true;
-      if (this.connected) return;
+      const result = JSON.parse(event.data);
+      if (this.connected) {
+        // A stream opened again for new channels: a new client id.
+        this.client.clientId = result.client ?? null;
+        return;
+      }
       this.connected = true;
-      this.client._linkConnected(this, JSON.parse(event.data));
+      this.client._linkConnected(this, result);
     });
     source.addEventListener("subscribed", (event) => {
       if (!mine()) return;

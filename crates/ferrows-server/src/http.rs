@@ -16,7 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
 use crate::answer::{Body, error_body, error_response, json_response, respond};
-use crate::http_client::{cross_origin, is_preflight, origin_allowed, preflight};
+use crate::http_client::{Read, cross_origin, is_preflight, origin_allowed, preflight};
 use crate::limits::AddressSlot;
 use crate::sse::StreamWatch;
 use crate::state::AppState;
@@ -165,7 +165,7 @@ async fn serve_connection(
 
 /// The routes of clients without a WebSocket: the origin rule applies,
 /// and pages of other origins may read their answers (CORS).
-const CLIENT_ROUTES: [&str; 3] = ["/api/poll", "/api/stream", "/api/client/publish"];
+const CLIENT_ROUTES: [&str; 5] = ["/api/poll", "/api/stream", "/api/client/publish", "/api/presence", "/api/history"];
 
 async fn route(
     request: Request<Incoming>,
@@ -188,6 +188,8 @@ async fn route(
             (&Method::GET, "/api/poll") => crate::poll::handle(request, state).await,
             (&Method::GET, "/api/stream") => crate::sse::handle(request, state, watch).await,
             (&Method::POST, "/api/client/publish") => crate::http_client::publish(request, state).await,
+            (&Method::GET, "/api/presence") => crate::http_client::read(request, state, Read::Presence).await,
+            (&Method::GET, "/api/history") => crate::http_client::read(request, state, Read::History).await,
             _ => error_response(&Error::MethodNotAllowed),
         };
         return cross_origin(origin, answer);

@@ -1,6 +1,7 @@
 //! Clients over plain HTTP, for those that cannot open a WebSocket (polls,
 //! event streams, publishes): who they are, what a request asks for, and
-//! publishing without a WebSocket (`POST /api/client/publish`).
+//! the WebSocket's other commands over HTTP (`POST /api/client/publish`,
+//! `GET /api/presence`, `GET /api/history`).
 //!
 //! The rules are the WebSocket's: the same token (from `Authorization:
 //! Bearer` or `?token=`), the same permissions
@@ -195,6 +196,55 @@ pub(crate) async fn publish(request: Request<Incoming>, state: Arc<AppState>) ->
         Ok(result) => json_response(StatusCode::OK, &Answer { result }),
         Err(error) => error_response(&error),
     }
+}
+
+/// What `GET /api/presence` and `GET /api/history` ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Read {
+    Presence,
+    History,
+}
+
+/// `GET /api/presence?channel=…` and `GET /api/history?channel=…[&limit=N]`:
+/// a channel's presence or latest publications, with the permissions of
+/// the WebSocket's `presence` and `history` (what a client without a
+/// WebSocket loads a channel with).
+pub(crate) async fn read(request: Request<Incoming>, state: Arc<AppState>, what: Read) -> Response<Body> {
+    let (mut channel, mut token, mut limit) = (None, None, None);
+    for (key, value) in form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes()) {
+        match (&*key, what) {
+            ("channel", _) if channel.is_none() => channel = Some(value.into_owned()),
+            ("token", _) => token = Some(value.into_owned()),
+            ("limit", Read::History) => match value.parse::<usize>() {
+                Ok(n) => limit = Some(n),
+                Err(_) => return error_response(&Error::BadRequest(format!("limit {value:?} is not a number"))),
+            },
+            (other, _) => {
+                return error_response(&Error::BadRequest(format!("unknown or repeated parameter {other:?}")));
+            }
+        }
+    }
+    let Some(channel) = channel else {
+        return error_response(&Error::UnknownChannel("a channel is required".into()));
+    };
+    let claims = match identify(&state, request.headers(), token.as_deref()) {
+        Ok(claims) => claims,
+        Err(error) => return error_response(&error),
+    };
+    let namespace = match state.readable(&claims.sub, &claims.channels, &channel) {
+        Ok(namespace) => namespace,
+        Err(error) => return error_response(&error),
+    };
+    let answer = match what {
+        Read::Presence => {
+            state.presence(&channel, namespace).await.map(|result| json_response(StatusCode::OK, &Answer { result }))
+        }
+        Read::History => state
+            .history(&channel, namespace, limit)
+            .await
+            .map(|result| json_response(StatusCode::OK, &Answer { result })),
+    };
+    answer.unwrap_or_else(|error| error_response(&error))
 }
 
 /// Whether a request is a CORS preflight.

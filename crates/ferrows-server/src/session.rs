@@ -19,7 +19,7 @@ use ferrows::{CloseCode, Message, ParkingWebSocket, PreparedMessage, WebSocket};
 use ferrows_hub::StreamPosition;
 use ferrows_hub::broker::HistoryAnswer;
 use ferrows_hub::protocol::{
-    ChannelArg, ClientInfo, Connect, Connected, Empty, Encoding, Error, History, Info, Method, ParseError, Positioned,
+    ChannelArg, ClientInfo, Connect, Connected, Empty, Encoding, Error, History, Method, ParseError, Positioned,
     Presence, Publish, Published, Reply, Subscribe, close,
 };
 use ferrows_hub::queue::{Batch, ClientQueue, Outlet, QueueGuard, Sent};
@@ -32,7 +32,7 @@ use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use crate::config::NamespaceConfig;
 use crate::limits::{AddressSlot, CommandRate, Verdict};
-use crate::state::{AppState, broker_error, subscribe_error};
+use crate::state::{AppState, subscribe_error};
 
 /// A close code of the protocol ([`close`]).
 fn closing(code: u16, reason: &'static str) -> End {
@@ -702,19 +702,12 @@ impl Session {
 
     async fn presence(&self, arg: &ChannelArg) -> Result<Presence, Error> {
         let namespace = self.may_subscribe(&arg.channel)?;
-        if !namespace.presence {
-            return Err(Error::PermissionDenied("presence is not enabled here".into()));
-        }
-        let present = self.state.broker().presence(&arg.channel).await.map_err(|e| broker_error(&e))?;
-        Ok(Presence { clients: present.into_iter().map(|(client, info)| (client, Info(info))).collect() })
+        self.state.presence(&arg.channel, namespace).await
     }
 
     async fn history(&self, history: History) -> Result<Positioned, Error> {
         let namespace = self.may_subscribe(&history.channel)?;
-        let limit = history.limit.unwrap_or(namespace.history_size).min(namespace.history_size);
-        let query = ferrows_hub::broker::HistoryQuery::Latest(limit);
-        let answer = self.state.broker().history(&history.channel, query).await.map_err(|e| broker_error(&e))?;
-        Ok(Positioned::of(&answer, false, true))
+        self.state.history(&history.channel, namespace, history.limit).await
     }
 }
 

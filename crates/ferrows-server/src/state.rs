@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use ferrows_hub::broker::BrokerEvent;
-use ferrows_hub::protocol::{Encoding, Error, Published};
+use ferrows_hub::protocol::{Encoding, Error, Info, Positioned, Presence, Published};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -248,6 +248,30 @@ impl AppState {
         let position = position.map_err(|e| broker_error(&e))?;
         self.metrics.publications.inc();
         Ok(position.into())
+    }
+
+    /// Who is subscribed to `channel` (of `namespace`), where presence is
+    /// tracked.
+    pub(crate) async fn presence(&self, channel: &str, namespace: &NamespaceConfig) -> Result<Presence, Error> {
+        if !namespace.presence {
+            return Err(Error::PermissionDenied("presence is not enabled here".into()));
+        }
+        let present = self.broker().presence(channel).await.map_err(|e| broker_error(&e))?;
+        Ok(Presence { clients: present.into_iter().map(|(client, info)| (client, Info(info))).collect() })
+    }
+
+    /// The latest publications of `channel` (of `namespace`): `limit` of
+    /// them at most, and never more than the namespace keeps.
+    pub(crate) async fn history(
+        &self,
+        channel: &str,
+        namespace: &NamespaceConfig,
+        limit: Option<usize>,
+    ) -> Result<Positioned, Error> {
+        let limit = limit.unwrap_or(namespace.history_size).min(namespace.history_size);
+        let query = ferrows_hub::broker::HistoryQuery::Latest(limit);
+        let answer = self.broker().history(channel, query).await.map_err(|e| broker_error(&e))?;
+        Ok(Positioned::of(&answer, false, true))
     }
 
     /// The id of client number `client` in presence and `info`: made from

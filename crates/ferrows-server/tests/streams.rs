@@ -330,3 +330,37 @@ async fn pages_of_allowed_origins_may_use_the_http_routes() {
     assert_eq!(stream.headers["access-control-allow-origin"], "https://app.example");
     assert_eq!(stream.status, 200);
 }
+
+#[tokio::test]
+async fn presence_and_history_over_http_answer_as_the_websocket_commands() {
+    let server = server(|config| {
+        let quiet = NamespaceConfig { presence: false, ..Default::default() };
+        config.namespaces.named.insert("quiet".into(), quiet);
+    })
+    .await;
+    let addr = server.local_addr();
+    let mut ws = Client::connect(addr, None).await;
+    subscribe(&mut ws, "room").await;
+    for n in 0..3 {
+        api_publish(addr, "room", json!(n)).await;
+    }
+    for command in [json!({"history": {"channel": "room", "limit": 2}}), json!({"presence": {"channel": "room"}})] {
+        let reply = ws.call(command.clone()).await;
+        let (method, args) = command.as_object().unwrap().iter().next().unwrap();
+        let limit = args.get("limit").map_or(String::new(), |l| format!("&limit={l}"));
+        let (status, answer) = http(addr, "GET", &format!("/api/{method}?channel=room{limit}"), &[], "").await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["result"], reply["result"], "{method}");
+    }
+    let cases = [
+        ("/api/presence?channel=quiet:a", 403, 103),
+        ("/api/history?channel=a&limit=x", 400, 107),
+        ("/api/history", 400, 102),
+        ("/api/presence?channel=a&channel=b", 400, 107),
+        ("/api/presence?channel=a&limit=1", 400, 107),
+    ];
+    for (path, status, code) in cases {
+        let (got, answer) = http(addr, "GET", path, &[], "").await;
+        assert_eq!((got, answer["error"]["code"].as_u64()), (status, Some(code)), "{path}: {answer}");
+    }
+}

@@ -178,6 +178,10 @@ pub(crate) fn http_cases() -> Vec<HttpCase> {
             Answer::Http(400, Some(102)),
         ),
         case("client-publish-get", get("/api/client/publish", ""), Answer::Http(405, Some(107))),
+        case("history-without-channel", get("/api/history", ""), Answer::Http(400, Some(102))),
+        case("history-bad-limit", get("/api/history?channel=a&limit=-1", ""), Answer::Http(400, Some(107))),
+        case("presence-two-channels", get("/api/presence?channel=a&channel=b", ""), Answer::Http(400, Some(107))),
+        case("presence-post", post("/api/presence?channel=a", "", b""), Answer::Http(405, Some(107))),
     ]
 }
 
