@@ -24,7 +24,9 @@ import {
   waitPage,
   waitPresence,
   waitReconnecting,
+  waitTransport,
 } from './lib.mjs';
+import { startProxy } from './proxy.mjs';
 
 const SCREENSHOTS = process.env.E2E_SCREENSHOTS ?? path.join(ROOT, 'docs');
 // Each test's waits are bounded by WAIT; this bounds a whole test.
@@ -197,6 +199,82 @@ test('memory broker: after a restart the page reconnects, drops the lost history
     const shown = (await messages(a)).map((m) => `${m.author}: ${m.text}`);
     assert.deepEqual(shown, ['alice: after the restart', 'backend: from the backend']);
   }));
+
+/** Names a page's user without waiting for presence (a long-polling
+ * client is not in presence). */
+async function rename(p, name) {
+  await p.fill('#name', name);
+  await p.press('#name', 'Enter');
+  await waitConnected(p);
+}
+
+for (const [transport, label] of [['websocket', 'WebSocket'], ['sse', 'Server-Sent Events'], ['longpoll', 'long polling']]) {
+  test(`forced ${label}: two pages chat, a third loads the history, the status names the transport`, { timeout: TEST_TIMEOUT }, () =>
+    scenario(async ({ page, cleanup }) => {
+      const server = await node(cleanup, 'ferrows', ['--api-key', 'k']);
+      const room = unique(transport);
+      const query = `?transport=${transport}#${room}`;
+      const a = await page(`page A (${transport})`);
+      const frames = recordFrames(a);
+      const b = await page(`page B (${transport})`);
+      await openDemo(a, server.url, a.label, query);
+      await openDemo(b, server.url, b.label, query);
+      for (const p of [a, b]) await waitTransport(p, transport);
+      assert.equal(await a.inputValue('#transport'), transport, 'the transport menu shows the forced one');
+      await rename(a, 'alice');
+      await rename(b, 'bob');
+      await send(a, `hello over ${label}`, 'alice');
+      await waitMessage(b, `hello over ${label}`, 'alice');
+      await send(b, 'and back', 'bob');
+      await waitMessage(a, 'and back', 'bob');
+      await server.publish(`chat:${room}`, { text: 'from the backend', name: 'backend' });
+      for (const p of [a, b]) await waitMessage(p, 'from the backend', 'backend');
+      if (transport !== 'longpoll') {
+        await waitPresence(a, 'bob');
+        await waitPresence(b, 'alice');
+      }
+      // A page that comes later loads what was said (history, over its transport).
+      const c = await page(`page C (${transport})`);
+      await openDemo(c, server.url, c.label, query);
+      await waitTransport(c, transport);
+      for (const [text, author] of [[`hello over ${label}`, 'alice'], ['and back', 'bob'], ['from the backend', 'backend']]) {
+        await waitMessage(c, text, author);
+      }
+      const shown = (await messages(c)).map((m) => `${m.author}: ${m.text}`);
+      assert.deepEqual(shown, [`alice: hello over ${label}`, 'bob: and back', 'backend: from the backend']);
+      const sockets = frames.filter((f) => f.dir === 'open').length;
+      assert.equal(sockets > 0, transport === 'websocket', `WebSockets opened by page A: ${sockets}`);
+    }));
+}
+
+for (const [mode, transport, label] of [['strip-upgrade', 'sse', 'Server-Sent Events'], ['buffer', 'longpoll', 'long polling']]) {
+  test(`auto: through a proxy that ${mode === 'buffer' ? 'buffers responses' : 'strips Upgrade'}, the page falls back to ${label}`, { timeout: TEST_TIMEOUT }, () =>
+    scenario(async ({ page, cleanup }) => {
+      const server = await node(cleanup, 'ferrows', ['--api-key', 'k']);
+      const proxy = await startProxy(server.url, mode);
+      cleanup.push(() => proxy.close());
+      const room = unique(mode);
+      const a = await page(`page A (through the ${mode} proxy)`);
+      await a.goto(`${proxy.url}/#${room}`, { timeout: WAIT });
+      await recordStatus(a);
+      // Each transport that stays silent costs the client's timeout (10 s).
+      await waitTransport(a, transport, 3 * WAIT);
+      const tried = await a.evaluate(() => window.__e2eStates);
+      if (mode === 'buffer') {
+        // The stream stayed silent for the client's timeout: the next transport.
+        assert.ok(tried.includes('connecting: trying long polling…'), JSON.stringify(tried));
+      }
+      const b = await page('page B (direct)');
+      await openDemo(b, server.url, b.label, `#${room}`);
+      await waitTransport(b, 'websocket');
+      await rename(a, 'alice');
+      await rename(b, 'bob');
+      await send(a, `through the ${mode} proxy`, 'alice');
+      await waitMessage(b, `through the ${mode} proxy`, 'alice');
+      await send(b, 'and back', 'bob');
+      await waitMessage(a, 'and back', 'bob');
+    }));
+}
 
 test('screenshots: docs/demo-chat.png and docs/demo-two-pages.png', { timeout: TEST_TIMEOUT }, () =>
   scenario(async ({ page, cleanup }) => {

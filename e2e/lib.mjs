@@ -170,17 +170,38 @@ export async function describePage(page) {
 }
 
 /** Opens the demo and waits until it is connected. */
-export async function openDemo(page, base, label) {
+export async function openDemo(page, base, label, query = '') {
   page.label = label;
-  await page.goto(`${base}/`, { timeout: WAIT });
+  await page.goto(`${base}/${query}`, { timeout: WAIT });
   await waitConnected(page);
 }
 
 export function waitConnected(page) {
   return waitPage(page, 'status "connected"', () => {
     const s = document.getElementById('status');
-    return s.dataset.state === 'connected' && s.textContent.trim() === 'connected';
+    return s.dataset.state === 'connected' && s.textContent.trim().startsWith('connected');
   });
+}
+
+/** Waits until the page is connected over `transport` ("websocket", "sse",
+ * "longpoll"), as its status says; `ms` bounds the wait (a fallback takes
+ * the client's timeout per transport that stays silent). */
+export async function waitTransport(page, transport, ms = WAIT) {
+  const names = { websocket: 'WebSocket', sse: 'Server-Sent Events', longpoll: 'long polling' };
+  const what = `status "connected · ${names[transport]}"`;
+  try {
+    await page.waitForFunction(
+      ({ transport, name }) => {
+        const s = document.getElementById('status');
+        return s.dataset.state === 'connected' && s.dataset.transport === transport && s.textContent.trim() === `connected · ${name}`;
+      },
+      { transport, name: names[transport] },
+      { timeout: ms, polling: 50 },
+    );
+  } catch (e) {
+    const state = await describePage(page).catch(() => '(page unavailable)');
+    throw new Error(`${page.label ?? 'page'}: ${what}: ${e.message.split('\n')[0]}\n${state}`);
+  }
 }
 
 /** The messages shown: [{author, text, offset}]. */

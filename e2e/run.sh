@@ -2,7 +2,8 @@
 # End-to-end tests of the `ferrows serve` browser demo in headless Chromium
 # (e2e/demo.test.mjs): two pages chatting in one room, recovery of missed
 # messages across a node restart (Redis broker, two nodes), reconnection
-# after a restart of a memory-broker server, and the screenshots
+# after a restart of a memory-broker server, each transport forced, the
+# fallback through proxies that strip Upgrade or buffer, and the screenshots
 # docs/demo-chat.png and docs/demo-two-pages.png.
 #
 #   e2e/run.sh            installs what is missing (e2e/install.sh), builds

@@ -22,8 +22,22 @@ function loadName() {
 nameInput.value = loadName() || `guest-${Math.floor(1000 + Math.random() * 9000)}`;
 
 // --- client -----------------------------------------------------------------
+// `?transport=websocket|sse|longpoll` forces one; by default the client
+// falls back from WebSocket to Server-Sent Events to long polling by itself.
+const TRANSPORT_NAMES = { websocket: "WebSocket", sse: "Server-Sent Events", longpoll: "long polling" };
+const asked = new URLSearchParams(location.search).get("transport");
+const transport = Object.hasOwn(TRANSPORT_NAMES, asked ?? "") ? asked : "auto";
 const wsUrl = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
-const client = new Client(wsUrl, { name: nameInput.value, minReconnectDelay: 500, maxReconnectDelay: 15000 });
+const client = new Client(wsUrl, { name: nameInput.value, transport, minReconnectDelay: 500, maxReconnectDelay: 15000 });
+
+const transportSelect = $("transport");
+transportSelect.value = transport;
+transportSelect.addEventListener("change", () => {
+  const url = new URL(location.href);
+  if (transportSelect.value === "auto") url.searchParams.delete("transport");
+  else url.searchParams.set("transport", transportSelect.value);
+  location.assign(url);
+});
 
 nameInput.addEventListener("change", () => {
   const name = nameInput.value.trim();
@@ -45,8 +59,11 @@ function setStatus(state, text) {
 client.on("state", (state, detail) => {
   clearInterval(countdown);
   document.querySelector(".stats").classList.toggle("stale", state !== "connected");
-  if (state === "connected") setStatus("connected", "connected");
-  else if (state === "connecting") setStatus("connecting", "connecting…");
+  if (detail?.transport) status.dataset.transport = detail.transport;
+  const over = TRANSPORT_NAMES[client.transport];
+  if (state === "connected") setStatus("connected", `connected · ${over}`);
+  else if (state === "connecting") setStatus("connecting", `connecting · ${over}…`);
+  else if (detail?.fallback) setStatus("connecting", `trying ${TRANSPORT_NAMES[detail.fallback]}…`);
   else if (detail?.reconnect) {
     const at = Date.now() + detail.delay;
     const tick = () => setStatus("reconnecting", `reconnecting in ${Math.max(0, Math.ceil((at - Date.now()) / 1000))} s`);

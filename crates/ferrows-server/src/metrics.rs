@@ -13,7 +13,7 @@ pub struct Metrics {
     pub connections: Gauge,
     /// Connections accepted since start.
     pub connections_accepted: Counter,
-    /// Subscriptions of WebSocket clients now.
+    /// Channel subscriptions of WebSocket and event-stream clients now.
     pub subscriptions: Gauge,
     /// Client messages received.
     pub messages_in: Counter,
@@ -106,7 +106,11 @@ impl Metrics {
             "WebSocket connections accepted",
             metrics.connections_accepted.clone(),
         );
-        registry.register("subscriptions", "Channel subscriptions of WebSocket clients", metrics.subscriptions.clone());
+        registry.register(
+            "subscriptions",
+            "Channel subscriptions of WebSocket and event-stream clients",
+            metrics.subscriptions.clone(),
+        );
         registry.register("messages_in", "Messages received from clients", metrics.messages_in.clone());
         registry.register("bytes_in", "Payload bytes received from clients", metrics.bytes_in.clone());
         registry.register("messages_out", "Messages sent to clients", metrics.messages_out.clone());

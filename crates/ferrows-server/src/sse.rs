@@ -123,8 +123,9 @@ pub(crate) async fn handle(request: Request<Incoming>, state: Arc<AppState>, wat
             // The channels subscribed so far are left as the stream drops.
             return error_response(&subscribe_error(&e));
         }
+        state.metrics.subscriptions.inc();
+        stream.channels.push((channel.clone(), asked.namespace.presence));
         state.joined(&channel, &asked.namespace, &client_id, info.clone()).await;
-        stream.channels.push((channel, asked.namespace.presence));
     }
     watch.watch(&queue);
     let mut response = Response::new(Body::Stream(Box::new(stream)));
@@ -281,6 +282,7 @@ impl Drop for EventStream {
             let client_id = state.client_id(client);
             for (channel, presence) in channels {
                 state.node.unsubscribe(&channel, client).await;
+                state.metrics.subscriptions.dec();
                 if presence {
                     state.left(&channel, &client_id, info.clone()).await;
                 }

@@ -30,7 +30,7 @@ pub(crate) fn spawn(state: Arc<AppState>) {
                 continue;
             }
             let stats = json!({
-                "clients": state.metrics.connections.get(),
+                "clients": state.metrics.connections.get() + state.metrics.streams.get(),
                 "messages_per_sec": (rate * 10.0).round() / 10.0,
                 "subscriptions": state.metrics.subscriptions.get(),
             });
@@ -41,5 +41,6 @@ pub(crate) fn spawn(state: Arc<AppState>) {
 
 /// Messages in and out so far.
 fn messages(state: &AppState) -> u64 {
-    state.metrics.messages_in.get() + state.metrics.messages_out.get()
+    let metrics = &state.metrics;
+    metrics.messages_in.get() + metrics.messages_out.get() + metrics.stream_events_out.get()
 }
