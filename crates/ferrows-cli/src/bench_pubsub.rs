@@ -26,7 +26,7 @@
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use bytes::{Buf, BytesMut};
@@ -39,6 +39,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{Semaphore, mpsc, watch};
+
+use crate::measure::{CLOCK_TICKS, Receipts, check_open_file_limit, cpu_ticks, now_micros, rss_kib};
 
 /// What the server speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -439,50 +441,6 @@ fn validate(args: &BenchPubSubArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Fails early, with the remedy, when the soft open-file limit cannot hold
-/// the connections (raising it needs `setrlimit`, i.e. `ulimit -n` in the
-/// shell that starts the command).
-fn check_open_file_limit(needed: usize) -> anyhow::Result<()> {
-    let Ok(limits) = std::fs::read_to_string("/proc/self/limits") else { return Ok(()) };
-    let Some(line) = limits.lines().find(|l| l.starts_with("Max open files")) else { return Ok(()) };
-    let mut fields = line["Max open files".len()..].split_whitespace();
-    let (Some(soft), Some(hard)) = (fields.next(), fields.next()) else { return Ok(()) };
-    let Ok(soft) = soft.parse::<usize>() else { return Ok(()) }; // "unlimited"
-    if soft < needed {
-        let hard = hard.parse().unwrap_or(usize::MAX); // or "unlimited"
-        if hard < needed {
-            bail!("the open-file limit is {soft} (hard limit {hard}) but {needed} descriptors are needed");
-        }
-        bail!(
-            "the open-file limit is {soft} but {needed} descriptors are needed: run `ulimit -n {}` first",
-            needed.max(65536).min(hard)
-        );
-    }
-    Ok(())
-}
-
-/// `/proc/PID/stat` counts CPU time in units of USER_HZ, 100 on Linux.
-const CLOCK_TICKS: f64 = 100.0;
-
-/// User + system CPU time of a process, in clock ticks (Linux).
-fn cpu_ticks(pid: &str) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may hold spaces): utime and
-    // stime are the 14th and 15th fields of the line.
-    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace().skip(11);
-    Some(fields.next()?.parse::<u64>().ok()? + fields.next()?.parse::<u64>().ok()?)
-}
-
-/// Resident memory of a process, in KiB (Linux).
-fn rss_kib(pid: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find_map(|line| line.strip_prefix("VmRSS:")?.trim().strip_suffix("kB")?.trim().parse().ok())
-}
-
-fn now_micros() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
-}
-
 /// State shared by the subscriber tasks.
 struct Shared {
     channel: String,
@@ -747,46 +705,6 @@ struct Receiver {
     open: bool,
 }
 
-/// Which publications a subscriber received.
-#[derive(Default)]
-struct Receipts {
-    /// Every publication up to this one arrived, in order (while `seen`
-    /// is not needed).
-    contiguous: u64,
-    /// Publications seen, by sequence number (bit n set: n received);
-    /// made at the first one out of order.
-    seen: Option<Vec<u64>>,
-    highest: u64,
-}
-
-impl Receipts {
-    /// Counts publication `seq` (1 to `planned`) in; whether it is its
-    /// first receipt (duplicates and late ones are counted in `report`).
-    fn first(&mut self, seq: u64, planned: u64, report: &mut SubscriberReport) -> bool {
-        if seq <= self.contiguous {
-            report.duplicated += 1;
-            return false;
-        }
-        if seq == self.contiguous + 1 && self.seen.is_none() {
-            self.contiguous = seq;
-            self.highest = seq;
-            return true;
-        }
-        let seen = self.seen.get_or_insert_with(|| vec![0u64; (planned as usize + 1).div_ceil(64)]);
-        let (word, bit) = ((seq / 64) as usize, 1u64 << (seq % 64));
-        if seen[word] & bit != 0 {
-            report.duplicated += 1;
-            return false;
-        }
-        seen[word] |= bit;
-        if seq < self.highest {
-            report.out_of_order += 1;
-        }
-        self.highest = self.highest.max(seq);
-        true
-    }
-}
-
 impl Receiver {
     fn new(ws: ferrows::WebSocket<MaybeTlsStream>, waker: std::task::Waker) -> Self {
         Self { ws, waker, receipts: Receipts::default(), report: SubscriberReport::default(), open: true }
@@ -839,7 +757,11 @@ impl Receiver {
                 // command's publication.
                 if sent == 0 {
                     self.report.unexpected += 1;
-                } else if self.receipts.first(seq, shared.planned, &mut self.report) {
+                } else if self
+                    .receipts
+                    .first(seq, shared.planned)
+                    .counted(&mut self.report.duplicated, &mut self.report.out_of_order)
+                {
                     let report = &mut self.report;
                     report.delivered += 1;
                     tally.latency.saturating_record(now.saturating_sub(sent));
@@ -1281,16 +1203,6 @@ mod tests {
             assert_eq!(seq_and_time(padded.as_bytes()), Some((12, 1_700_000_000_000_001)), "{padded}");
         }
         assert_eq!(seq_and_time(br#"{"seq":1,"pad":"a\"b","t":2}"#), None, "escapes are not skipped");
-    }
-
-    #[test]
-    fn receipts_are_counted_once_in_and_out_of_sequence() {
-        let (mut receipts, mut report) = (Receipts::default(), SubscriberReport::default());
-        let firsts: Vec<bool> =
-            [1, 2, 3, 3, 5, 4, 4, 1, 6, 10].iter().map(|&seq| receipts.first(seq, 10, &mut report)).collect();
-        assert_eq!(firsts, [true, true, true, false, true, true, false, false, true, true]);
-        assert_eq!((report.duplicated, report.out_of_order), (3, 1));
-        assert_eq!(receipts.highest, 10);
     }
 
     #[test]

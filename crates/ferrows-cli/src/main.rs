@@ -3,8 +3,10 @@
 mod autobahn;
 mod bench;
 mod bench_pubsub;
+mod bench_transports;
 mod connect;
 mod echo;
+mod measure;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -51,6 +53,9 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Load the pub/sub server: fan-out of publications to many subscribers.
     BenchPubsub(bench_pubsub::BenchPubSubArgs),
+    /// Compare the transports (WebSocket, Server-Sent Events, long polling,
+    /// polling) on one server: latency, CPU, bytes, requests, idle cost.
+    BenchTransports(bench_transports::BenchTransportsArgs),
     /// Play the client role against an Autobahn|Testsuite fuzzingserver.
     AutobahnClient(autobahn::AutobahnArgs),
 }
@@ -65,6 +70,7 @@ fn main() -> anyhow::Result<()> {
     let threads = match &cli.command {
         Command::Echo(args) => args.threads,
         Command::BenchPubsub(args) => args.threads,
+        Command::BenchTransports(args) => args.threads,
         _ => 0,
     };
     let runtime = match threads {
@@ -80,6 +86,7 @@ fn main() -> anyhow::Result<()> {
             Command::Connect(args) => connect::run(args).await,
             Command::Bench(args) => bench::run(args).await,
             Command::BenchPubsub(args) => bench_pubsub::run(args).await,
+            Command::BenchTransports(args) => bench_transports::run(args).await,
             Command::AutobahnClient(args) => autobahn::run(args).await,
         }
     })
