@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use bytes::Bytes;
+use ferrows::MaybeTlsStream;
 use ferrows_hub::protocol::stream::{EventReader, Polled};
 use ferrows_hub::protocol::{Answer, Command, Connect, Encoding, Method, Subscribe};
 use http_body_util::{BodyExt, Empty, Full};
@@ -119,9 +120,15 @@ impl AsyncWrite for Counted {
     }
 }
 
+/// A subscriber's connection: counted TCP, or TLS over it (counted as
+/// it travels: encrypted).
+type Connection = MaybeTlsStream<Counted>;
+
 /// What every client of one transport's run shares.
 pub(super) struct Plan {
     pub(super) addr: SocketAddr,
+    /// TLS to the server, when it serves HTTPS.
+    pub(super) tls: Option<Tls>,
     pub(super) channel: String,
     pub(super) poll_interval: Duration,
     pub(super) long_poll_timeout: u32,
@@ -215,10 +222,26 @@ pub(super) fn publication_data(seq: u64, size: usize) -> String {
     format!("{head}{}\"}}", "x".repeat(pad))
 }
 
-async fn connect(plan: &Plan) -> anyhow::Result<Counted> {
+/// TLS to a server whose certificate names `localhost`.
+#[derive(Clone)]
+pub(super) struct Tls(pub(super) Arc<rustls::ClientConfig>);
+
+impl Tls {
+    async fn over<S: AsyncRead + AsyncWrite + Unpin>(&self, stream: S) -> anyhow::Result<MaybeTlsStream<S>> {
+        let name = rustls::pki_types::ServerName::try_from("localhost")?;
+        let tls = tokio_rustls::TlsConnector::from(self.0.clone()).connect(name, stream).await?;
+        Ok(MaybeTlsStream::Tls(Box::new(tls)))
+    }
+}
+
+async fn connect(plan: &Plan) -> anyhow::Result<Connection> {
     let tcp = TcpStream::connect(plan.addr).await.with_context(|| format!("connect to {}", plan.addr))?;
     tcp.set_nodelay(true)?;
-    Ok(Counted { tcp, meter: plan.meter.clone() })
+    let counted = Counted { tcp, meter: plan.meter.clone() };
+    match &plan.tls {
+        Some(tls) => tls.over(counted).await,
+        None => Ok(MaybeTlsStream::Plain(counted)),
+    }
 }
 
 /// An HTTP/1.1 connection (kept alive) over a counted socket.
@@ -265,7 +288,7 @@ pub(super) async fn subscriber(
 
 async fn websocket(subscriber: &mut Subscriber) -> anyhow::Result<()> {
     let plan = subscriber.plan.clone();
-    let uri: http::Uri = format!("ws://{}/ws", plan.addr).parse()?;
+    let uri: http::Uri = format!("ws://localhost:{}/ws", plan.addr.port()).parse()?;
     let mut config = ferrows::ClientConfig::default();
     config.websocket.deflate = None;
     config.websocket.read_chunk = 4096;
@@ -384,10 +407,14 @@ pub(super) struct Publisher {
 }
 
 impl Publisher {
-    pub(super) async fn connect(addr: SocketAddr, key: &str, channel: &str) -> anyhow::Result<Self> {
+    pub(super) async fn connect(addr: SocketAddr, tls: Option<&Tls>, key: &str, channel: &str) -> anyhow::Result<Self> {
         let tcp = TcpStream::connect(addr).await?;
         tcp.set_nodelay(true)?;
-        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
+        let stream = match tls {
+            Some(tls) => tls.over(tcp).await?,
+            None => MaybeTlsStream::Plain(tcp),
+        };
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
         tokio::spawn(async move {
             let _ = connection.await;
         });

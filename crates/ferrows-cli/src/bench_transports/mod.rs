@@ -38,7 +38,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use tokio::sync::{Semaphore, watch};
 
-use self::clients::{Meter, Metered, Plan, Publisher, Seen};
+use self::clients::{Meter, Metered, Plan, Publisher, Seen, Tls};
 use crate::measure::{check_open_file_limit, cpu_nanos, now_micros, rss_kib};
 
 /// A way for subscribers to get publications.
@@ -120,6 +120,14 @@ pub(crate) struct BenchTransportsArgs {
     /// the started servers).
     #[arg(long, default_value = "bench:transports")]
     channel: String,
+    /// Serve over TLS (the started servers get a self-signed certificate
+    /// for `localhost`; a given one must have such a certificate too, whose
+    /// PEM `--ca-file` names): WebSocket over `wss://`, HTTPS for the rest.
+    #[arg(long)]
+    tls: bool,
+    /// The certificate to trust with `--tls` and `--server`.
+    #[arg(long, requires = "tls")]
+    ca_file: Option<PathBuf>,
     /// Write `transports.json`, `transports.md` and the charts
     /// (`transports-*.svg`) into this directory.
     #[arg(long)]
@@ -231,8 +239,10 @@ struct Server {
     addr: SocketAddr,
     pid: Option<String>,
     key: String,
+    tls: Option<Tls>,
     child: Option<Child>,
-    _config: Option<TempFile>,
+    /// Its configuration, certificate and key files.
+    _files: Vec<TempFile>,
 }
 
 impl Drop for Server {
@@ -261,10 +271,35 @@ const SERVER_CONFIG: &str = "strict_namespaces = false\n\n[namespaces.bench]\npr
 fn start_server(args: &BenchTransportsArgs) -> anyhow::Result<Server> {
     if let Some(addr) = args.server {
         let key = args.api_key.clone().unwrap_or_default();
-        return Ok(Server { addr, pid: args.server_pid.map(|p| p.to_string()), key, child: None, _config: None });
+        let tls = match &args.ca_file {
+            Some(path) => Some(Tls(ferrows::tls::client_config_with_roots(&std::fs::read(path)?)?)),
+            None if args.tls => Some(Tls(ferrows::tls::default_client_config()?)),
+            None => None,
+        };
+        let pid = args.server_pid.map(|p| p.to_string());
+        return Ok(Server { addr, pid, key, tls, child: None, _files: Vec::new() });
     }
-    let config = TempFile(std::env::temp_dir().join(format!("ferrows-bench-transports-{}.toml", std::process::id())));
+    let file = |name: &str| TempFile(std::env::temp_dir().join(format!("ferrows-bench-{}-{name}", std::process::id())));
+    let config = file("serve.toml");
     std::fs::write(&config.0, SERVER_CONFIG)?;
+    let mut files = vec![config];
+    let mut tls_args = Vec::new();
+    let mut tls = None;
+    if args.tls {
+        let key = rcgen::KeyPair::generate()?;
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])?.self_signed(&key)?;
+        let (cert_file, key_file) = (file("cert.pem"), file("key.pem"));
+        std::fs::write(&cert_file.0, cert.pem())?;
+        std::fs::write(&key_file.0, key.serialize_pem())?;
+        tls = Some(Tls(ferrows::tls::client_config_with_roots(cert.pem().as_bytes())?));
+        tls_args = vec![
+            "--tls-cert".into(),
+            cert_file.0.clone().into_os_string(),
+            "--tls-key".into(),
+            key_file.0.clone().into_os_string(),
+        ];
+        files.extend([cert_file, key_file]);
+    }
     let bin = match &args.server_bin {
         Some(bin) => bin.clone(),
         None => std::env::current_exe()?,
@@ -291,7 +326,7 @@ fn start_server(args: &BenchTransportsArgs) -> anyhow::Result<Server> {
         }
         None => Command::new(&bin),
     };
-    command.args(serve).arg("--config").arg(&config.0).env("RUST_LOG", "warn");
+    command.args(serve).arg("--config").arg(&files[0].0).args(&tls_args).env("RUST_LOG", "warn");
     let mut child = command.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().context("start the server")?;
     let stdout = child.stdout.take().context("its output")?;
     let (tx, rx) = std::sync::mpsc::channel();
@@ -302,13 +337,13 @@ fn start_server(args: &BenchTransportsArgs) -> anyhow::Result<Server> {
     });
     let line = rx.recv_timeout(Duration::from_secs(30)).context("the server did not say where it listens")?;
     let addr = line
-        .split("http://")
+        .split("://")
         .nth(1)
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|addr| addr.parse().ok())
         .with_context(|| format!("no address in {line:?}"))?;
     let pid = child.id().to_string();
-    Ok(Server { addr, pid: Some(pid), key, child: Some(child), _config: Some(config) })
+    Ok(Server { addr, pid: Some(pid), key, tls, child: Some(child), _files: files })
 }
 
 /// A span of a run: its seconds, the CPU seconds of the server and of this
@@ -358,6 +393,7 @@ async fn run_transport(args: &BenchTransportsArgs, transport: Transport) -> anyh
     let meter = Arc::new(Meter::default());
     let plan = Arc::new(Plan {
         addr: server.addr,
+        tls: server.tls.clone(),
         channel: args.channel.clone(),
         poll_interval: Duration::from_secs_f64(args.poll_interval),
         long_poll_timeout: args.long_poll_timeout,
@@ -417,7 +453,7 @@ async fn run_transport(args: &BenchTransportsArgs, transport: Transport) -> anyh
         requests_per_s: traffic.requests as f64 / seconds,
     };
 
-    let mut publisher = Publisher::connect(server.addr, &server.key, &args.channel).await?;
+    let mut publisher = Publisher::connect(server.addr, server.tls.as_ref(), &server.key, &args.channel).await?;
     let mut windows = Vec::new();
     let mut first = 1u64;
     for (&rate, &count) in args.rates.iter().zip(&per_rate) {
