@@ -40,7 +40,8 @@ async function openDemo(t, hash = "") {
   return page;
 }
 
-const waitConnected = (page) => page.waitForFunction(() => document.querySelector("#status").textContent.trim() === "connected");
+// "connected · WebSocket": the status names the transport.
+const waitConnected = (page) => page.waitForFunction(() => document.querySelector("#status").textContent.trim().startsWith("connected"));
 const hasMessage = (page, text) =>
   page.waitForFunction((t) => [...document.querySelectorAll("#messages .message")].some((m) => m.textContent.includes(t)), text);
 
@@ -91,7 +92,7 @@ test("the status shows the reconnection; the page works again after a restart", 
   await server.stop();
   await page.waitForFunction(() => /reconnecting in \d+ s/.test(document.querySelector("#status").textContent));
   server = await startServer({ port });
-  await page.waitForFunction(() => document.querySelector("#status").textContent.trim() === "connected", null, { timeout: 20000 });
+  await page.waitForFunction(() => document.querySelector("#status").textContent.trim().startsWith("connected"), null, { timeout: 20000 });
   await page.fill("#message-input", "after the restart");
   await page.click("#send");
   await hasMessage(page, "after the restart");

@@ -2,7 +2,7 @@
 //! WebSocket on `/ws`), with or without TLS.
 
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use ferrows_hub::protocol::{Answer, ApiBatch, ApiPublish, BatchResults, Encoding, Error, Outcome, Published};
@@ -17,7 +17,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::answer::{Body, error_body, error_response, json_response, respond};
 use crate::http_client::{Read, cross_origin, is_preflight, origin_allowed, preflight};
-use crate::limits::AddressSlot;
+use crate::limits::{AddressSlot, CommandRate, Verdict};
 use crate::sse::StreamWatch;
 use crate::state::AppState;
 
@@ -132,15 +132,14 @@ async fn serve_connection(
         // hyper's smallest buffer is 8 KiB.
         .max_buf_size(state.config.limits.max_request_head_size.max(8192));
     let slot = counted.slot;
-    // The event stream this connection may carry: closed with it when it
-    // overflows (a client that does not read).
-    let watch = StreamWatch::default();
-    let service = service_fn({
-        let watch = watch.clone();
-        move |request| {
-            let (state, watch) = (state.clone(), watch.clone());
-            async move { Ok::<_, Infallible>(route(request, state, slot, watch).await) }
-        }
+    let connection = PerConnection {
+        watch: StreamWatch::default(),
+        rate: Arc::new(Mutex::new(CommandRate::new(state.command_rate.as_ref()))),
+    };
+    let watch = connection.watch.clone();
+    let service = service_fn(move |request| {
+        let (state, connection) = (state.clone(), connection.clone());
+        async move { Ok::<_, Infallible>(route(request, state, slot, connection).await) }
     });
     match tls {
         Some(acceptor) => {
@@ -163,15 +162,26 @@ async fn serve_connection(
     Ok(())
 }
 
-/// The routes of clients without a WebSocket: the origin rule applies,
-/// and pages of other origins may read their answers (CORS).
+/// What the requests of one HTTP connection share.
+#[derive(Clone)]
+struct PerConnection {
+    /// The event stream it may carry: closed with the connection when it
+    /// overflows (a client that does not read).
+    watch: StreamWatch,
+    /// The command rate of its requests to the client routes: the
+    /// WebSocket's rule (per connection), each request a command.
+    rate: Arc<Mutex<CommandRate>>,
+}
+
+/// The routes of clients without a WebSocket: the origin and command rate
+/// rules apply, and pages of other origins may read their answers (CORS).
 const CLIENT_ROUTES: [&str; 5] = ["/api/poll", "/api/stream", "/api/client/publish", "/api/presence", "/api/history"];
 
 async fn route(
     request: Request<Incoming>,
     state: Arc<AppState>,
     slot: AddressSlot,
-    watch: StreamWatch,
+    connection: PerConnection,
 ) -> Response<Body> {
     // hyper bounds what it buffers of a head near this size; the exact
     // rule is here, for every route.
@@ -183,10 +193,27 @@ async fn route(
             return error_response(&Error::PermissionDenied("origin not allowed".into()));
         }
         let origin = request.headers().get(header::ORIGIN).cloned();
+        if let Some(limit) = &state.command_rate
+            && !is_preflight(&request)
+        {
+            let verdict = connection.rate.lock().unwrap_or_else(|p| p.into_inner()).check(limit);
+            if verdict != Verdict::Run {
+                state.metrics.commands_over_rate.inc();
+                let error = Error::TooManyRequests("too many requests, slow down".into());
+                let mut refusal = error_response(&error);
+                if verdict == Verdict::Close {
+                    // Asking on at full speed while refused: as a
+                    // WebSocket client would be, closed.
+                    state.metrics.command_floods.inc();
+                    refusal.headers_mut().insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+                }
+                return cross_origin(origin, refusal);
+            }
+        }
         let answer = match (request.method(), request.uri().path()) {
             _ if is_preflight(&request) => preflight(),
             (&Method::GET, "/api/poll") => crate::poll::handle(request, state).await,
-            (&Method::GET, "/api/stream") => crate::sse::handle(request, state, watch).await,
+            (&Method::GET, "/api/stream") => crate::sse::handle(request, state, connection.watch).await,
             (&Method::POST, "/api/client/publish") => crate::http_client::publish(request, state).await,
             (&Method::GET, "/api/presence") => crate::http_client::read(request, state, Read::Presence).await,
             (&Method::GET, "/api/history") => crate::http_client::read(request, state, Read::History).await,

@@ -1,7 +1,9 @@
-//! The `ferrows serve` pub/sub server: channels over WebSocket (the JSON
-//! protocol of `docs/protocol.md`) and HTTP polling, a server API to
-//! publish, history with recovery, presence, JWT auth, Prometheus metrics,
-//! graceful shutdown, and the browser demo at `/`.
+//! The `ferrows serve` pub/sub server: channels over WebSocket (the
+//! protocol of `docs/protocol.md`, in JSON or MessagePack) and, for clients
+//! that cannot open one, Server-Sent Events, long polling and polling with
+//! publishing, presence and history over HTTP; a server API to publish,
+//! history with recovery, presence, JWT auth, Prometheus metrics, graceful
+//! shutdown, and the browser demo at `/`.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {

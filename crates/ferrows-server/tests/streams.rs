@@ -364,3 +364,29 @@ async fn presence_and_history_over_http_answer_as_the_websocket_commands() {
         assert_eq!((got, answer["error"]["code"].as_u64()), (status, Some(code)), "{path}: {answer}");
     }
 }
+
+#[tokio::test]
+async fn requests_of_one_connection_follow_the_command_rate() {
+    let server = server(|config| {
+        config.limits.command_rate = 1;
+        config.limits.command_burst = 5;
+    })
+    .await;
+    let addr = server.local_addr();
+    // Forty requests at once on one connection: the burst runs, the next
+    // ones are refused with error 110, and a client that asks on at full
+    // speed is closed, as a WebSocket client would be (another connection
+    // has its own allowance).
+    let mut pipelined = "GET /api/history?channel=a HTTP/1.1\r\nhost: x\r\n\r\n".repeat(39);
+    pipelined.push_str("GET /api/history?channel=a HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+    let answers = common::raw_exchange(addr, pipelined.as_bytes()).await;
+    let statuses: Vec<&str> = answers.match_indices("HTTP/1.1 ").map(|(at, _)| &answers[at + 9..at + 12]).collect();
+    let ok = statuses.iter().filter(|s| **s == "200").count();
+    assert!((5..=7).contains(&ok), "{statuses:?}");
+    assert!(statuses.len() > ok && statuses[ok..].iter().all(|s| *s == "429"), "{statuses:?}");
+    assert!(statuses.len() < 40, "closed before the last request: {statuses:?}");
+    assert!(answers.contains("\"code\":110"), "{answers}");
+    assert_eq!(metric(addr, "ferrows_command_floods_total").await, 1.0);
+    let (status, _) = http(addr, "GET", "/api/history?channel=a", &[], "").await;
+    assert_eq!(status, 200);
+}

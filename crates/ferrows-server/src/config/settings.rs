@@ -137,7 +137,9 @@ settings! {
                 key = "max_subscriptions", flag = "max-subscriptions", env = "FERROWS_MAX_SUBSCRIPTIONS";
             /// Commands per second a WebSocket client may send on average;
             /// more get error 110, and a client that keeps on is closed
-            /// (4006). 0: no limit.
+            /// (4006). The requests of one HTTP connection to the client
+            /// routes (polls, streams, publishes) count the same way (more:
+            /// 429, error 110). 0: no limit.
             command_rate: u32 = DEFAULT_COMMAND_RATE;
                 key = "command_rate", flag = "command-rate", env = "FERROWS_COMMAND_RATE";
             /// Commands a client may send at once above the rate.
