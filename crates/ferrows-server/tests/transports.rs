@@ -213,17 +213,38 @@ async fn on_redis(redis: &RedisServer, port: u16) -> Server {
     .await
 }
 
-/// Publications before, while away and after a dropped connection reach
-/// every transport, in order, once each.
-async fn across_a_dropped_connection(server: Server) {
-    let addr = server.local_addr();
+/// A subscriber of every transport, from the channel's position now.
+async fn every_transport(addr: SocketAddr) -> Vec<Subscriber> {
     let mut subscribers = Vec::new();
     for transport in ALL {
         subscribers.push(Subscriber::open(transport, addr).await);
     }
+    subscribers
+}
+
+/// Reads until every subscriber received `total` publications.
+async fn all_until(subscribers: &mut [Subscriber], addr: SocketAddr, total: usize) {
+    for subscriber in subscribers {
+        subscriber.until(addr, total).await;
+    }
+}
+
+/// Every subscriber received exactly `expected`, and heard of no reset.
+fn all_received(subscribers: &[Subscriber], expected: &[Value]) {
+    for subscriber in subscribers {
+        assert_eq!((subscriber.transport, subscriber.received.as_slice()), (subscriber.transport, expected));
+        assert_eq!(subscriber.resets, 0, "{:?}", subscriber.transport);
+    }
+}
+
+/// Publications before, while away and after a dropped connection reach
+/// every transport, in order, once each.
+async fn across_a_dropped_connection(server: Server) {
+    let addr = server.local_addr();
+    let mut subscribers = every_transport(addr).await;
     publish(addr, 0..10).await;
+    all_until(&mut subscribers, addr, 10).await;
     for subscriber in &mut subscribers {
-        subscriber.until(addr, 10).await;
         subscriber.drop_connection();
     }
     publish(addr, 10..20).await;
@@ -231,11 +252,8 @@ async fn across_a_dropped_connection(server: Server) {
         subscriber.connect(addr).await;
     }
     publish(addr, 20..30).await;
-    for subscriber in &mut subscribers {
-        subscriber.until(addr, 30).await;
-        assert_eq!((subscriber.transport, &subscriber.received), (subscriber.transport, &numbers(0..30)));
-        assert_eq!(subscriber.resets, 0, "{:?}", subscriber.transport);
-    }
+    all_until(&mut subscribers, addr, 30).await;
+    all_received(&subscribers, &numbers(0..30));
 }
 
 #[tokio::test]
@@ -254,14 +272,9 @@ async fn every_transport_gets_every_publication_across_a_server_restart_on_redis
     let redis = RedisServer::start();
     let first = on_redis(&redis, 0).await;
     let addr = first.local_addr();
-    let mut subscribers = Vec::new();
-    for transport in ALL {
-        subscribers.push(Subscriber::open(transport, addr).await);
-    }
+    let mut subscribers = every_transport(addr).await;
     publish(addr, 0..10).await;
-    for subscriber in &mut subscribers {
-        subscriber.until(addr, 10).await;
-    }
+    all_until(&mut subscribers, addr, 10).await;
     // A graceful restart: the WebSocket gets its Close (and answers it),
     // the stream its end.
     let shutdown = tokio::spawn(first.shut_down());
@@ -280,11 +293,8 @@ async fn every_transport_gets_every_publication_across_a_server_restart_on_redis
         subscriber.connect(addr).await;
     }
     publish(addr, 20..30).await;
-    for subscriber in &mut subscribers {
-        subscriber.until(addr, 30).await;
-        assert_eq!((subscriber.transport, &subscriber.received), (subscriber.transport, &numbers(0..30)));
-        assert_eq!(subscriber.resets, 0, "{:?}", subscriber.transport);
-    }
+    all_until(&mut subscribers, addr, 30).await;
+    all_received(&subscribers, &numbers(0..30));
     drop(second);
 }
 
@@ -292,13 +302,10 @@ async fn every_transport_gets_every_publication_across_a_server_restart_on_redis
 async fn after_a_memory_broker_restart_every_transport_hears_of_the_reset() {
     let first = server(|_| {}).await;
     let addr = first.local_addr();
-    let mut subscribers = Vec::new();
-    for transport in ALL {
-        subscribers.push(Subscriber::open(transport, addr).await);
-    }
+    let mut subscribers = every_transport(addr).await;
     publish(addr, 0..5).await;
+    all_until(&mut subscribers, addr, 5).await;
     for subscriber in &mut subscribers {
-        subscriber.until(addr, 5).await;
         subscriber.drop_connection();
     }
     tokio::time::timeout(WAIT, first.shut_down()).await.expect("shut down in time");
@@ -324,14 +331,9 @@ async fn when_redis_loses_its_data_every_transport_gets_the_reset() {
     let mut redis = RedisServer::start();
     let server = on_redis(&redis, 0).await;
     let addr = server.local_addr();
-    let mut subscribers = Vec::new();
-    for transport in ALL {
-        subscribers.push(Subscriber::open(transport, addr).await);
-    }
+    let mut subscribers = every_transport(addr).await;
     publish(addr, 0..3).await;
-    for subscriber in &mut subscribers {
-        subscriber.until(addr, 3).await;
-    }
+    all_until(&mut subscribers, addr, 3).await;
     redis.kill();
     redis.restart();
     eventually("health to recover", || async { http(addr, "GET", "/healthz", &[], "").await.0 == 200 }).await;
@@ -340,8 +342,8 @@ async fn when_redis_loses_its_data_every_transport_gets_the_reset() {
         assert_eq!(subscriber.resets, 1, "{:?}", subscriber.transport);
     }
     publish(addr, 3..5).await;
-    for subscriber in &mut subscribers {
-        subscriber.until(addr, 5).await;
+    all_until(&mut subscribers, addr, 5).await;
+    for subscriber in &subscribers {
         assert_eq!(subscriber.received, numbers(0..5), "{:?}", subscriber.transport);
     }
 }
