@@ -896,6 +896,12 @@ class PollLink extends HttpLink {
   async _poll() {
     while (!this.closed) {
       const subs = this._subscriptions();
+      if (subs.length === 0 && this.connected) {
+        // Nothing to poll: wait for a subscription (or the end).
+        this.changed = new AbortController();
+        await new Promise((resolve) => this.changed.signal.addEventListener("abort", resolve));
+        continue;
+      }
       const query = [];
       let fresh = false;
       for (const sub of subs) {

@@ -182,3 +182,23 @@ test("auto: a server that is down is tried over each transport, then again after
   await states.count(4, "two rounds");
   assert.deepEqual(states.items.slice(0, 4), ["websocket", "sse", "longpoll", "websocket"]);
 });
+
+test("longpoll: a client without subscriptions does not poll until it has one", async (t) => {
+  const server = await startServer();
+  const c = client(server, "longpoll");
+  t.after(async () => { c.disconnect(); await server.stop(); });
+  const polls = async () => {
+    const text = await (await fetch(`${server.http}/metrics`)).text();
+    return Number(/^ferrows_poll_requests_total (\d+)/m.exec(text)[1]);
+  };
+  c.connect();
+  await connected(c);
+  const before = await polls();
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  assert.equal(await polls(), before, "no poll while there is nothing to poll");
+  const channel = uniqueChannel();
+  const got = new Collector();
+  await withTimeout(c.subscribe(channel, { onPublication: got.push }).ready, "the subscription");
+  await apiPublish(server, channel, "now");
+  await got.count(1, "the publication");
+});
