@@ -26,6 +26,10 @@ const FATAL_CLOSE_CODES = new Set([1009, 4000, 4001]);
 /** The transports, in the order `transport: "auto"` tries them. */
 const TRANSPORTS = ["websocket", "sse", "longpoll"];
 
+/** A connection that stayed up this long (ms) resets the reconnection
+ * backoff: one that connects and fails at once keeps backing off. */
+const STABLE_MS = 5000;
+
 /** An error of a command: `code` is the server's error code (100-110, see
  * docs/protocol.md) or, for errors found by the client, `"timeout"`,
  * `"disconnected"` (the connection went away before the reply) or
@@ -81,6 +85,7 @@ function publication(pub) {
  * @property {string} [httpUrl] base URL of the HTTP transports (default: the server URL with `http(s)` and without its last path segment: `ws://h/ws` gives `http://h`)
  * @property {typeof EventSource} [EventSource] EventSource constructor (default `globalThis.EventSource`)
  * @property {number} [longPollTimeout=25] seconds a long poll waits for news (at most the server's `max_long_poll`)
+ * @property {number} [upgradeInterval=30000] ms between attempts to open a WebSocket again while `auto` runs over a fallback transport (the network may have changed); 0 disables
  */
 
 /**
@@ -132,7 +137,10 @@ export class Client {
     this.url = this.urls[0];
     this._urlIndex = 0;
     this._badUrls = new Set(); // URLs the WebSocket constructor refused
-    this.options = { timeout: 10000, minReconnectDelay: 250, maxReconnectDelay: 10000, codec: json, transport: "auto", longPollTimeout: 25, ...options };
+    this.options = {
+      timeout: 10000, minReconnectDelay: 250, maxReconnectDelay: 10000, codec: json,
+      transport: "auto", longPollTimeout: 25, upgradeInterval: 30000, ...options,
+    };
     const transport = this.options.transport;
     if (transport !== "auto" && !TRANSPORTS.includes(transport)) throw new FerrowsError("closed", `unknown transport ${transport}`);
     /** The transports it uses, in order. */
@@ -156,7 +164,7 @@ export class Client {
     this._queue = []; // commands waiting for the connection: {message, entry}
     this._subs = new Map(); // channel -> Subscription
     this._listeners = new Map();
-    this._timers = { reconnect: null, open: null, ping: null };
+    this._timers = { reconnect: null, open: null, ping: null, stable: null, probe: null };
   }
 
   /** Adds a listener; returns a function that removes it.
@@ -212,7 +220,8 @@ export class Client {
     try {
       if (typeof token === "function") token = await token();
     } catch (e) {
-      if (attempt === this._opening && this._wanted) this._lost(0, `token: ${e?.message ?? e}`, true);
+      // Not the transport's fault: no fallback for it.
+      if (attempt === this._opening && this._wanted) this._lost(0, `token: ${e?.message ?? e}`, true, false);
       return;
     }
     if (attempt !== this._opening || !this._wanted || this._ws || this._link) return;
@@ -286,11 +295,50 @@ export class Client {
     if (this._link !== link) return;
     this._connected(result);
     for (const { message, entry } of this._queue.splice(0)) this._send(message, entry);
+    const interval = this.options.upgradeInterval;
+    if (this._chain[0] === "websocket" && this._chainIndex !== 0 && interval > 0) {
+      this._timers.probe = setTimeout(() => this._probe(link), interval);
+    }
+  }
+
+  /** Over a fallback transport: tries to open a WebSocket (and closes it at
+   * once); where it opens, the client moves back to it. */
+  _probe(link) {
+    this._timers.probe = null;
+    const WS = this.options.WebSocket ?? globalThis.WebSocket;
+    if (this._link !== link || typeof WS !== "function") return;
+    let ws;
+    try {
+      const { subprotocol } = this.options.codec;
+      ws = subprotocol ? new WS(this.url, [subprotocol]) : new WS(this.url);
+    } catch { return; }
+    const settle = (opened) => {
+      ws.onopen = ws.onerror = ws.onclose = null;
+      try { ws.close(1000); } catch { /* closing */ }
+      if (this._link !== link) return;
+      if (opened) this._upgrade();
+      else this._timers.probe = setTimeout(() => this._probe(link), this.options.upgradeInterval);
+    };
+    ws.onopen = () => settle(true);
+    ws.onerror = ws.onclose = () => settle(false);
+  }
+
+  /** Leaves the HTTP transport for a WebSocket, the subscriptions
+   * recovering on the way (commands in flight finish on their own). */
+  _upgrade() {
+    const link = this._link;
+    this._link = null;
+    link.close();
+    for (const name of Object.keys(this._timers)) { clearTimeout(this._timers[name]); this._timers[name] = null; }
+    for (const sub of this._subs.values()) sub._connectionLost();
+    this._chainIndex = 0;
+    this._setState("disconnected", { code: 1000, reason: "a WebSocket opens again", reconnect: true, delay: 0 });
+    this._open();
   }
 
   _connected(result) {
     clearTimeout(this._timers.open);
-    this._attempt = 0;
+    this._timers.stable = setTimeout(() => { this._attempt = 0; }, STABLE_MS);
     this._reached = true;
     this.clientId = result.client ?? null;
     this.user = result.user ?? null;
@@ -316,8 +364,10 @@ export class Client {
     if (ws) try { ws.close(); } catch { /* already closing */ }
   }
 
-  /** The connection is gone: clean up, then reconnect, stop or stay down. */
-  _lost(code, reason, unexpected) {
+  /** The connection is gone: clean up, then reconnect, stop or stay down.
+   * `transportFault`: whether the transport itself failed (a fallback may
+   * help), not the token or the server's answer. */
+  _lost(code, reason, unexpected, transportFault = true) {
     const ws = this._ws;
     this._ws = null;
     if (ws) ws.onopen = ws.onmessage = ws.onclose = null;
@@ -340,7 +390,7 @@ export class Client {
     }
     // A transport that could not connect: the next one, at once, until a
     // round of them failed.
-    if (!this._reached && this._chain.length > 1) {
+    if (!this._reached && transportFault && this._chain.length > 1) {
       this._chainIndex = (this._chainIndex + 1) % this._chain.length;
       if (this._chainIndex !== 0) {
         const fallback = this._chain[this._chainIndex];
@@ -455,7 +505,9 @@ export class Client {
     if (this._subs.has(channel)) throw new FerrowsError(105, `already subscribed to ${channel}`);
     const sub = new Subscription(this, channel, handlers);
     this._subs.set(channel, sub);
-    if (this.state === "connected") sub._subscribe();
+    // Over an HTTP transport still opening, too: its stream or poll takes
+    // the new channel.
+    if (this.state === "connected" || this._link) sub._subscribe();
     return sub;
   }
 
@@ -683,7 +735,9 @@ async function httpError(res) {
   let error = null;
   try { error = (await res.json())?.error; } catch { /* not JSON */ }
   const code = error?.code ?? res.status;
-  return new FerrowsError(code, error?.message ?? `HTTP ${res.status}`, error?.temporary === true || res.status >= 500);
+  const err = new FerrowsError(code, error?.message ?? `HTTP ${res.status}`, error?.temporary === true || res.status >= 500);
+  err.status = res.status;
+  return err;
 }
 
 /** Errors of a poll or stream that name a channel the client may not have:
@@ -730,10 +784,26 @@ class HttpLink {
     }
   }
 
-  /** A command over HTTP: `publish`, `presence`, `history` (and `ping`,
-   * answered here). */
+  /** A command over HTTP: `publish`, `presence`, `history`, `ping` (a poll
+   * of no channel: a round trip). A refused token makes the client connect
+   * again (with a fresh one, from a token function). */
   async command(message) {
-    if (message.ping) return {};
+    try {
+      return await this._command(message);
+    } catch (err) {
+      if (err.code === 101 && this.connected && !this.closed) {
+        queueMicrotask(() => { if (!this.closed) this.client._lost(1006, err.message, true, false); });
+      }
+      throw err;
+    }
+  }
+
+  async _command(message) {
+    if (message.ping) {
+      const res = await this._fetch(`${this.base}/api/poll`, { headers: this._headers() });
+      if (!res.ok) throw await httpError(res);
+      return {};
+    }
     const read = message.presence ?? message.history;
     if (read) {
       const what = message.presence ? "presence" : "history";
@@ -760,9 +830,16 @@ class HttpLink {
   }
 
   /** After a refused request: a subscription whose channel is at fault
-   * fails (onError), found by polling each channel alone; `true` when one
-   * was, so the request may go again without it. */
+   * fails (onError), found by polling each channel alone; over the count
+   * of channels a request may name (413), those not subscribed yet fail (as
+   * the WebSocket's subscribes over its limit would). `true` when some
+   * did, so the request may go again without them. */
   async _blame(err) {
+    if (err.status === 413) {
+      const fresh = this._subscriptions().filter((sub) => sub.state !== "subscribed");
+      for (const sub of fresh) sub._onError(err);
+      return fresh.length > 0;
+    }
     if (!CHANNEL_ERRORS.has(err.code)) return false;
     let blamed = false;
     for (const sub of this._subscriptions()) {
@@ -778,18 +855,27 @@ class HttpLink {
     return blamed;
   }
 
-  /** A request failed: a channel at fault fails alone and the link goes on;
-   * a refused token stops the client; anything else loses the connection
-   * (the client reconnects, or falls back to the next transport). */
+  /** A request failed: a channel at fault fails alone and the link goes on.
+   * A refused token: the client connects again for a fresh one if this
+   * link had connected, and stops otherwise. A malformed request (400)
+   * stops it (it would fail again). Anything else loses the connection: the
+   * client reconnects, or falls back to the next transport. */
   async _failed(err, retry) {
     if (this.closed) return;
-    if (await this._blame(err)) {
-      if (!this.closed) retry();
-      return;
+    let blamed = false;
+    try {
+      blamed = await this._blame(err);
+    } catch (e) {
+      err = e;
     }
     if (this.closed) return;
-    if (err.code === 101) return this.client._fail(err, { code: 4001, reason: err.message });
-    this.client._lost(1006, err.message, true);
+    if (blamed) return retry();
+    if (err.code === 101) {
+      if (this.connected) return this.client._lost(1006, err.message, true, false);
+      return this.client._fail(err, { code: 4001, reason: err.message });
+    }
+    if (err.status === 400) return this.client._fail(err, { code: 4000, reason: err.message });
+    this.client._lost(1006, err.message, true, !this.connected);
   }
 }
 
@@ -819,6 +905,8 @@ class StreamLink extends HttpLink {
       if (!mine()) return;
       opened = true;
       const result = JSON.parse(event.data);
+      this.keepalive = result.ping > 0 ? result.ping * 1000 : 0;
+      this._alive();
       if (this.connected) {
         // A stream opened again for new channels: a new client id.
         this.client.clientId = result.client ?? null;
@@ -827,13 +915,16 @@ class StreamLink extends HttpLink {
       this.connected = true;
       this.client._linkConnected(this, result);
     });
+    source.addEventListener("ping", () => { if (mine()) this._alive(); });
     source.addEventListener("subscribed", (event) => {
       if (!mine()) return;
+      this._alive();
       const subscribed = JSON.parse(event.data);
       this.client._subs.get(subscribed.channel)?._onStreamSubscribed(subscribed);
     });
     source.onmessage = (event) => {
       if (!mine()) return;
+      this._alive();
       let msg;
       try { msg = JSON.parse(event.data); } catch { return; }
       if (msg?.push) this.client._subs.get(msg.push.channel)?._onPush(msg.push);
@@ -846,8 +937,19 @@ class StreamLink extends HttpLink {
       // out why when it never opened (EventSource does not tell).
       source.close();
       if (opened) return this.client._lost(1006, "stream lost", true);
-      this._diagnose();
+      this._diagnose().catch((e) => { if (!this.closed) this.client._lost(1006, `${e?.message ?? e}`, true); });
     };
+  }
+
+  /** The stream said something: it is alive for two more keepalives (the
+   * server sends one when idle; `EventSource` itself never notices a
+   * connection that died silently). */
+  _alive() {
+    clearTimeout(this.aliveTimer);
+    if (!this.keepalive) return;
+    this.aliveTimer = setTimeout(() => {
+      if (!this.closed) this.client._lost(1006, "the stream went silent", true);
+    }, 2 * this.keepalive + this.client.options.timeout);
   }
 
   /** Why the stream did not open: the same request as a poll says. */
@@ -880,6 +982,7 @@ class StreamLink extends HttpLink {
 
   close() {
     this.closed = true;
+    clearTimeout(this.aliveTimer);
     this.source?.close();
     this.source = null;
   }
@@ -890,7 +993,7 @@ class StreamLink extends HttpLink {
  * subscribing or unsubscribing ends the poll in flight and starts the next. */
 class PollLink extends HttpLink {
   open() {
-    this._poll();
+    this._poll().catch((e) => { if (!this.closed) this.client._lost(1006, `${e?.message ?? e}`, true); });
   }
 
   async _poll() {

@@ -202,3 +202,62 @@ test("longpoll: a client without subscriptions does not poll until it has one", 
   await apiPublish(server, channel, "now");
   await got.count(1, "the publication");
 });
+
+test("auto: back to a WebSocket once one opens again", async (t) => {
+  const server = await startServer();
+  const gate = { open: false };
+  class GatedWebSocket extends globalThis.WebSocket {
+    constructor(url, protocols) {
+      super(gate.open ? url : "ws://127.0.0.1:1/ws", protocols);
+    }
+  }
+  const c = new Client(server.ws, { WebSocket: GatedWebSocket, EventSource, timeout: 2000, minReconnectDelay: 20, upgradeInterval: 100 });
+  t.after(async () => { c.disconnect(); await server.stop(); });
+  const channel = uniqueChannel();
+  const got = new Collector();
+  c.subscribe(channel, { onPublication: got.push });
+  c.connect();
+  await connected(c);
+  assert.equal(c.transport, "sse");
+  await apiPublish(server, channel, 1);
+  await got.count(1, "over the stream");
+  const states = new Collector();
+  c.on("state", (s, d) => states.push([s, d?.transport]));
+  gate.open = true;
+  await states.until((items) => items.some(([s, how]) => s === "connected" && how === "websocket"), "the move back");
+  assert.equal(c.transport, "websocket");
+  await apiPublish(server, channel, 2);
+  await got.count(2, "over the WebSocket");
+  assert.deepEqual(got.items.map((p) => p.data), [1, 2]);
+});
+
+test("sse: a subscription made while the stream opens is taken", async (t) => {
+  const server = await startServer();
+  const c = client(server, "sse");
+  t.after(async () => { c.disconnect(); await server.stop(); });
+  const [a, b] = [uniqueChannel(), uniqueChannel()];
+  c.subscribe(a);
+  c.connect();
+  // The stream is opening: a second channel now.
+  const late = c.subscribe(b, { onPublication: () => {} });
+  await withTimeout(late.ready, "the subscription made while opening");
+});
+
+test("over the HTTP transports, more channels than a request may name fail as subscribes over the limit", async (t) => {
+  const server = await startServer({ args: ["--max-request-channels", "2"] });
+  const c = client(server, "longpoll");
+  t.after(async () => { c.disconnect(); await server.stop(); });
+  const [a, b, extra] = [uniqueChannel(), uniqueChannel(), uniqueChannel()];
+  const got = new Collector();
+  c.subscribe(a, { onPublication: got.push });
+  c.subscribe(b);
+  c.connect();
+  await connected(c);
+  await withTimeout(c.getSubscription(b).ready, "two subscriptions");
+  const errors = new Collector();
+  c.subscribe(extra, { onError: errors.push });
+  await errors.count(1, "the third's error");
+  assert.equal(errors.items[0].code, 106);
+  await apiPublish(server, a, "still");
+  await got.count(1, "the others go on");
+});

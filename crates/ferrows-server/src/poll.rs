@@ -39,6 +39,13 @@ pub(crate) async fn handle(request: Request<Incoming>, state: Arc<AppState>) -> 
     if state.shutdown.is_cancelled() {
         return error_response(&Error::Unavailable("shutting down".into()));
     }
+    // A waiting long poll holds what a subscriber does: it counts toward
+    // `max_connections` with the WebSocket sessions and the streams.
+    let metrics = &state.metrics;
+    let open = metrics.connections.get() + metrics.streams.get() + metrics.long_polls.get();
+    if open.max(0) as usize >= state.config.limits.max_connections {
+        return error_response(&Error::ServerFull);
+    }
     // Long poll: wait for an event of any of the channels, then read them
     // again, until something new or the deadline. The watches keep the
     // node on the channels at the broker; each wait is enabled before its

@@ -33,8 +33,14 @@ use crate::http_client::{ChannelRequest, Route, display_name};
 use crate::session::SessionOutlet;
 use crate::state::{AppState, subscribe_error};
 
-/// A comment, what an idle stream sends every `sse_keepalive`.
-const KEEPALIVE: &[u8] = b":\n\n";
+/// What an idle stream sends every `sse_keepalive`: an event (not a
+/// comment: `EventSource` shows comments to nobody), so that a client can
+/// tell a quiet stream from a dead one.
+const KEEPALIVE: &[u8] = b"event: ping\ndata: {}\n\n";
+
+/// The shortest keepalive interval a stream takes (a configuration made
+/// in code could ask for none at all: a busy loop).
+const MIN_KEEPALIVE: Duration = Duration::from_millis(100);
 
 /// The subscribe reply a stream's queue holds (in a binary message, which
 /// no push is): the stream writes it as a `subscribed` event followed by
@@ -83,7 +89,8 @@ pub(crate) async fn handle(request: Request<Incoming>, state: Arc<AppState>, wat
         Err(error) => return error_response(&error),
     };
     drop(request);
-    let open = state.metrics.connections.get() + state.metrics.streams.get();
+    let metrics = &state.metrics;
+    let open = metrics.connections.get() + metrics.streams.get() + metrics.long_polls.get();
     if open.max(0) as usize >= state.config.limits.max_connections {
         return error_response(&Error::ServerFull);
     }
@@ -96,7 +103,7 @@ pub(crate) async fn handle(request: Request<Incoming>, state: Arc<AppState>, wat
     let client_id = state.client_id(client);
     let name = display_name(&asked.claims, asked.name);
     let info = ClientInfo { client: client_id.clone(), user: asked.claims.sub.clone(), name }.to_info().0;
-    let interval = state.config.websocket.sse_keepalive;
+    let interval = state.config.websocket.sse_keepalive.max(MIN_KEEPALIVE);
     let connected = Connected { client: client_id.clone(), user: asked.claims.sub, ping: interval.as_secs() };
     let mut stream = EventStream {
         state: state.clone(),
@@ -112,13 +119,17 @@ pub(crate) async fn handle(request: Request<Incoming>, state: Arc<AppState>, wat
     };
     for asked in asked.channels {
         let channel = asked.channel;
-        let recovering = asked.since.is_some();
+        // Server-made channels have no history to recover from (as for a
+        // WebSocket's subscribe).
+        let system = crate::config::namespace_of(&channel) == crate::state::SYSTEM_NAMESPACE;
+        let since = asked.since.filter(|_| !system);
+        let recovering = since.is_some();
         let reply = |answer: &HistoryAnswer| -> PreparedMessage {
             let positioned = Positioned::of(answer, recovering, recovering);
             PreparedMessage::binary(Encoding::Json.encode(&Joined { channel: channel.clone(), positioned }))
         };
         let limit = asked.namespace.history_size.max(1);
-        let subscribed = state.node.subscribe(&channel, client, &queue.erased(), asked.since, limit, reply).await;
+        let subscribed = state.node.subscribe(&channel, client, &queue.erased(), since, limit, reply).await;
         if let Err(e) = subscribed {
             // The channels subscribed so far are left as the stream drops.
             return error_response(&subscribe_error(&e));

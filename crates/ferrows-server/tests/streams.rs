@@ -134,7 +134,7 @@ async fn an_idle_stream_gets_keepalive_comments() {
     tcp.write_all(b"GET /api/stream?channel=a HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
     let mut seen = Vec::new();
     let deadline = tokio::time::Instant::now() + WAIT;
-    while !String::from_utf8_lossy(&seen).contains("\r\n:\n\n\r\n") {
+    while !String::from_utf8_lossy(&seen).contains("event: ping\ndata: {}\n\n") {
         assert!(tokio::time::Instant::now() < deadline, "no keepalive: {}", String::from_utf8_lossy(&seen));
         let mut chunk = [0u8; 4096];
         let n = tokio::time::timeout(WAIT, tokio::io::AsyncReadExt::read(&mut tcp, &mut chunk)).await.unwrap().unwrap();
@@ -325,7 +325,7 @@ async fn pages_of_allowed_origins_may_use_the_http_routes() {
     .await;
     assert!(answer.starts_with("HTTP/1.1 204"), "{answer}");
     assert!(answer.contains("access-control-allow-origin: https://app.example"), "{answer}");
-    assert!(answer.contains("access-control-allow-headers: authorization, content-type"), "{answer}");
+    assert!(answer.contains("access-control-allow-headers: authorization, content-type, last-event-id"), "{answer}");
     let stream = EventStream::open(addr, "/api/stream?channel=a", &origin).await;
     assert_eq!(stream.headers["access-control-allow-origin"], "https://app.example");
     assert_eq!(stream.status, 200);

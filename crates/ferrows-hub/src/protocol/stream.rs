@@ -278,8 +278,8 @@ impl EventReader {
         Self { line: Vec::new(), after_cr: false, kind: None, id: None, data: None, last_id: None, max_line }
     }
 
-    /// The last `id` the stream gave (what a client sends back as
-    /// `Last-Event-ID`).
+    /// The `id` of the last event the stream finished (what a client sends
+    /// back as `Last-Event-ID`): an event cut short does not count.
     pub fn last_id(&self) -> Option<&str> {
         self.last_id.as_deref()
     }
@@ -310,6 +310,11 @@ impl EventReader {
 
     fn line(&mut self, line: &[u8], events: &mut Vec<StreamEvent>) {
         if line.is_empty() {
+            // The event is over: its id is where the stream is now (even
+            // without data), not before.
+            if let Some(id) = &self.id {
+                self.last_id = Some(id.clone());
+            }
             if let Some(data) = self.data.take() {
                 let kind = self.kind.take().unwrap_or_else(|| "message".to_owned());
                 events.push(StreamEvent { kind, id: self.id.take(), data });
@@ -333,10 +338,7 @@ impl EventReader {
                 }
                 None => self.data = Some(value.to_owned()),
             },
-            "id" if !value.contains('\0') => {
-                self.id = Some(value.to_owned());
-                self.last_id = Some(value.to_owned());
-            }
+            "id" if !value.contains('\0') => self.id = Some(value.to_owned()),
             _ => {}
         }
     }

@@ -340,4 +340,10 @@ fn an_event_splits_its_data_at_line_ends_and_reads_back_whole() {
     }
     let mut reader = EventReader::new(8);
     assert!(reader.feed(b"data: 123456789", &mut Vec::new()).is_err(), "a line over the bound");
+    // An event cut short (no blank line yet) does not move the last id.
+    let mut reader = EventReader::new(64);
+    reader.feed(b"id: a:1:e\ndata: {}\n", &mut Vec::new()).unwrap();
+    assert_eq!(reader.last_id(), None);
+    reader.feed(b"\n", &mut Vec::new()).unwrap();
+    assert_eq!(reader.last_id(), Some("a:1:e"));
 }

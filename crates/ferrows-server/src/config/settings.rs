@@ -72,9 +72,10 @@ pub const DEFAULT_MAX_LONG_POLL: Duration = Duration::from_secs(60);
 /// 32 channels of the longest name (255 bytes) still fit in a request
 /// head of [`DEFAULT_MAX_REQUEST_HEAD_SIZE`].
 pub const DEFAULT_MAX_REQUEST_CHANNELS: usize = 32;
-/// A comment on an idle event stream every 15 s: proxies and browsers
-/// that cut idle HTTP responses do so after 30 s or more, and a stream's
-/// client learns it is gone within two of these.
+/// A `ping` event on an idle event stream every 15 s: proxies and
+/// browsers that cut idle HTTP responses do so after 30 s or more, and a
+/// client that hears nothing for two of them (the JavaScript client
+/// does this) knows its stream died.
 pub const DEFAULT_SSE_KEEPALIVE: Duration = Duration::from_secs(15);
 
 settings! {
@@ -191,10 +192,11 @@ settings! {
             /// dropped as dead.
             pong_timeout: Duration = ferrows::DEFAULT_PONG_TIMEOUT;
                 key = "pong_timeout", flag = "pong-timeout", env = "FERROWS_PONG_TIMEOUT";
-            /// Seconds between keepalive comments on an idle Server-Sent
-            /// Events stream (`GET /api/stream`).
+            /// Seconds between keepalive `ping` events on an idle
+            /// Server-Sent Events stream (`GET /api/stream`), at least 1.
             sse_keepalive: Duration = DEFAULT_SSE_KEEPALIVE;
-                key = "sse_keepalive", flag = "sse-keepalive", env = "FERROWS_SSE_KEEPALIVE";
+                key = "sse_keepalive", flag = "sse-keepalive", env = "FERROWS_SSE_KEEPALIVE",
+                min = Duration::from_secs(1);
         }
 
         /// The broker that carries publications, history and presence.
