@@ -38,7 +38,10 @@ impl ChannelPositions {
             };
             let valid_epoch = (1..=MAX_EPOCH_LEN).contains(&epoch.len())
                 && epoch.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-            if !valid_epoch || channel.is_empty() {
+            // Channel names are the server's to check; here, only that
+            // one stays one piece of an event's `id` line.
+            let valid_channel = !channel.is_empty() && channel.bytes().all(|b| b.is_ascii_graphic());
+            if !valid_epoch || !valid_channel {
                 return Err(format!("position {item:?} is not CHANNEL:OFFSET:EPOCH"));
             }
             let offset = offset.parse().map_err(|_| format!("position {item:?}: offset {offset:?} is not a number"))?;

@@ -281,6 +281,8 @@ fn malformed_channel_positions_are_refused() {
         "a:1:e.f",
         "a:1:e f",
         "a:18446744073709551616:e",
+        "\u{c}\0\0\0g:0:00",
+        "a b:1:e",
         "a:1:e,a:2:e",
         &format!("a:1:{}", "e".repeat(65)),
     ] {
