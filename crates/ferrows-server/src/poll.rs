@@ -41,9 +41,7 @@ pub(crate) async fn handle(request: Request<Incoming>, state: Arc<AppState>) -> 
     }
     // A waiting long poll holds what a subscriber does: it counts toward
     // `max_connections` with the WebSocket sessions and the streams.
-    let metrics = &state.metrics;
-    let open = metrics.connections.get() + metrics.streams.get() + metrics.long_polls.get();
-    if open.max(0) as usize >= state.config.limits.max_connections {
+    if state.holds_all_subscribers() {
         return error_response(&Error::ServerFull);
     }
     // Long poll: wait for an event of any of the channels, then read them
@@ -59,10 +57,26 @@ pub(crate) async fn handle(request: Request<Incoming>, state: Arc<AppState>) -> 
             Err(e) => return error_response(&broker_error(&e)),
         }
     }
-    state.metrics.long_polls.inc();
-    let answered = long_poll(&state, &asked.channels, &watches, deadline).await;
-    state.metrics.long_polls.dec();
-    answered
+    // Counted while it waits, however it ends: hyper drops the request's
+    // future when its client goes away mid-wait.
+    let _waiting = Waiting::new(&state);
+    long_poll(&state, &asked.channels, &watches, deadline).await
+}
+
+/// A waiting long poll, in the `long_polls` gauge while it lives.
+struct Waiting<'a>(&'a AppState);
+
+impl<'a> Waiting<'a> {
+    fn new(state: &'a AppState) -> Self {
+        state.metrics.long_polls.inc();
+        Self(state)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.metrics.long_polls.dec();
+    }
 }
 
 async fn long_poll(

@@ -647,9 +647,7 @@ impl Session {
             let limit = self.state.config.limits.max_subscriptions;
             return self.reply::<Empty>(id, Err(Error::LimitExceeded(format!("at most {limit} subscriptions"))));
         }
-        // Server-made channels have no history to recover from.
-        let system = crate::config::namespace_of(&channel) == crate::state::SYSTEM_NAMESPACE;
-        let since = subscribe.since.map(StreamPosition::from).filter(|_| !system);
+        let since = AppState::recovery_from(&channel, subscribe.since.map(StreamPosition::from));
         let recovering = since.is_some();
         let encoding = self.encoding();
         let reply = |answer: &HistoryAnswer| -> PreparedMessage {

@@ -89,9 +89,7 @@ pub(crate) async fn handle(request: Request<Incoming>, state: Arc<AppState>, wat
         Err(error) => return error_response(&error),
     };
     drop(request);
-    let metrics = &state.metrics;
-    let open = metrics.connections.get() + metrics.streams.get() + metrics.long_polls.get();
-    if open.max(0) as usize >= state.config.limits.max_connections {
+    if state.holds_all_subscribers() {
         return error_response(&Error::ServerFull);
     }
     let client = state.next_client_id();
@@ -119,10 +117,7 @@ pub(crate) async fn handle(request: Request<Incoming>, state: Arc<AppState>, wat
     };
     for asked in asked.channels {
         let channel = asked.channel;
-        // Server-made channels have no history to recover from (as for a
-        // WebSocket's subscribe).
-        let system = crate::config::namespace_of(&channel) == crate::state::SYSTEM_NAMESPACE;
-        let since = asked.since.filter(|_| !system);
+        let since = AppState::recovery_from(&channel, asked.since);
         let recovering = since.is_some();
         let reply = |answer: &HistoryAnswer| -> PreparedMessage {
             let positioned = Positioned::of(answer, recovering, recovering);

@@ -1,6 +1,7 @@
 //! What every request and connection of a server shares.
 
 use bytes::Bytes;
+use ferrows_hub::StreamPosition;
 use ferrows_hub::broker::BrokerEvent;
 use ferrows_hub::protocol::{Encoding, Error, Info, Positioned, Presence, Published};
 use std::collections::HashMap;
@@ -301,6 +302,22 @@ impl AppState {
         if self.namespace_for(channel).is_some_and(|n| n.join_leave) {
             let _ = broker.publish_event(BrokerEvent::Leave { channel: channel.to_owned(), info }).await;
         }
+    }
+
+    /// The position a subscription to `channel` recovers from: `since`,
+    /// except for server-made channels, which have no history to recover
+    /// from (WebSocket subscribes and streams alike).
+    pub(crate) fn recovery_from(channel: &str, since: Option<StreamPosition>) -> Option<StreamPosition> {
+        since.filter(|_| namespace_of(channel) != SYSTEM_NAMESPACE)
+    }
+
+    /// Whether the subscribers that hold a connection open (WebSocket
+    /// sessions, event streams, waiting long polls) are as many as
+    /// `max_connections` allows, for a stream or a long poll to be refused.
+    pub(crate) fn holds_all_subscribers(&self) -> bool {
+        let metrics = &self.metrics;
+        let open = metrics.connections.get() + metrics.streams.get() + metrics.long_polls.get();
+        open.max(0) as usize >= self.config.limits.max_connections
     }
 
     /// The options of `channel`'s namespace, or `None` (unknown).

@@ -174,3 +174,19 @@ async fn a_poll_of_no_channel_answers_at_once() {
     let (status, answer) = http(server.local_addr(), "GET", "/api/poll?timeout=30", &[], "").await;
     assert_eq!((status, answer), (200, json!({"result": {"channels": [], "since": ""}})));
 }
+
+#[tokio::test]
+async fn a_long_poll_whose_client_leaves_is_no_longer_counted() {
+    use tokio::io::AsyncWriteExt;
+    let server = server(|_| {}).await;
+    let addr = server.local_addr();
+    let since = positions(addr, &["left"]).await;
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET /api/poll?channel=left&since={since}&timeout=60 HTTP/1.1\r\nhost: x\r\n\r\n");
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    common::eventually("the long poll waits", || async { common::metric(addr, "ferrows_long_polls").await == 1.0 })
+        .await;
+    drop(tcp);
+    common::eventually("the long poll is gone", || async { common::metric(addr, "ferrows_long_polls").await == 0.0 })
+        .await;
+}
