@@ -144,22 +144,32 @@ async fn serve_connection(
     match tls {
         Some(acceptor) => {
             let stream = tokio::time::timeout(head_timeout, acceptor.accept(tcp)).await??;
-            let connection = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
-            tokio::select! {
-                served = connection => served?,
-                () = watch.overflowed() => {}
-            }
+            serve_until_overflow(&builder, stream, service, &watch).await?;
         }
-        None => {
-            let connection = builder.serve_connection(TokioIo::new(tcp), service).with_upgrades();
-            tokio::select! {
-                served = connection => served?,
-                () = watch.overflowed() => {}
-            }
-        }
+        None => serve_until_overflow(&builder, tcp, service, &watch).await?,
     }
     drop(counted);
     Ok(())
+}
+
+/// Serves a connection over `io` (its own type: an upgrade hands it on as
+/// it is) until it ends, or until the event stream it carries overflows.
+async fn serve_until_overflow<I, S>(
+    builder: &hyper::server::conn::http1::Builder,
+    io: I,
+    service: S,
+    watch: &StreamWatch,
+) -> Result<(), hyper::Error>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming, ResBody = Body>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let connection = builder.serve_connection(TokioIo::new(io), service).with_upgrades();
+    tokio::select! {
+        served = connection => served,
+        () = watch.overflowed() => Ok(()),
+    }
 }
 
 /// What the requests of one HTTP connection share.
