@@ -727,8 +727,17 @@ function httpBase(url, httpUrl) {
   return base.href.replace(/\/$/, "");
 }
 
-/** A subscription's position as the HTTP transports write it. */
-const positionText = (sub) => `${sub.channel}:${sub.position.offset}:${sub.position.epoch}`;
+/** The query of a poll or a stream of `subs`: each channel, with its
+ * position (`since`) when `since` and it has one. */
+function channelQuery(subs, since) {
+  const query = [];
+  for (const sub of subs) {
+    query.push(`channel=${encodeURIComponent(sub.channel)}`);
+    const p = sub.position;
+    if (since && p) query.push(`since=${encodeURIComponent(`${sub.channel}:${p.offset}:${p.epoch}`)}`);
+  }
+  return query;
+}
 
 /** The error of an HTTP answer that is not 2xx (`{"error": ...}`). */
 async function httpError(res) {
@@ -843,7 +852,7 @@ class HttpLink {
     if (!CHANNEL_ERRORS.has(err.code)) return false;
     let blamed = false;
     for (const sub of this._subscriptions()) {
-      const res = await this._fetch(`${this.base}/api/poll?channel=${encodeURIComponent(sub.channel)}`, { headers: this._headers() });
+      const res = await this._fetch(`${this.base}/api/poll?${channelQuery([sub], false).join("&")}`, { headers: this._headers() });
       if (this.closed) return false;
       if (res.ok) continue;
       const why = await httpError(res);
@@ -888,13 +897,12 @@ class StreamLink extends HttpLink {
       queueMicrotask(() => { if (!this.closed) this.client._lost(1006, "no EventSource", true); });
       return;
     }
-    const query = [];
-    for (const sub of this._subscriptions()) {
+    const subs = this._subscriptions();
+    for (const sub of subs) {
       sub.state = "subscribing";
-      query.push(`channel=${encodeURIComponent(sub.channel)}`);
       sub._sentSince = sub.position ? { ...sub.position } : null;
-      if (sub.position) query.push(`since=${encodeURIComponent(positionText(sub))}`);
     }
+    const query = channelQuery(subs, true);
     if (this.token) query.push(`token=${encodeURIComponent(this.token)}`);
     if (this.client.options.name) query.push(`name=${encodeURIComponent(this.client.options.name)}`);
     const source = new ES(`${this.base}/api/stream?${query.join("&")}`);
@@ -954,7 +962,7 @@ class StreamLink extends HttpLink {
 
   /** Why the stream did not open: the same request as a poll says. */
   async _diagnose() {
-    const query = this._subscriptions().map((sub) => `channel=${encodeURIComponent(sub.channel)}`);
+    const query = channelQuery(this._subscriptions(), false);
     let err;
     try {
       const res = await this._fetch(`${this.base}/api/poll?${query.join("&")}`, { headers: this._headers() });
@@ -1005,14 +1013,10 @@ class PollLink extends HttpLink {
         await new Promise((resolve) => this.changed.signal.addEventListener("abort", resolve));
         continue;
       }
-      const query = [];
-      let fresh = false;
-      for (const sub of subs) {
-        query.push(`channel=${encodeURIComponent(sub.channel)}`);
-        if (sub.position) query.push(`since=${encodeURIComponent(positionText(sub))}`);
-        // Not subscribed on this connection yet: its (re)subscription.
-        if (sub.state !== "subscribed") fresh = true;
-      }
+      const query = channelQuery(subs, true);
+      // A subscription not subscribed on this connection yet: its
+      // (re)subscription answers at once.
+      const fresh = subs.some((sub) => sub.state !== "subscribed");
       // Connected: wait for news; otherwise (or with a new subscription)
       // answer at once.
       const wait = this.connected && !fresh ? this.client.options.longPollTimeout : 0;
