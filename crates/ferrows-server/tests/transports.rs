@@ -237,6 +237,19 @@ fn all_received(subscribers: &[Subscriber], expected: &[Value]) {
     }
 }
 
+/// Subscribers that had publications 0 to 9 and are away: 10 to 19 are
+/// published, they come back to `addr`, 20 to 29 follow, and each gets all
+/// 30, in order, once.
+async fn missed_then_live(subscribers: &mut [Subscriber], addr: SocketAddr) {
+    publish(addr, 10..20).await;
+    for subscriber in subscribers.iter_mut() {
+        subscriber.connect(addr).await;
+    }
+    publish(addr, 20..30).await;
+    all_until(subscribers, addr, 30).await;
+    all_received(subscribers, &numbers(0..30));
+}
+
 /// Publications before, while away and after a dropped connection reach
 /// every transport, in order, once each.
 async fn across_a_dropped_connection(server: Server) {
@@ -247,13 +260,7 @@ async fn across_a_dropped_connection(server: Server) {
     for subscriber in &mut subscribers {
         subscriber.drop_connection();
     }
-    publish(addr, 10..20).await;
-    for subscriber in &mut subscribers {
-        subscriber.connect(addr).await;
-    }
-    publish(addr, 20..30).await;
-    all_until(&mut subscribers, addr, 30).await;
-    all_received(&subscribers, &numbers(0..30));
+    missed_then_live(&mut subscribers, addr).await;
 }
 
 #[tokio::test]
@@ -288,13 +295,7 @@ async fn every_transport_gets_every_publication_across_a_server_restart_on_redis
     }
     tokio::time::timeout(WAIT, shutdown).await.expect("shut down in time").unwrap();
     let second = on_redis(&redis, addr.port()).await;
-    publish(addr, 10..20).await;
-    for subscriber in &mut subscribers {
-        subscriber.connect(addr).await;
-    }
-    publish(addr, 20..30).await;
-    all_until(&mut subscribers, addr, 30).await;
-    all_received(&subscribers, &numbers(0..30));
+    missed_then_live(&mut subscribers, addr).await;
     drop(second);
 }
 
