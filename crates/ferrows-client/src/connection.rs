@@ -494,7 +494,7 @@ async fn open(config: &Config, url: &str) -> Result<(Session, Connected), Ended>
         timers: BinaryHeap::new(),
         close: None,
     };
-    let connect = Connect { token, name: config.name.clone() };
+    let connect = Connect { token, name: config.name.clone(), data: None };
     let id = session.write(Method::Connect(connect)).await?;
     loop {
         let bytes = match session.ws.recv().await {

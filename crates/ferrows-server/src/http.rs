@@ -18,6 +18,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::answer::{Body, error_body, error_response, json_response, respond};
 use crate::http_client::{Read, cross_origin, is_preflight, origin_allowed, preflight};
 use crate::limits::{AddressSlot, CommandRate, Verdict};
+use crate::session::Handshake;
 use crate::sse::StreamWatch;
 use crate::state::AppState;
 
@@ -47,7 +48,7 @@ pub(crate) async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>,
         let counted = Counted { state: state.clone(), slot };
         let (state, tls) = (state.clone(), tls.clone());
         tokio::spawn(async move {
-            if let Err(e) = serve_connection(tcp, tls, state, counted).await {
+            if let Err(e) = serve_connection(tcp, peer, tls, state, counted).await {
                 tracing::debug!(%peer, "connection: {e}");
             }
         });
@@ -120,6 +121,7 @@ async fn refuse(mut tcp: TcpStream, tls: bool) {
 /// into; counted for its address until it ends.
 async fn serve_connection(
     tcp: TcpStream,
+    peer: std::net::SocketAddr,
     tls: Option<TlsAcceptor>,
     state: Arc<AppState>,
     counted: Counted,
@@ -139,7 +141,7 @@ async fn serve_connection(
     let watch = connection.watch.clone();
     let service = service_fn(move |request| {
         let (state, connection) = (state.clone(), connection.clone());
-        async move { Ok::<_, Infallible>(route(request, state, slot, connection).await) }
+        async move { Ok::<_, Infallible>(route(request, state, Client { peer, slot }, connection).await) }
     });
     match tls {
         Some(acceptor) => {
@@ -183,6 +185,14 @@ struct PerConnection {
     rate: Arc<Mutex<CommandRate>>,
 }
 
+/// Where a request comes from.
+#[derive(Clone, Copy)]
+struct Client {
+    peer: std::net::SocketAddr,
+    /// Where its connection is counted for its address.
+    slot: AddressSlot,
+}
+
 /// The routes of clients without a WebSocket: the origin and command rate
 /// rules apply, and pages of other origins may read their answers (CORS).
 const CLIENT_ROUTES: [&str; 5] = ["/api/poll", "/api/stream", "/api/client/publish", "/api/presence", "/api/history"];
@@ -190,7 +200,7 @@ const CLIENT_ROUTES: [&str; 5] = ["/api/poll", "/api/stream", "/api/client/publi
 async fn route(
     request: Request<Incoming>,
     state: Arc<AppState>,
-    slot: AddressSlot,
+    client: Client,
     connection: PerConnection,
 ) -> Response<Body> {
     // hyper bounds what it buffers of a head near this size; the exact
@@ -238,7 +248,7 @@ async fn route(
         (&Method::GET, "/ferrows.js") => respond(StatusCode::OK, "text/javascript; charset=utf-8", CLIENT_JS),
         (&Method::GET, "/msgpack.js") => respond(StatusCode::OK, "text/javascript; charset=utf-8", MSGPACK_JS),
         // Every method: the handshake's own rule answers the others (405).
-        (_, "/ws") => websocket(request, &state, slot),
+        (_, "/ws") => websocket(request, &state, client),
         (&Method::POST, "/api/publish") => api(request, &state, false).await,
         (&Method::POST, "/api/batch") => api(request, &state, true).await,
         (&Method::GET, "/healthz") => health(&state),
@@ -294,7 +304,7 @@ struct BrokerHealth<'a> {
     detail: Option<&'a str>,
 }
 
-fn websocket(mut request: Request<Incoming>, state: &Arc<AppState>, slot: AddressSlot) -> Response<Body> {
+fn websocket(mut request: Request<Incoming>, state: &Arc<AppState>, client: Client) -> Response<Body> {
     if state.shutdown.is_cancelled() {
         return error_response(&Error::Unavailable("shutting down".into()));
     }
@@ -310,18 +320,19 @@ fn websocket(mut request: Request<Incoming>, state: &Arc<AppState>, slot: Addres
     if state.metrics.connections.get() as usize >= state.config.limits.max_connections {
         return error_response(&Error::ServerFull);
     }
+    let handshake = connect_proxy_handshake(state, &request, client.peer);
     // Boxed: the task keeps what it captured for its whole life, and the
     // upgrade's state (a copy of the WebSocket configuration, hyper's
     // upgrade handle) is needed only until the connection is handed over.
     let handover = Box::pin(handover);
     // The WebSocket is counted for its address from now on, while its HTTP
     // connection still is (which stops counting once hyper lets go of it).
-    let address = state.addresses.share(slot);
+    let address = state.addresses.share(client.slot);
     state.tasks.spawn({
         let state = state.clone();
         async move {
             match handover.await {
-                Ok(handover) => spawn_session(handover, state, address),
+                Ok(handover) => spawn_session(handover, state, address, handshake),
                 Err(e) => {
                     state.addresses.leave(address);
                     tracing::debug!("upgrade failed: {e}");
@@ -335,17 +346,44 @@ fn websocket(mut request: Request<Incoming>, state: &Arc<AppState>, slot: Addres
 /// Runs the session in a task of its own over the connection's own stream
 /// (plain TCP or TLS), not over hyper's boxed `Upgraded`: each stream type
 /// gets a task sized for it (a TLS session is far larger).
-fn spawn_session(handover: ferrows::hyper_upgrade::Handover, state: Arc<AppState>, address: AddressSlot) {
+fn spawn_session(
+    handover: ferrows::hyper_upgrade::Handover,
+    state: Arc<AppState>,
+    address: AddressSlot,
+    handshake: Option<Box<Handshake>>,
+) {
     use crate::session::run;
     let tasks = state.tasks.clone();
     let handover = match handover.downcast::<TcpStream>() {
-        Ok(ws) => return drop(tasks.spawn(run(Box::new(ws), state, address))),
+        Ok(ws) => return drop(tasks.spawn(run(Box::new(ws), state, address, handshake))),
         Err(handover) => handover,
     };
     match handover.downcast::<tokio_rustls::server::TlsStream<TcpStream>>() {
-        Ok(ws) => drop(tasks.spawn(run(Box::new(ws), state, address))),
-        Err(handover) => drop(tasks.spawn(run(Box::new(handover.into_websocket()), state, address))),
+        Ok(ws) => drop(tasks.spawn(run(Box::new(ws), state, address, handshake))),
+        Err(handover) => drop(tasks.spawn(run(Box::new(handover.into_websocket()), state, address, handshake))),
     }
+}
+
+/// What the connect proxy will see of an opening handshake: the client's
+/// address and the headers `proxy_headers` names. Nothing where there is
+/// no connect proxy.
+fn connect_proxy_handshake<B>(
+    state: &AppState,
+    request: &Request<B>,
+    peer: std::net::SocketAddr,
+) -> Option<Box<Handshake>> {
+    let proxy = &state.config.proxy;
+    proxy.connect_url.as_ref()?;
+    let mut headers = std::collections::BTreeMap::new();
+    for name in &proxy.headers {
+        let name = name.to_ascii_lowercase();
+        let values: Vec<&str> =
+            request.headers().get_all(name.as_str()).iter().filter_map(|v| v.to_str().ok()).collect();
+        if !values.is_empty() {
+            headers.insert(name, values.join(", "));
+        }
+    }
+    Some(Box::new(Handshake { address: peer.ip().to_string(), headers }))
 }
 
 fn api_key_ok(state: &AppState, request: &Request<Incoming>) -> bool {

@@ -5,7 +5,9 @@
 //!
 //! The rules are the WebSocket's: the same token (from `Authorization:
 //! Bearer` or `?token=`), the same permissions
-//! ([`AppState::readable`], [`AppState::publishable`]), the same origins.
+//! ([`AppState::readable`], [`AppState::publishable`], with the backend
+//! where a namespace asks it), the same origins. (The connect proxy is
+//! the WebSocket's alone: an HTTP client brings a token.)
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +18,7 @@ use ferrows_hub::protocol::{Answer, ApiPublish, ClientInfo, Encoding, Error};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
+use crate::access::Asker;
 use crate::answer::{Body, error_response, json_response};
 use crate::auth::Claims;
 use crate::config::NamespaceConfig;
@@ -99,6 +102,8 @@ pub(crate) struct Asked {
 /// channels it may read, in the order asked.
 pub(crate) struct ChannelRequest {
     pub(crate) claims: Claims,
+    /// The client id it is known by (in presence, and to the backend).
+    pub(crate) client: u64,
     pub(crate) channels: Vec<Asked>,
     /// How long a poll may wait for something new (zero: not at all).
     pub(crate) timeout: Duration,
@@ -109,7 +114,7 @@ pub(crate) struct ChannelRequest {
 impl ChannelRequest {
     /// Reads and checks `request`'s query (and, for a stream, its
     /// `Last-Event-ID`, whose positions are newer than the query's).
-    pub(crate) fn read<B>(request: &Request<B>, state: &AppState, route: Route) -> Result<Self, Error> {
+    pub(crate) async fn read<B>(request: &Request<B>, state: &AppState, route: Route) -> Result<Self, Error> {
         let limits = &state.config.limits;
         let max = limits.max_request_channels;
         let query = request.uri().query().unwrap_or("");
@@ -136,19 +141,22 @@ impl ChannelRequest {
             _ => ChannelPositions::default(),
         };
         let claims = identify(state, request.headers(), token.as_deref())?;
+        let client = state.next_client_id();
+        let client_id = state.client_id(client);
+        let asker = Asker { client: &client_id, user: &claims.sub, grants: &claims.channels, meta: None };
         let mut channels: Vec<Asked> = Vec::with_capacity(names.len());
         for channel in names {
             if channels.iter().any(|asked| asked.channel == channel) {
                 return Err(Error::BadRequest(format!("channel {channel:?} asked for twice")));
             }
-            let namespace = state.readable(&claims.sub, &claims.channels, &channel)?.clone();
+            let namespace = state.readable(&asker, &channel).await.map_err(|r| r.into_error())?.clone();
             let since = resumed.get(&channel).or(since.get(&channel)).cloned().map(StreamPosition::from);
             channels.push(Asked { channel, namespace, since });
         }
         if let Some((stray, _)) = since.iter().find(|(channel, _)| !channels.iter().any(|a| a.channel == *channel)) {
             return Err(Error::BadRequest(format!("a position for {stray:?}, which is not asked for")));
         }
-        Ok(Self { claims, channels, timeout: timeout.unwrap_or(Duration::ZERO), name })
+        Ok(Self { claims, client, channels, timeout: timeout.unwrap_or(Duration::ZERO), name })
     }
 }
 
@@ -188,14 +196,15 @@ pub(crate) async fn publish(request: Request<Incoming>, state: Arc<AppState>) ->
         Ok(publication) => publication,
         Err(e) => return error_response(&Error::BadRequest(e)),
     };
-    let namespace = match state.publishable(&claims.sub, &claims.channels, &publication.channel) {
-        Ok(namespace) => namespace,
-        Err(error) => return error_response(&error),
+    let client = state.client_id(state.next_client_id());
+    let asker = Asker { client: &client, user: &claims.sub, grants: &claims.channels, meta: None };
+    let (namespace, data) = match state.publishable(&asker, &publication.channel, publication.data.0).await {
+        Ok(decided) => decided,
+        Err(refusal) => return error_response(&refusal.into_error()),
     };
     let name = display_name(&claims, name);
-    let client = state.client_id(state.next_client_id());
     let info = ClientInfo { client, user: claims.sub, name }.to_info();
-    match state.publish(&publication.channel, namespace, publication.data.0, Some(info.0)).await {
+    match state.publish(&publication.channel, namespace, data, Some(info.0)).await {
         Ok(result) => json_response(StatusCode::OK, &Answer { result }),
         Err(error) => error_response(&error),
     }
@@ -234,9 +243,11 @@ pub(crate) async fn read(request: Request<Incoming>, state: Arc<AppState>, what:
         Ok(claims) => claims,
         Err(error) => return error_response(&error),
     };
-    let namespace = match state.readable(&claims.sub, &claims.channels, &channel) {
+    let client = state.client_id(state.next_client_id());
+    let asker = Asker { client: &client, user: &claims.sub, grants: &claims.channels, meta: None };
+    let namespace = match state.readable(&asker, &channel).await {
         Ok(namespace) => namespace,
-        Err(error) => return error_response(&error),
+        Err(refusal) => return error_response(&refusal.into_error()),
     };
     let answer = match what {
         Read::Presence => {

@@ -13,6 +13,7 @@
 //! # Ok(()) }
 //! ```
 
+mod access;
 mod answer;
 pub mod auth;
 #[cfg(feature = "cli")]
@@ -23,6 +24,7 @@ mod http_client;
 mod limits;
 pub mod metrics;
 mod poll;
+pub mod proxy;
 mod session;
 mod sse;
 mod state;
@@ -140,8 +142,12 @@ impl Server {
             Default::default(),
         );
         // Never polled: the session does not start.
-        let session =
-            self.state.tasks.track_future(session::run(Box::new(ws), self.state.clone(), limits::AddressSlot::NONE));
+        let session = self.state.tasks.track_future(session::run(
+            Box::new(ws),
+            self.state.clone(),
+            limits::AddressSlot::NONE,
+            None,
+        ));
         Ok(std::mem::size_of_val(&session))
     }
 

@@ -1,6 +1,7 @@
 //! Prometheus metrics of a server (`GET /metrics`).
 
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
@@ -60,6 +61,17 @@ pub struct Metrics {
     pub commands_over_rate: Counter,
     /// Clients closed (4006) for sending on at full speed while refused.
     pub command_floods: Counter,
+    /// Proxy requests to the backend, by proxy and outcome (`result`,
+    /// `error`, `disconnect`: what it answered; `failed`: error 111).
+    proxy_requests: Family<Vec<(&'static str, &'static str)>, Counter>,
+    /// Proxy requests waiting for the backend now.
+    pub proxy_in_flight: Gauge,
+    /// Proxy requests refused at once: `proxy_max_in_flight` were waiting.
+    pub proxy_busy: Counter,
+    /// Proxy requests sent again after failing on their way.
+    pub proxy_retries: Counter,
+    /// Seconds from a proxy request to its answer (answers only).
+    pub proxy_latency: Histogram,
 }
 
 impl Default for Metrics {
@@ -98,6 +110,12 @@ impl Metrics {
             refused_by_address: Counter::default(),
             commands_over_rate: Counter::default(),
             command_floods: Counter::default(),
+            proxy_requests: Family::default(),
+            proxy_in_flight: Gauge::default(),
+            proxy_busy: Counter::default(),
+            proxy_retries: Counter::default(),
+            // 100 µs to ~3.3 s, past the default proxy timeout.
+            proxy_latency: Histogram::new(exponential_buckets(0.000_1, 2.0, 16)),
             registry: Registry::default(),
         };
         registry.register("connections", "Open WebSocket connections", metrics.connections.clone());
@@ -164,7 +182,33 @@ impl Metrics {
             "Clients closed (4006) for sending on at full speed while their commands were refused",
             metrics.command_floods.clone(),
         );
+        registry.register(
+            "proxy_requests",
+            "Proxy requests to the backend, by proxy and outcome (failed: error 111 for the client)",
+            metrics.proxy_requests.clone(),
+        );
+        registry.register("proxy_in_flight", "Proxy requests waiting for the backend", metrics.proxy_in_flight.clone());
+        registry.register(
+            "proxy_busy",
+            "Proxy requests refused at once (error 111) because proxy_max_in_flight were waiting",
+            metrics.proxy_busy.clone(),
+        );
+        registry.register(
+            "proxy_retries",
+            "Idempotent proxy requests sent again after failing on their way",
+            metrics.proxy_retries.clone(),
+        );
+        registry.register(
+            "proxy_latency_seconds",
+            "Time from a proxy request to the backend's answer",
+            metrics.proxy_latency.clone(),
+        );
         Self { registry, ..metrics }
+    }
+
+    /// The counter of `proxy`'s requests that ended with `outcome`.
+    pub fn proxy_requests(&self, proxy: &'static str, outcome: &'static str) -> Counter {
+        self.proxy_requests.get_or_create(&vec![("proxy", proxy), ("outcome", outcome)]).clone()
     }
 
     /// The metrics in Prometheus' text format.

@@ -27,7 +27,7 @@ use crate::state::{AppState, broker_error};
 
 pub(crate) async fn handle(request: Request<Incoming>, state: Arc<AppState>) -> Response<Body> {
     state.metrics.poll_requests.inc();
-    let asked = match ChannelRequest::read(&request, &state, Route::Poll) {
+    let asked = match ChannelRequest::read(&request, &state, Route::Poll).await {
         Ok(asked) => asked,
         Err(error) => return error_response(&error),
     };

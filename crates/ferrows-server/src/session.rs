@@ -5,6 +5,7 @@
 //! that follow it, and a client that does not read is dropped (4004) when
 //! the queue overflows instead of growing the server's memory.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -18,9 +19,11 @@ use ferrows::lot::{Lot, LotStream, Tenant};
 use ferrows::{CloseCode, Message, ParkingWebSocket, PreparedMessage, WebSocket};
 use ferrows_hub::StreamPosition;
 use ferrows_hub::broker::HistoryAnswer;
+use ferrows_hub::protocol::payload::DataRef;
+use ferrows_hub::protocol::proxy::{ConnectRequest, ConnectResult, ProxyKind, RpcAnswer, RpcRequest};
 use ferrows_hub::protocol::{
-    ChannelArg, ClientInfo, Connect, Connected, Empty, Encoding, Error, History, Method, ParseError, Positioned,
-    Presence, Publish, Published, Reply, Subscribe, close,
+    ChannelArg, ClientInfo, Connect, Connected, Data, Empty, Encoding, Error, History, Method, ParseError, Positioned,
+    Presence, Publish, Published, Reply, Rpc, RpcResult, Subscribe, close,
 };
 use ferrows_hub::queue::{Batch, ClientQueue, Outlet, QueueGuard, Sent};
 use serde::Serialize;
@@ -30,23 +33,54 @@ use tokio::time::Sleep;
 #[cfg(unix)]
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
+use crate::access::{Asker, Refusal};
+use crate::auth::Claims;
 use crate::config::NamespaceConfig;
 use crate::limits::{AddressSlot, CommandRate, Verdict};
 use crate::state::{AppState, subscribe_error};
 
 /// A close code of the protocol ([`close`]).
 fn closing(code: u16, reason: &'static str) -> End {
-    End::Close(CloseCode(code), reason)
+    End::Close(CloseCode(code), Cow::Borrowed(reason))
+}
+
+/// What the connect proxy sees of a client's opening handshake: kept
+/// from the upgrade until `connect`, and only where there is a connect
+/// proxy.
+#[derive(Debug, Default)]
+pub(crate) struct Handshake {
+    /// The client's address.
+    pub(crate) address: String,
+    /// The headers the allow-list (`proxy_headers`) names: lowercase
+    /// name, and the values of a header sent twice joined with `, `.
+    pub(crate) headers: std::collections::BTreeMap<String, String>,
+}
+
+/// Who a session's client is: not known before `connect`.
+enum Who {
+    /// Before `connect`, with what the connect proxy may see.
+    Connecting(Option<Box<Handshake>>),
+    Connected(Identity),
 }
 
 /// Who the client is; boxed slices, not vectors: every idle connection
 /// keeps one.
 struct Identity {
     user: Box<str>,
-    channels: Box<[String]>,
     /// Its [`ClientInfo`] as JSON, for presence and `info` (16 bytes
     /// here, not the 32 of `Bytes`: see [`Identity::info`]).
     info: Arc<[u8]>,
+    /// What only some connections have, boxed: 8 bytes for the others.
+    extra: Option<Box<Extra>>,
+}
+
+/// The parts of an identity that many connections do without.
+struct Extra {
+    /// The channel patterns its token or the connect proxy granted.
+    grants: Box<[String]>,
+    /// What the connect proxy said to keep, sent along in the
+    /// connection's later proxy requests.
+    meta: Option<Box<serde_json::value::RawValue>>,
 }
 
 impl Identity {
@@ -66,7 +100,7 @@ pub(crate) struct Session {
     state: Arc<AppState>,
     client: u64,
     queue: ClientQueue<SessionOutlet>,
-    identity: Option<Identity>,
+    who: Who,
     /// In subscription order; a few per connection, searched linearly
     /// (bounded by `max_subscriptions`). A boxed slice (8 bytes less than
     /// a vector for every idle connection), made again on each change.
@@ -87,7 +121,7 @@ impl Drop for Session {
 /// How a session ended, for the Close frame.
 enum End {
     Peer,
-    Close(CloseCode, &'static str),
+    Close(CloseCode, Cow<'static, str>),
 }
 
 /// What the idle wait of a session ends with.
@@ -296,6 +330,7 @@ pub(crate) fn run<S: Transport>(
     ws: Box<WebSocket<S>>,
     state: Arc<AppState>,
     address: AddressSlot,
+    handshake: Option<Box<Handshake>>,
 ) -> impl Future<Output = ()> {
     let client = state.next_client_id();
     let outlet = SessionOutlet::default();
@@ -305,7 +340,8 @@ pub(crate) fn run<S: Transport>(
     let queue = ClientQueue::with_outlet(messages, bytes, encoding, outlet);
     state.register_session(client, &queue);
     let rate = CommandRate::new(state.command_rate.as_ref());
-    let session = Session { state, client, queue, identity: None, subscriptions: Box::default(), address, rate };
+    let who = Who::Connecting(handshake);
+    let session = Session { state, client, queue, who, subscriptions: Box::default(), address, rate };
     session.state.metrics.connections.inc();
     session.state.metrics.connections_accepted.inc();
     // The task's future is the drive alone: nothing above lives on.
@@ -339,13 +375,13 @@ impl Session {
         if let (End::Close(code, reason), Some(conn)) = (end, conn) {
             let mut ws = conn.into_websocket(&self.state.websocket.websocket);
             // Bounded by the WebSocket's close timeout.
-            let _ = Box::pin(ws.close(code, reason)).await;
+            let _ = Box::pin(ws.close(code, &reason)).await;
         }
     }
 
     async fn serve<S: Transport>(&mut self, conn: &mut ParkingWebSocket<S>) -> Served {
         let mut connect_deadline =
-            self.identity.is_none().then(|| Box::pin(tokio::time::sleep(self.state.config.websocket.connect_timeout)));
+            (!self.is_connected()).then(|| Box::pin(tokio::time::sleep(self.state.config.websocket.connect_timeout)));
         loop {
             let step = std::future::poll_fn(|cx| self.poll_step(cx, conn, &mut connect_deadline)).await;
             let text = match step {
@@ -368,7 +404,7 @@ impl Session {
                 }
                 return Served::End(end);
             }
-            if self.identity.is_some() {
+            if self.is_connected() {
                 connect_deadline = None;
             }
         }
@@ -404,7 +440,7 @@ impl Session {
                     // A deadline that passed stays here: the WebSocket's
                     // timer fires on the timer wheel's next tick, and the
                     // lot would only send the session back at once.
-                    Poll::Pending if S::LEAVES && self.identity.is_some() && !conn.is_due() => {
+                    Poll::Pending if S::LEAVES && self.is_connected() && !conn.is_due() => {
                         return Poll::Ready(Step::Idle);
                     }
                     Poll::Pending => {
@@ -469,7 +505,7 @@ impl Session {
         cx: &mut Context<'_>,
         connect_deadline: &mut Option<Pin<Box<Sleep>>>,
     ) -> Poll<Step> {
-        if self.identity.is_none()
+        if !self.is_connected()
             && let Some(deadline) = connect_deadline
             && deadline.as_mut().poll(cx).is_ready()
         {
@@ -504,9 +540,9 @@ impl Session {
             self.state.metrics.slow_consumers.inc();
             closing(close::SLOW_CONSUMER, "slow consumer")
         } else if self.state.shutdown.is_cancelled() {
-            End::Close(CloseCode::GOING_AWAY, "server shutting down")
+            End::Close(CloseCode::GOING_AWAY, Cow::Borrowed("server shutting down"))
         } else {
-            End::Close(CloseCode::GOING_AWAY, "closed by the server")
+            End::Close(CloseCode::GOING_AWAY, Cow::Borrowed("closed by the server"))
         }
     }
 
@@ -525,6 +561,19 @@ impl Session {
         };
         // An overflow is noticed by the serve loop (the queue says so).
         let _ = self.queue.push(Arc::new(message));
+    }
+
+    /// Replies to command `id` with `outcome`; a backend's `disconnect`
+    /// ends the session instead.
+    fn answer<R: Serialize>(&self, id: u64, outcome: Result<R, Refusal>) -> Option<End> {
+        match outcome {
+            Ok(result) => self.reply(id, Ok(result)),
+            Err(Refusal::Error(error)) => self.reply::<Empty>(id, Err(error)),
+            Err(Refusal::Disconnect { code, reason }) => {
+                return Some(End::Close(CloseCode(code), Cow::Owned(reason)));
+            }
+        }
+        None
     }
 
     /// Handles one client message; `Some` ends the session.
@@ -563,9 +612,9 @@ impl Session {
         };
         let id = command.id;
         if let Method::Connect(connect) = command.method {
-            return self.connect(id, connect);
+            return self.connect(id, connect).await;
         }
-        if self.identity.is_none() {
+        if !self.is_connected() {
             self.reply::<Empty>(id, Err(Error::NotConnected));
             return None;
         }
@@ -575,48 +624,102 @@ impl Session {
             Method::Unsubscribe(arg) => {
                 let reply = self.unsubscribe(&arg).await;
                 self.reply(id, reply);
+                None
             }
             Method::Publish(publish) => {
                 let reply = self.publish(publish).await;
-                self.reply(id, reply);
+                self.answer(id, reply)
             }
             Method::Presence(arg) => {
                 let reply = self.presence(&arg).await;
-                self.reply(id, reply);
+                self.answer(id, reply)
             }
             Method::History(history) => {
                 let reply = self.history(history).await;
-                self.reply(id, reply);
+                self.answer(id, reply)
             }
-            Method::Ping => self.reply(id, Ok(Empty {})),
+            Method::Rpc(rpc) => {
+                let reply = self.rpc(rpc).await;
+                self.answer(id, reply)
+            }
+            Method::Ping => {
+                self.reply(id, Ok(Empty {}));
+                None
+            }
         }
-        None
     }
 
-    fn connect(&mut self, id: u64, connect: Connect) -> Option<End> {
-        if self.identity.is_some() {
+    async fn connect(&mut self, id: u64, connect: Connect) -> Option<End> {
+        if self.is_connected() {
             self.reply::<Empty>(id, Err(Error::BadRequest("already connected".into())));
             return None;
         }
-        let claims = match self.state.auth.identify(connect.token.as_deref()) {
-            Ok(claims) => claims,
-            Err(e) => {
-                self.reply::<Empty>(id, Err(Error::Unauthorized(e.0)));
-                return Some(closing(close::UNAUTHORIZED, "unauthorized"));
-            }
+        let client = self.client_id();
+        let backend = self.state.backend.as_ref().filter(|backend| backend.has(ProxyKind::Connect));
+        let (claims, meta, data) = match (connect.token.as_deref(), backend) {
+            // A client with a token is the token's; one without asks the
+            // backend, where there is a connect proxy.
+            (None, Some(_)) => match self.ask_connect(&client, &connect).await {
+                Ok(connected) => connected,
+                Err(Refusal::Error(error)) => {
+                    let temporary = error.temporary();
+                    self.reply::<Empty>(id, Err(error));
+                    // A backend that could not decide leaves the client
+                    // its connection, to send `connect` again.
+                    return (!temporary).then(|| closing(close::UNAUTHORIZED, "refused by the backend"));
+                }
+                Err(Refusal::Disconnect { code, reason }) => return Some(End::Close(CloseCode(code), reason.into())),
+            },
+            (token, _) => match self.state.auth.identify(token) {
+                Ok(claims) => (claims, None, None),
+                Err(e) => {
+                    self.reply::<Empty>(id, Err(Error::Unauthorized(e.0)));
+                    return Some(closing(close::UNAUTHORIZED, "unauthorized"));
+                }
+            },
         };
         let name = crate::http_client::display_name(&claims, connect.name);
         let (user, channels) = (claims.sub, claims.channels);
-        let client = self.client_id();
         let info = ClientInfo { client: client.clone(), user: user.clone(), name }.to_info();
         let ping = self.state.config.websocket.ping_interval.as_secs();
-        self.reply(id, Ok(Connected { client, user: user.clone(), ping }));
+        self.reply(id, Ok(Connected { client, user: user.clone(), ping, data }));
         // Sized to fit: every idle connection keeps these.
         let user = user.into_boxed_str();
-        let channels = channels.into_iter().map(shrunk).collect();
+        let grants: Box<[String]> = channels.into_iter().map(shrunk).collect();
         let info = Arc::from(&info.0[..]);
-        self.identity = Some(Identity { user, channels, info });
+        let extra = (!grants.is_empty() || meta.is_some()).then(|| Box::new(Extra { grants, meta }));
+        self.who = Who::Connected(Identity { user, info, extra });
         None
+    }
+
+    /// Asks the connect proxy who the client is: its claims, what to keep
+    /// for later requests, and what to give the client.
+    async fn ask_connect(
+        &self,
+        client: &str,
+        connect: &Connect,
+    ) -> Result<(Claims, Option<Box<serde_json::value::RawValue>>, Option<Data>), Refusal> {
+        let handshake = match &self.who {
+            Who::Connecting(Some(handshake)) => handshake.as_ref(),
+            _ => &Handshake::default(),
+        };
+        let headers = handshake.headers.iter().map(|(name, value)| (name.as_str(), value.clone())).collect();
+        let request = ConnectRequest {
+            client,
+            transport: "websocket",
+            encoding: self.encoding().subprotocol().trim_start_matches("ferrows."),
+            address: &handshake.address,
+            name: connect.name.as_deref(),
+            headers,
+            data: DataRef(connect.data.as_ref()),
+        };
+        let result: ConnectResult = self.state.decide(ProxyKind::Connect, &request).await?;
+        let claims = Claims { sub: result.user, exp: result.expire_at, channels: result.channels, name: result.name };
+        Ok((claims, result.meta, result.data))
+    }
+
+    fn is_connected(&self) -> bool {
+        matches!(self.who, Who::Connected(_))
     }
 
     /// The client's id in presence and `info`.
@@ -625,28 +728,41 @@ impl Session {
     }
 
     fn identity(&self) -> &Identity {
-        self.identity.as_ref().expect("commands other than connect need it")
+        match &self.who {
+            Who::Connected(identity) => identity,
+            Who::Connecting(_) => unreachable!("commands other than connect need it"),
+        }
     }
 
     /// The namespace of `channel` if the client may subscribe to it.
-    fn may_subscribe(&self, channel: &str) -> Result<&NamespaceConfig, Error> {
-        let identity = self.identity();
-        self.state.readable(&identity.user, &identity.channels, channel)
+    async fn may_subscribe(&self, channel: &str) -> Result<&NamespaceConfig, Refusal> {
+        let client = self.client_id();
+        self.state.readable(&self.asker(&client), channel).await
     }
 
-    async fn subscribe(&mut self, id: u64, subscribe: Subscribe) {
+    /// The client as the access rules and the backend see it.
+    fn asker<'a>(&'a self, client: &'a str) -> Asker<'a> {
+        let identity = self.identity();
+        let extra = identity.extra.as_deref();
+        let meta = extra.and_then(|extra| extra.meta.as_deref());
+        Asker { client, user: &identity.user, grants: extra.map_or(&[], |extra| &extra.grants), meta }
+    }
+
+    async fn subscribe(&mut self, id: u64, subscribe: Subscribe) -> Option<End> {
         let channel = subscribe.channel;
-        let namespace = match self.may_subscribe(&channel) {
-            Ok(namespace) => namespace.clone(),
-            Err(e) => return self.reply::<Empty>(id, Err(e)),
-        };
         if self.subscriptions.iter().any(|s| *s.channel == *channel) {
-            return self.reply::<Empty>(id, Err(Error::AlreadySubscribed));
+            self.reply::<Empty>(id, Err(Error::AlreadySubscribed));
+            return None;
         }
         if self.subscriptions.len() >= self.state.config.limits.max_subscriptions {
             let limit = self.state.config.limits.max_subscriptions;
-            return self.reply::<Empty>(id, Err(Error::LimitExceeded(format!("at most {limit} subscriptions"))));
+            self.reply::<Empty>(id, Err(Error::LimitExceeded(format!("at most {limit} subscriptions"))));
+            return None;
         }
+        let namespace = match self.may_subscribe(&channel).await {
+            Ok(namespace) => namespace.clone(),
+            Err(refusal) => return self.answer::<Empty>(id, Err(refusal)),
+        };
         let since = AppState::recovery_from(&channel, subscribe.since.map(StreamPosition::from));
         let recovering = since.is_some();
         let encoding = self.encoding();
@@ -655,9 +771,9 @@ impl Session {
         };
         let node = self.state.node.clone();
         let limit = namespace.history_size.max(1);
-        match node.subscribe(&channel, self.client, &self.queue.erased(), since, limit, reply).await {
-            Ok(_) => {}
-            Err(e) => return self.reply::<Empty>(id, Err(subscribe_error(&e))),
+        if let Err(e) = node.subscribe(&channel, self.client, &self.queue.erased(), since, limit, reply).await {
+            self.reply::<Empty>(id, Err(subscribe_error(&e)));
+            return None;
         }
         self.state.metrics.subscriptions.inc();
         let track_presence = namespace.presence;
@@ -665,6 +781,7 @@ impl Session {
         subscriptions.push(Subscription { channel: channel.as_str().into(), presence: track_presence });
         self.subscriptions = subscriptions.into_boxed_slice();
         self.state.joined(&channel, &namespace, &self.client_id(), self.identity().info()).await;
+        None
     }
 
     async fn unsubscribe(&mut self, arg: &ChannelArg) -> Result<Empty, Error> {
@@ -692,20 +809,29 @@ impl Session {
         }
     }
 
-    async fn publish(&self, publish: Publish) -> Result<Published, Error> {
-        let identity = self.identity();
-        let namespace = self.state.publishable(&identity.user, &identity.channels, &publish.channel)?;
-        self.state.publish(&publish.channel, namespace, publish.data.0, Some(identity.info())).await
+    async fn publish(&self, publish: Publish) -> Result<Published, Refusal> {
+        let client = self.client_id();
+        let (namespace, data) = self.state.publishable(&self.asker(&client), &publish.channel, publish.data.0).await?;
+        Ok(self.state.publish(&publish.channel, namespace, data, Some(self.identity().info())).await?)
     }
 
-    async fn presence(&self, arg: &ChannelArg) -> Result<Presence, Error> {
-        let namespace = self.may_subscribe(&arg.channel)?;
-        self.state.presence(&arg.channel, namespace).await
+    async fn presence(&self, arg: &ChannelArg) -> Result<Presence, Refusal> {
+        let namespace = self.may_subscribe(&arg.channel).await?;
+        Ok(self.state.presence(&arg.channel, namespace).await?)
     }
 
-    async fn history(&self, history: History) -> Result<Positioned, Error> {
-        let namespace = self.may_subscribe(&history.channel)?;
-        self.state.history(&history.channel, namespace, history.limit).await
+    async fn history(&self, history: History) -> Result<Positioned, Refusal> {
+        let namespace = self.may_subscribe(&history.channel).await?;
+        Ok(self.state.history(&history.channel, namespace, history.limit).await?)
+    }
+
+    /// Calls the backend's method (the RPC proxy) and gives its answer.
+    async fn rpc(&self, rpc: Rpc) -> Result<RpcResult, Refusal> {
+        let client = self.client_id();
+        let caller = self.asker(&client).caller();
+        let request = RpcRequest { caller, method: &rpc.method, data: DataRef(Some(&rpc.data)) };
+        let answer: RpcAnswer = self.state.decide(ProxyKind::Rpc, &request).await?;
+        Ok(RpcResult { data: answer.data.unwrap_or_else(|| Data(bytes::Bytes::from_static(b"null"))) })
     }
 }
 

@@ -84,7 +84,7 @@ pub(crate) async fn handle(request: Request<Incoming>, state: Arc<AppState>, wat
     if state.shutdown.is_cancelled() {
         return error_response(&Error::Unavailable("shutting down".into()));
     }
-    let asked = match ChannelRequest::read(&request, &state, Route::Stream) {
+    let asked = match ChannelRequest::read(&request, &state, Route::Stream).await {
         Ok(asked) => asked,
         Err(error) => return error_response(&error),
     };
@@ -92,7 +92,7 @@ pub(crate) async fn handle(request: Request<Incoming>, state: Arc<AppState>, wat
     if state.holds_all_subscribers() {
         return error_response(&Error::ServerFull);
     }
-    let client = state.next_client_id();
+    let client = asked.client;
     let (messages, bytes) = (state.config.limits.client_queue_messages, state.config.limits.client_queue_bytes);
     let queue = ClientQueue::with_outlet(messages, bytes, Encoding::Json, SessionOutlet::default());
     state.register_session(client, &queue);
@@ -102,7 +102,8 @@ pub(crate) async fn handle(request: Request<Incoming>, state: Arc<AppState>, wat
     let name = display_name(&asked.claims, asked.name);
     let info = ClientInfo { client: client_id.clone(), user: asked.claims.sub.clone(), name }.to_info().0;
     let interval = state.config.websocket.sse_keepalive.max(MIN_KEEPALIVE);
-    let connected = Connected { client: client_id.clone(), user: asked.claims.sub, ping: interval.as_secs() };
+    let connected =
+        Connected { client: client_id.clone(), user: asked.claims.sub, ping: interval.as_secs(), data: None };
     let mut stream = EventStream {
         state: state.clone(),
         client,

@@ -69,6 +69,8 @@ pub(crate) struct AppState {
     pub(crate) addresses: AddressTable,
     /// The command rate of every WebSocket client (`None`: no limit).
     pub(crate) command_rate: Option<RateLimit>,
+    /// The application's backend, when a proxy is configured.
+    pub(crate) backend: Option<crate::proxy::Backend>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -112,7 +114,9 @@ impl AppState {
             deflate.server_no_context_takeover = true;
             deflate.client_no_context_takeover = true;
         }
+        let backend = crate::proxy::Backend::new(&config.proxy, metrics.clone())?;
         Ok(Arc::new(Self {
+            backend,
             addresses: AddressTable::new(config.limits.max_connections_per_address),
             command_rate: RateLimit::new(config.limits.command_rate, config.limits.command_burst),
             config,
@@ -136,6 +140,8 @@ impl AppState {
                 history_size: 0,
                 history_ttl: 0,
                 history_max_bytes: 0,
+                proxy_subscribe: false,
+                proxy_publish: false,
             },
             next_client: AtomicU64::new(rand::random::<u32>() as u64),
         }))
@@ -208,29 +214,6 @@ impl AppState {
             return Err(Error::UnknownChannel(format!("invalid channel name {channel:?}")));
         }
         self.namespace_for(channel).ok_or_else(|| Error::UnknownChannel(format!("unknown namespace of {channel:?}")))
-    }
-
-    /// The options of `channel`'s namespace if a client of `user`, whose
-    /// token grants `grants`, may subscribe to it (or poll it, or stream
-    /// it); why not otherwise.
-    pub(crate) fn readable(&self, user: &str, grants: &[String], channel: &str) -> Result<&NamespaceConfig, Error> {
-        let namespace = self.channel_namespace(channel)?;
-        if namespace.may_read(user, grants, channel) {
-            Ok(namespace)
-        } else {
-            Err(Error::PermissionDenied(format!("not allowed: {channel}")))
-        }
-    }
-
-    /// The options of `channel`'s namespace if such a client may also
-    /// publish into it (over its WebSocket or over HTTP).
-    pub(crate) fn publishable(&self, user: &str, grants: &[String], channel: &str) -> Result<&NamespaceConfig, Error> {
-        let namespace = self.readable(user, grants, channel)?;
-        if namespace.may_publish(user, grants, channel) {
-            Ok(namespace)
-        } else {
-            Err(Error::PermissionDenied(format!("clients may not publish into {channel}")))
-        }
     }
 
     /// Publishes `data` into `channel` (of `namespace`) with `info` (who

@@ -48,7 +48,27 @@ pub enum Error {
     /// (send it again later); HTTP 429; a flood of them closes a WebSocket
     /// with 4006.
     TooManyRequests(String),
+    /// 111: the application's backend could not decide: it did not answer
+    /// within the proxy timeout, could not be reached, had too many
+    /// requests of this server in flight, or answered something unusable
+    /// (malformed, too large). Temporary; HTTP 502.
+    Backend(String),
+    /// 1000-1999: an error of the application's backend, passed on to the
+    /// client as the backend gave it (a refused publication, an RPC that
+    /// failed). HTTP 403, or 503 when the backend says it is temporary.
+    Application {
+        /// The backend's code, in [`APPLICATION_CODES`].
+        code: u16,
+        /// What the backend said.
+        message: String,
+        /// Whether the backend says the same request may succeed later.
+        temporary: bool,
+    },
 }
+
+/// The codes an application's backend may give its errors: a range of
+/// their own, so that a client tells them from the server's (100-111).
+pub const APPLICATION_CODES: std::ops::RangeInclusive<u16> = 1000..=1999;
 
 impl Error {
     /// Every kind, once (for tests and documentation checks).
@@ -71,6 +91,8 @@ impl Error {
             Self::NotConnected,
             Self::NotSubscribed(m()),
             Self::TooManyRequests(m()),
+            Self::Backend(m()),
+            Self::Application { code: 1000, message: m(), temporary: false },
         ]
     }
 
@@ -88,12 +110,18 @@ impl Error {
             Self::NotConnected => 108,
             Self::NotSubscribed(_) => 109,
             Self::TooManyRequests(_) => 110,
+            Self::Backend(_) => 111,
+            Self::Application { code, .. } => *code,
         }
     }
 
     /// Whether the same request may succeed later, unchanged.
     pub fn temporary(&self) -> bool {
-        matches!(self, Self::Unavailable(_) | Self::ServerFull | Self::TooManyRequests(_))
+        match self {
+            Self::Unavailable(_) | Self::ServerFull | Self::TooManyRequests(_) | Self::Backend(_) => true,
+            Self::Application { temporary, .. } => *temporary,
+            _ => false,
+        }
     }
 
     /// The HTTP status of an HTTP route answering with it.
@@ -110,6 +138,9 @@ impl Error {
             Self::MethodNotAllowed => 405,
             Self::RequestTimeout => 408,
             Self::TooManyRequests(_) => 429,
+            Self::Backend(_) => 502,
+            Self::Application { temporary: true, .. } => 503,
+            Self::Application { temporary: false, .. } => 403,
         }
     }
 
@@ -136,7 +167,9 @@ impl Error {
             | Self::LimitExceeded(m)
             | Self::BadRequest(m)
             | Self::NotSubscribed(m)
-            | Self::TooManyRequests(m) => m,
+            | Self::TooManyRequests(m)
+            | Self::Backend(m)
+            | Self::Application { message: m, .. } => m,
             Self::AlreadySubscribed => "already subscribed",
             Self::HeadTooLarge => "request head too large",
             Self::ServerFull => "too many connections",
@@ -186,13 +219,21 @@ pub mod close {
     pub const CONNECT_TIMEOUT: u16 = 4005;
     /// Another `command_burst` commands while refused with error 110.
     pub const COMMAND_FLOOD: u16 = 4006;
+    /// The connection's credentials expired and were not refreshed in
+    /// time (a `refresh` with a new token, or the refresh proxy).
+    pub const EXPIRED: u16 = 4007;
+
+    /// The close codes an application's backend may close a connection
+    /// with (its answer's `disconnect`), passed on as it gives them.
+    pub const APPLICATION: std::ops::RangeInclusive<u16> = 4500..=4999;
 
     /// Every one, with what it means (the table of `docs/protocol.md`).
-    pub const ALL: [(u16, &str); 5] = [
+    pub const ALL: [(u16, &str); 6] = [
         (BAD_REQUEST, "bad request"),
         (UNAUTHORIZED, "unauthorized"),
         (SLOW_CONSUMER, "slow consumer"),
         (CONNECT_TIMEOUT, "connect timeout"),
         (COMMAND_FLOOD, "command flood"),
+        (EXPIRED, "credentials expired"),
     ];
 }

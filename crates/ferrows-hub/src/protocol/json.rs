@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
-use super::{ArgsDecoder, Command, Data, ParseError, Publish, command_of, method_of};
+use super::{ArgsDecoder, Command, Data, ParseError, command_of, method_of};
 
 /// Encodes one message.
 pub(super) fn encode(message: &impl Serialize) -> Bytes {
@@ -52,20 +52,26 @@ impl<'de: 'a, 'a> serde::Deserialize<'de> for Fields<'a> {
 
 struct Args<'a>(&'a RawValue);
 
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PublishFields {
-    channel: String,
-    data: Data,
-}
-
 impl ArgsDecoder<serde_json::Error> for Args<'_> {
     fn args<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
         serde_json::from_str(self.0.get())
     }
 
-    fn publish(&self) -> Result<Publish, String> {
-        let PublishFields { channel, data } = self.args().map_err(|e| e.to_string())?;
-        Ok(Publish { channel, data })
+    fn named_data(&self, name: &str) -> Result<(String, Data), String> {
+        let Fields(fields) = serde_json::from_str(self.0.get()).map_err(|e| e.to_string())?;
+        let (mut named, mut data) = (None, None);
+        for (key, value) in fields {
+            match key.as_str() {
+                _ if key == name && named.is_none() => {
+                    named = Some(serde_json::from_str::<String>(value.get()).map_err(|e| format!("{name}: {e}"))?);
+                }
+                "data" if data.is_none() => data = Some(Data(Bytes::copy_from_slice(value.get().as_bytes()))),
+                _ => return Err(format!("unknown or repeated field {key:?}")),
+            }
+        }
+        match (named, data) {
+            (Some(named), Some(data)) => Ok((named, data)),
+            _ => Err(format!("takes {name} and data")),
+        }
     }
 }

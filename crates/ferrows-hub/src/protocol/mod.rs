@@ -12,6 +12,7 @@ mod error;
 mod json;
 mod msgpack;
 pub mod payload;
+pub mod proxy;
 pub mod stream;
 
 use std::collections::BTreeMap;
@@ -23,7 +24,7 @@ use serde::de::DeserializeOwned;
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 
-pub use error::{Error, ErrorBody, close};
+pub use error::{APPLICATION_CODES, Error, ErrorBody, close};
 pub use payload::{Data, Info, Pub};
 
 use crate::broker::HistoryAnswer;
@@ -141,6 +142,11 @@ pub struct Connect {
     /// A display name (anonymous clients).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// What the client tells the connect proxy (the application's
+    /// backend), if there is one: credentials of its own, a device, a
+    /// version. Ignored without a connect proxy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Data>,
 }
 
 /// `subscribe` arguments.
@@ -164,6 +170,27 @@ pub struct Publish {
     pub channel: String,
     /// The payload: a JSON value in JSON, any bytes in MessagePack.
     pub data: Data,
+}
+
+/// `rpc` arguments: a call of the application's backend (its RPC proxy).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rpc {
+    /// The method: 1 to [`MAX_RPC_METHOD`] bytes of `[A-Za-z0-9_.:-]`.
+    pub method: String,
+    /// Its argument: a JSON value in JSON, any bytes in MessagePack.
+    pub data: Data,
+}
+
+/// The longest RPC method name: 64 bytes, enough for dotted names
+/// (`chat.moderate.ban`), short enough to log and label metrics with.
+pub const MAX_RPC_METHOD: usize = 64;
+
+impl Rpc {
+    /// Whether `method` is a valid RPC method name.
+    pub fn is_valid_method(method: &str) -> bool {
+        (1..=MAX_RPC_METHOD).contains(&method.len())
+            && method.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b))
+    }
 }
 
 /// Arguments that name one channel (`unsubscribe`, `presence`).
@@ -204,6 +231,8 @@ pub enum Method {
     Presence(ChannelArg),
     /// The latest publications of a channel.
     History(History),
+    /// A call of the application's backend.
+    Rpc(Rpc),
     /// Application-level ping.
     Ping,
 }
@@ -218,6 +247,7 @@ impl Method {
             Self::Publish(_) => "publish",
             Self::Presence(_) => "presence",
             Self::History(_) => "history",
+            Self::Rpc(_) => "rpc",
             Self::Ping => "ping",
         }
     }
@@ -244,6 +274,7 @@ impl Serialize for Command {
             Method::Unsubscribe(args) | Method::Presence(args) => map.serialize_entry(name, args)?,
             Method::Publish(args) => map.serialize_entry(name, args)?,
             Method::History(args) => map.serialize_entry(name, args)?,
+            Method::Rpc(args) => map.serialize_entry(name, args)?,
             Method::Ping => map.serialize_entry(name, &NoArgs {})?,
         }
         map.end()
@@ -280,7 +311,8 @@ fn command_of<A>(
         (None, _) => return Err(bad(Error::BadRequest("no method".into()))),
         (Some(_), Some(_)) => return Err(bad(Error::BadRequest("more than one method".into()))),
     };
-    if !["connect", "subscribe", "unsubscribe", "publish", "presence", "history", "ping"].contains(&name.as_str()) {
+    let methods = ["connect", "subscribe", "unsubscribe", "publish", "presence", "history", "rpc", "ping"];
+    if !methods.contains(&name.as_str()) {
         return Err(bad(Error::NotFound(format!("unknown method {name}"))));
     }
     let method = args(&name, value).map_err(|e| bad(Error::BadRequest(e)))?;
@@ -294,7 +326,17 @@ fn method_of<E: ToString>(name: &str, decode: impl ArgsDecoder<E>) -> Result<Met
         "connect" => Method::Connect(decode.args().map_err(e)?),
         "subscribe" => Method::Subscribe(decode.args().map_err(e)?),
         "unsubscribe" => Method::Unsubscribe(decode.args().map_err(e)?),
-        "publish" => Method::Publish(decode.publish()?),
+        "publish" => {
+            let (channel, data) = decode.named_data("channel")?;
+            Method::Publish(Publish { channel, data })
+        }
+        "rpc" => {
+            let (method, data) = decode.named_data("method")?;
+            if !Rpc::is_valid_method(&method) {
+                return Err(format!("invalid method name {method:?}"));
+            }
+            Method::Rpc(Rpc { method, data })
+        }
         "presence" => Method::Presence(decode.args().map_err(e)?),
         "history" => Method::History(decode.args().map_err(e)?),
         _ => {
@@ -308,8 +350,9 @@ fn method_of<E: ToString>(name: &str, decode: impl ArgsDecoder<E>) -> Result<Met
 trait ArgsDecoder<E> {
     /// Arguments of a type that reads the same in every encoding.
     fn args<T: DeserializeOwned>(&self) -> Result<T, E>;
-    /// `publish` arguments (whose data each encoding carries its way).
-    fn publish(&self) -> Result<Publish, String>;
+    /// Arguments of a name (a string field called `name`) and data, which
+    /// each encoding carries its way (`publish`, `rpc`).
+    fn named_data(&self, name: &str) -> Result<(String, Data), String>;
 }
 
 /// A reply to command `id`: `{"id", "result"}` or `{"id", "error"}`.
@@ -339,7 +382,7 @@ impl<R> Reply<R> {
 }
 
 /// The result of `connect`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Connected {
     /// The client's id (in presence and `info`).
     pub client: String,
@@ -347,6 +390,73 @@ pub struct Connected {
     pub user: String,
     /// Seconds between the server's WebSocket Pings.
     pub ping: u64,
+    /// What the connect proxy gave the client, if it gave anything.
+    pub data: Option<Data>,
+}
+
+impl Serialize for Connected {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let human = serializer.is_human_readable();
+        let mut map = serializer.serialize_map(Some(3 + usize::from(self.data.is_some())))?;
+        map.serialize_entry("client", &self.client)?;
+        map.serialize_entry("user", &self.user)?;
+        map.serialize_entry("ping", &self.ping)?;
+        if let Some(data) = &self.data {
+            payload::data_entry(&mut map, data, human)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Connected {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Fields {
+            client: String,
+            user: String,
+            ping: u64,
+            #[serde(default)]
+            data: Option<Data>,
+            #[serde(default)]
+            data_base64: Option<String>,
+        }
+        let fields = Fields::deserialize(deserializer)?;
+        let data = payload::data_of(fields.data, fields.data_base64)?;
+        Ok(Self { client: fields.client, user: fields.user, ping: fields.ping, data })
+    }
+}
+
+/// The result of `rpc`: what the backend answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RpcResult {
+    /// The backend's answer (JSON `null` when it gave none).
+    pub data: Data,
+}
+
+impl Serialize for RpcResult {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let human = serializer.is_human_readable();
+        let mut map = serializer.serialize_map(Some(1))?;
+        payload::data_entry(&mut map, &self.data, human)?;
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for RpcResult {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Fields {
+            #[serde(default)]
+            data: Option<Data>,
+            #[serde(default)]
+            data_base64: Option<String>,
+        }
+        let fields = Fields::deserialize(deserializer)?;
+        let data = payload::data_of(fields.data, fields.data_base64)?;
+        Ok(Self { data: data.ok_or_else(|| serde::de::Error::custom("an rpc result has data"))? })
+    }
 }
 
 /// The result of `subscribe` and `history`, and of a poll: the channel's

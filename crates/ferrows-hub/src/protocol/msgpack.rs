@@ -7,7 +7,7 @@ use rmpv::Value;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{ArgsDecoder, Command, Data, ParseError, Publish, command_of, method_of};
+use super::{ArgsDecoder, Command, Data, ParseError, command_of, method_of};
 
 /// How deep a command's values may nest: commands are two maps deep,
 /// arguments a few more; the bound keeps a hostile message from
@@ -50,28 +50,38 @@ pub(super) fn decode_command(bytes: &[u8]) -> Result<Command, ParseError> {
 
 struct Args(Value);
 
-impl ArgsDecoder<rmpv::ext::Error> for Args {
-    fn args<T: DeserializeOwned>(&self) -> Result<T, rmpv::ext::Error> {
-        rmpv::ext::from_value(self.0.clone())
+impl ArgsDecoder<rmp_serde::decode::Error> for Args {
+    /// Through `rmp_serde` (written again: the arguments are small), whose
+    /// reader says it is not human-readable, so that [`Data`] in them is
+    /// read as bytes; `rmpv`'s own value reader says otherwise.
+    fn args<T: DeserializeOwned>(&self) -> Result<T, rmp_serde::decode::Error> {
+        let mut bytes = Vec::new();
+        rmpv::encode::write_value(&mut bytes, &self.0)
+            .map_err(|e| rmp_serde::decode::Error::Uncategorized(e.to_string()))?;
+        rmp_serde::from_slice(&bytes)
     }
 
-    fn publish(&self) -> Result<Publish, String> {
-        let Value::Map(entries) = &self.0 else { return Err("publish takes a map".into()) };
-        let (mut channel, mut data) = (None, None);
+    fn named_data(&self, name: &str) -> Result<(String, Data), String> {
+        let Value::Map(entries) = &self.0 else { return Err("the arguments are a map".into()) };
+        let (mut named, mut data) = (None, None);
         for (key, value) in entries {
             match (key.as_str(), value) {
-                (Some("channel"), Value::String(name)) => {
-                    channel = Some(name.as_str().ok_or("channel is not UTF-8")?.to_owned());
+                (Some(key), Value::String(text)) if key == name && named.is_none() => {
+                    named = Some(text.as_str().ok_or_else(|| format!("{name} is not UTF-8"))?.to_owned());
                 }
-                (Some("data"), Value::Binary(bytes)) => data = Some(Bytes::copy_from_slice(bytes)),
-                (Some("data"), Value::String(text)) => data = Some(Bytes::copy_from_slice(text.as_bytes())),
-                (Some("channel" | "data"), _) => return Err("channel is a string, data bytes".into()),
+                (Some("data"), Value::Binary(bytes)) if data.is_none() => data = Some(Bytes::copy_from_slice(bytes)),
+                (Some("data"), Value::String(text)) if data.is_none() => {
+                    data = Some(Bytes::copy_from_slice(text.as_bytes()));
+                }
+                (Some(key), _) if key == name || key == "data" => {
+                    return Err(format!("{name} is a string, data bytes, each once"));
+                }
                 (other, _) => return Err(format!("unknown field {other:?}")),
             }
         }
-        match (channel, data) {
-            (Some(channel), Some(data)) => Ok(Publish { channel, data: Data(data) }),
-            _ => Err("publish takes channel and data".into()),
+        match (named, data) {
+            (Some(named), Some(data)) => Ok((named, Data(data))),
+            _ => Err(format!("takes {name} and data")),
         }
     }
 }

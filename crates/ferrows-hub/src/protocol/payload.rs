@@ -154,13 +154,7 @@ impl Serialize for Pub {
         let human = serializer.is_human_readable();
         let mut map = serializer.serialize_map(Some(2 + usize::from(self.info.is_some())))?;
         map.serialize_entry("offset", &self.offset)?;
-        if !human {
-            map.serialize_entry("data", &self.data)?;
-        } else if let Some(raw) = self.data.as_json() {
-            map.serialize_entry("data", raw)?;
-        } else {
-            map.serialize_entry("data_base64", &BASE64.encode(&self.data.0))?;
-        }
+        data_entry(&mut map, &self.data, human)?;
         if let Some(info) = &self.info {
             map.serialize_entry("info", info)?;
         }
@@ -183,11 +177,47 @@ struct PubFields {
 impl<'de> Deserialize<'de> for Pub {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let fields = PubFields::deserialize(deserializer)?;
-        let data = match (fields.data, fields.data_base64) {
-            (Some(data), None) => data,
-            (None, Some(text)) => Data(Bytes::from(BASE64.decode(text).map_err(de::Error::custom)?)),
-            _ => return Err(de::Error::custom("a publication has data or data_base64")),
-        };
+        let data = data_of(fields.data, fields.data_base64)?
+            .ok_or_else(|| de::Error::custom("a publication has data or data_base64"))?;
         Ok(Self { offset: fields.offset, data, info: fields.info })
+    }
+}
+
+/// Writes `data` into a map as the encoding carries it (the rule of this
+/// module's head): `data` as a JSON value or MessagePack bytes, or
+/// `data_base64` for bytes that are not JSON text, in JSON.
+pub(crate) fn data_entry<M: SerializeMap>(map: &mut M, data: &Data, human: bool) -> Result<(), M::Error> {
+    if !human {
+        map.serialize_entry("data", data)
+    } else if let Some(raw) = data.as_json() {
+        map.serialize_entry("data", raw)
+    } else {
+        map.serialize_entry("data_base64", &BASE64.encode(&data.0))
+    }
+}
+
+/// The data a map carried, from its `data` or its `data_base64` (one of
+/// them at most); `None` when it has neither.
+pub(crate) fn data_of<E: de::Error>(data: Option<Data>, data_base64: Option<String>) -> Result<Option<Data>, E> {
+    match (data, data_base64) {
+        (data, None) => Ok(data),
+        (None, Some(text)) => Ok(Some(Data(Bytes::from(BASE64.decode(text).map_err(E::custom)?)))),
+        (Some(_), Some(_)) => Err(E::custom("data and data_base64 both")),
+    }
+}
+
+/// Data as a map of its own (`{"data": ...}` or `{"data_base64": ...}`),
+/// for a message flattened into JSON (the backend proxies' requests).
+#[derive(Debug, Clone, Copy)]
+pub struct DataRef<'a>(pub Option<&'a Data>);
+
+impl Serialize for DataRef<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let human = serializer.is_human_readable();
+        let mut map = serializer.serialize_map(Some(usize::from(self.0.is_some())))?;
+        if let Some(data) = self.0 {
+            data_entry(&mut map, data, human)?;
+        }
+        map.end()
     }
 }

@@ -11,7 +11,8 @@ use super::*;
 fn commands() -> Vec<Command> {
     let json = |text: &str| Data(Bytes::copy_from_slice(text.as_bytes()));
     let methods = vec![
-        Method::Connect(Connect { token: Some("t".into()), name: Some("al".into()) }),
+        Method::Connect(Connect { token: Some("t".into()), name: Some("al".into()), data: None }),
+        Method::Connect(Connect { token: None, name: None, data: Some(json(r#"{"device":"x"}"#)) }),
         Method::Connect(Connect::default()),
         Method::Subscribe(Subscribe { channel: "a".into(), since: None, recover: false }),
         Method::Subscribe(Subscribe {
@@ -24,6 +25,8 @@ fn commands() -> Vec<Command> {
         Method::Presence(ChannelArg { channel: "a".into() }),
         Method::History(History { channel: "a".into(), limit: Some(5) }),
         Method::History(History { channel: "a".into(), limit: None }),
+        Method::Rpc(Rpc { method: "chat.ban".into(), data: json(r#"{"user":"bob"}"#) }),
+        Method::Rpc(Rpc { method: "m".into(), data: json("null") }),
         Method::Ping,
     ];
     methods.into_iter().zip(1..).map(|(method, id)| Command { id, method }).collect()
@@ -68,7 +71,13 @@ fn every_command_round_trips_in_both_encodings() {
 fn every_reply_round_trips_in_both_encodings() {
     let position = Position { offset: 44, epoch: "18f3a9c2b0".into() };
     for encoding in Encoding::ALL {
-        round_trip(encoding, &Reply::ok(1, Connected { client: "c".into(), user: "u".into(), ping: 25 }));
+        round_trip(encoding, &Reply::ok(1, Connected { client: "c".into(), user: "u".into(), ping: 25, data: None }));
+        for data in [&b"{\"motd\":\"hi\"}"[..], b"\0\xff"] {
+            let data = Some(Data(Bytes::copy_from_slice(data)));
+            round_trip(encoding, &Reply::ok(1, Connected { client: "c".into(), user: "u".into(), ping: 25, data }));
+        }
+        round_trip(encoding, &Reply::ok(9, RpcResult { data: Data(Bytes::from_static(b"[1]")) }));
+        round_trip(encoding, &Reply::ok(9, RpcResult { data: Data(Bytes::from_static(b"\xfe")) }));
         round_trip(
             encoding,
             &Reply::ok(2, Positioned { position: position.clone(), recovered: None, publications: None }),
@@ -202,6 +211,11 @@ fn bad_input_is_classified_in_both_encodings() {
         assert_eq!(code(json!({"id": 1, "subscribe": {"chan": "a"}})), 107);
         assert_eq!(code(json!({"id": 1, "publish": {"channel": "a"}})), 107);
         assert_eq!(code(json!({"id": 1, "publish": {"channel": 5, "data": 1}})), 107);
+        assert_eq!(code(json!({"id": 1, "rpc": {"method": "a b", "data": 1}})), 107);
+        assert_eq!(code(json!({"id": 1, "rpc": {"method": "", "data": 1}})), 107);
+        assert_eq!(code(json!({"id": 1, "rpc": {"method": "x".repeat(65), "data": 1}})), 107);
+        assert_eq!(code(json!({"id": 1, "rpc": {"method": "m"}})), 107);
+        assert_eq!(code(json!({"id": 1, "rpc": {"method": "m", "data": 1, "x": 2}})), 107);
     }
     // A method twice, or an id twice: refused in both encodings alike.
     let twice = br#"{"id":1,"publish":{"channel":"a","data":1},"publish":{"channel":"b","data":2}}"#;
@@ -219,7 +233,7 @@ fn bad_input_is_classified_in_both_encodings() {
 #[test]
 fn errors_say_their_code_status_and_close() {
     for error in Error::examples() {
-        assert!((100..=110).contains(&error.code()), "{error:?}");
+        assert!((100..=111).contains(&error.code()) || APPLICATION_CODES.contains(&error.code()), "{error:?}");
         assert!((400..=599).contains(&error.http_status()), "{error:?}");
         assert_eq!(error.temporary(), error.http_status() >= 429 && error.http_status() != 431, "{error:?}");
         if let Some(code) = error.close_code() {
@@ -241,9 +255,16 @@ fn docs_list_exactly_these_errors() {
     assert_eq!(rows.len(), errors.len(), "one row per error");
     for (row, error) in rows.iter().zip(&errors) {
         let name = format!("{error:?}");
-        let name = name.split('(').next().unwrap();
-        assert_eq!(row[0], error.code().to_string(), "{name}");
+        let name = name.split(['(', ' ']).next().unwrap();
         assert_eq!(row[1], format!("`{name}`"));
+        if let Error::Application { .. } = error {
+            // A range, temporary and status as the backend says.
+            assert_eq!(row[0], "1000-1999");
+            assert_eq!(format!("{}..={}", APPLICATION_CODES.start(), APPLICATION_CODES.end()), "1000..=1999");
+            assert_eq!((row[3], row[4]), ("as it says", "403 (503 if temporary)"));
+            continue;
+        }
+        assert_eq!(row[0], error.code().to_string(), "{name}");
         assert_eq!(row[3], if error.temporary() { "yes" } else { "no" }, "{name}");
         assert_eq!(row[4], error.http_status().to_string(), "{name}");
         let close = error.close_code().map(|c| c.to_string());

@@ -86,6 +86,7 @@ impl Setting {
             "BOOL" if default.as_deref() == Some("true") => "false".into(),
             "BOOL" => "true".into(),
             "ADDR" => "0.0.0.0".into(),
+            "URL" => format!("https://backend.example/{}", self.key),
             "FILE" => format!("/etc/ferrows/{}.pem", self.key),
             "memory|redis" => "redis".into(),
             _ => format!("value-of-{}", self.key),

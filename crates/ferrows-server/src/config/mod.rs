@@ -58,10 +58,24 @@ impl Config {
     }
 
     /// Checks what no single setting can: that `tls_cert` and `tls_key`
-    /// go together, and that key files can be read.
+    /// go together, that key files can be read, that proxy URLs are
+    /// `http` or `https` with a host, and that namespaces using a proxy
+    /// have its URL.
     pub fn check(&self) -> Result<(), String> {
         self.server.tls()?;
-        self.auth.keys().map(drop)
+        self.auth.keys()?;
+        self.proxy.check()?;
+        let namespaces = std::iter::once(("(default)", &self.namespaces.default))
+            .chain(self.namespaces.named.iter().map(|(name, config)| (name.as_str(), config)));
+        for (name, namespace) in namespaces {
+            if namespace.proxy_subscribe && self.proxy.subscribe_url.is_none() {
+                return Err(format!("namespace {name}: proxy_subscribe needs proxy_subscribe_url"));
+            }
+            if namespace.proxy_publish && self.proxy.publish_url.is_none() {
+                return Err(format!("namespace {name}: proxy_publish needs proxy_publish_url"));
+            }
+        }
+        Ok(())
     }
 
     /// The options of `namespace`; `None` when namespaces are strict and
@@ -100,6 +114,38 @@ impl AuthSettings {
             ecdsa_public_key: read(&self.token_ecdsa_public_key)?,
             allow_anonymous: self.allow_anonymous,
         })
+    }
+}
+
+impl ProxySettings {
+    /// The URL of `kind`'s proxy, if there is one.
+    pub fn url(&self, kind: ferrows_hub::protocol::proxy::ProxyKind) -> Option<&http::Uri> {
+        use ferrows_hub::protocol::proxy::ProxyKind;
+        match kind {
+            ProxyKind::Connect => self.connect_url.as_ref(),
+            ProxyKind::Refresh => self.refresh_url.as_ref(),
+            ProxyKind::Subscribe => self.subscribe_url.as_ref(),
+            ProxyKind::Publish => self.publish_url.as_ref(),
+            ProxyKind::Rpc => self.rpc_url.as_ref(),
+        }
+    }
+
+    /// Whether any proxy is configured.
+    pub fn any(&self) -> bool {
+        ferrows_hub::protocol::proxy::ProxyKind::ALL.into_iter().any(|kind| self.url(kind).is_some())
+    }
+
+    fn check(&self) -> Result<(), String> {
+        for kind in ferrows_hub::protocol::proxy::ProxyKind::ALL {
+            let Some(url) = self.url(kind) else { continue };
+            if !matches!(url.scheme_str(), Some("http" | "https")) || url.host().is_none() {
+                return Err(format!("proxy_{}_url: {url} is not an http or https URL", kind.name()));
+            }
+        }
+        if let Some(path) = &self.ca_file {
+            std::fs::metadata(path).map_err(|e| format!("proxy_ca_file {}: {e}", path.display()))?;
+        }
+        Ok(())
     }
 }
 

@@ -31,6 +31,14 @@ pub struct NamespaceConfig {
     pub history_ttl: u64,
     /// Bytes of publications kept per channel.
     pub history_max_bytes: usize,
+    /// The backend decides every subscribe into the namespace that the
+    /// client's grants (token or connect proxy) do not name: the
+    /// subscribe proxy (`proxy_subscribe_url`) is asked, in place of the
+    /// `anonymous` and `protected` rules.
+    pub proxy_subscribe: bool,
+    /// Every client publication into the namespace goes to the publish
+    /// proxy (`proxy_publish_url`) first, which may refuse or change it.
+    pub proxy_publish: bool,
 }
 
 impl Default for NamespaceConfig {
@@ -45,6 +53,8 @@ impl Default for NamespaceConfig {
             history_size: history.max_count,
             history_ttl: history.max_age.as_secs(),
             history_max_bytes: history.max_bytes,
+            proxy_subscribe: false,
+            proxy_publish: false,
         }
     }
 }

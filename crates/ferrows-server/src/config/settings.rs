@@ -78,6 +78,34 @@ pub const DEFAULT_MAX_REQUEST_CHANNELS: usize = 32;
 /// does this) knows its stream died.
 pub const DEFAULT_SSE_KEEPALIVE: Duration = Duration::from_secs(15);
 
+/// A backend must answer a proxy request within 3 s: a person waits for
+/// a connect, a subscribe or a publication, and a backend that takes
+/// longer is better reported as slow (error 111) than waited for.
+pub const DEFAULT_PROXY_TIMEOUT: Duration = Duration::from_secs(3);
+/// Proxy requests in flight to the backend per server: 256, what a
+/// small backend serves at once; more are refused at once with error 111
+/// (temporary) rather than queued, so that a reconnect storm reaches the
+/// backend at its pace and clients retry with their backoff.
+pub const DEFAULT_PROXY_MAX_IN_FLIGHT: usize = 256;
+/// The largest answer a backend may give: 64 KiB, what a client message
+/// may hold ([`DEFAULT_MAX_MESSAGE_SIZE`]); an answer ends up in one.
+/// With [`DEFAULT_PROXY_MAX_IN_FLIGHT`] that bounds answers in memory to
+/// 16 MiB.
+pub const DEFAULT_PROXY_MAX_ANSWER: usize = 64 << 10;
+/// Times an idempotent proxy request (connect, refresh, subscribe) is
+/// sent again after it failed on its way (refused, reset, 502-504),
+/// within its [`DEFAULT_PROXY_TIMEOUT`]: once, which rides over a backend
+/// restart without doubling the load of one that is down.
+pub const DEFAULT_PROXY_RETRIES: u32 = 1;
+
+/// The headers of a client's opening handshake the connect proxy sees:
+/// what backends authenticate with (cookies, `Authorization`) and what
+/// says where the client is (`Origin`, `User-Agent`, a proxy's
+/// `X-Forwarded-For` and `X-Real-IP`). Others stay with the server.
+pub fn default_proxy_headers() -> Vec<String> {
+    ["cookie", "authorization", "origin", "user-agent", "x-forwarded-for", "x-real-ip"].map(String::from).to_vec()
+}
+
 settings! {
     /// The configuration of a server: every setting of `ferrows serve`, in
     /// sections. [`Config::default`] is the library's defaults (no demo
@@ -197,6 +225,64 @@ settings! {
             sse_keepalive: Duration = DEFAULT_SSE_KEEPALIVE;
                 key = "sse_keepalive", flag = "sse-keepalive", env = "FERROWS_SSE_KEEPALIVE",
                 min = Duration::from_secs(1);
+        }
+
+        /// The application's backend in the loop: HTTP(S) endpoints that
+        /// decide what clients do (see `docs/protocol.md`, *The backend in
+        /// the loop*).
+        proxy: ProxySettings ("Backend proxies") {
+            /// URL the connect proxy posts to: the backend authenticates every
+            /// WebSocket connection (instead of its token) and says who it is.
+            connect_url: Option<http::Uri> = None;
+                key = "proxy_connect_url", flag = "proxy-connect-url", env = "FERROWS_PROXY_CONNECT_URL";
+            /// URL the refresh proxy posts to when a connection's credentials
+            /// expire; without one the client must send `refresh` with a new
+            /// token in time, or is closed (4007).
+            refresh_url: Option<http::Uri> = None;
+                key = "proxy_refresh_url", flag = "proxy-refresh-url", env = "FERROWS_PROXY_REFRESH_URL";
+            /// URL the subscribe proxy posts to, for the channels of namespaces
+            /// with `proxy_subscribe`.
+            subscribe_url: Option<http::Uri> = None;
+                key = "proxy_subscribe_url", flag = "proxy-subscribe-url", env = "FERROWS_PROXY_SUBSCRIBE_URL";
+            /// URL the publish proxy posts to, for client publications into
+            /// namespaces with `proxy_publish`.
+            publish_url: Option<http::Uri> = None;
+                key = "proxy_publish_url", flag = "proxy-publish-url", env = "FERROWS_PROXY_PUBLISH_URL";
+            /// URL the RPC proxy posts to: clients' `rpc` commands; without one
+            /// they get error 104.
+            rpc_url: Option<http::Uri> = None;
+                key = "proxy_rpc_url", flag = "proxy-rpc-url", env = "FERROWS_PROXY_RPC_URL";
+            /// Seconds the backend has to answer a proxy request (retries
+            /// included); later: error 111 for the client.
+            timeout: Duration = DEFAULT_PROXY_TIMEOUT;
+                key = "proxy_timeout", flag = "proxy-timeout", env = "FERROWS_PROXY_TIMEOUT",
+                min = Duration::from_millis(1);
+            /// Proxy requests in flight to the backend at once; more are refused
+            /// at once with error 111 (temporary).
+            max_in_flight: usize = DEFAULT_PROXY_MAX_IN_FLIGHT;
+                key = "proxy_max_in_flight", flag = "proxy-max-in-flight", env = "FERROWS_PROXY_MAX_IN_FLIGHT",
+                min = 1;
+            /// Largest answer a backend may give, in bytes; larger: error 111.
+            max_answer: usize = DEFAULT_PROXY_MAX_ANSWER;
+                key = "proxy_max_answer", flag = "proxy-max-answer", env = "FERROWS_PROXY_MAX_ANSWER", min = 64;
+            /// Times a connect, refresh or subscribe request is sent again after
+            /// failing on its way (never a publication or an RPC, which the
+            /// backend may have acted on).
+            retries: u32 = DEFAULT_PROXY_RETRIES;
+                key = "proxy_retries", flag = "proxy-retries", env = "FERROWS_PROXY_RETRIES";
+            /// Secret that signs every proxy request (HMAC-SHA256 of
+            /// `TIMESTAMP.BODY` in `X-Ferrows-Signature`), for the backend to
+            /// check that a request comes from this server.
+            secret: Option<String> = None;
+                key = "proxy_secret", flag = "proxy-secret", env = "FERROWS_PROXY_SECRET", secret = true;
+            /// Headers of the client's opening handshake that the connect proxy
+            /// sees (case-insensitive; the flag repeats or takes a list).
+            headers: Vec<String> = default_proxy_headers();
+                key = "proxy_headers", flag = "proxy-headers", env = "FERROWS_PROXY_HEADERS";
+            /// PEM file of certificate authorities to trust for an `https`
+            /// backend, besides the system's (a private CA).
+            ca_file: Option<PathBuf> = None;
+                key = "proxy_ca_file", flag = "proxy-ca-file", env = "FERROWS_PROXY_CA_FILE";
         }
 
         /// The broker that carries publications, history and presence.

@@ -119,6 +119,7 @@ macro_rules! text {
 
 text!(IpAddr, "ADDR", "an IP address");
 text!(String, "TEXT", "a string");
+text!(http::Uri, "URL", "a URL");
 
 impl Value for PathBuf {
     const VALUE_NAME: &'static str = "FILE";

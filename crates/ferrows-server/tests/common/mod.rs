@@ -375,19 +375,25 @@ mod msgpack {
     use rmpv::Value as Pack;
     use serde_json::Value;
 
-    /// A command: as in JSON, but `publish.data` as the bytes of its JSON
-    /// text.
+    /// A command: as in JSON, but the `data` of its arguments (`publish`,
+    /// `rpc`, `connect`) as the bytes of its JSON text, or the bytes of
+    /// its `data_base64`.
     pub fn command(command: &Value) -> Vec<u8> {
         let mut value = pack(command);
         if let Pack::Map(entries) = &mut value {
-            for (key, args) in entries.iter_mut() {
-                if key.as_str() == Some("publish")
-                    && let Pack::Map(args) = args
-                {
-                    for (key, data) in args.iter_mut() {
-                        if key.as_str() == Some("data") {
-                            *data = Pack::Binary(command["publish"]["data"].to_string().into_bytes());
+            for (method, args) in entries.iter_mut() {
+                let Some(method) = method.as_str() else { continue };
+                let Pack::Map(args) = args else { continue };
+                let given = &command[method];
+                for (key, data) in args.iter_mut() {
+                    match key.as_str() {
+                        Some("data") => *data = Pack::Binary(given["data"].to_string().into_bytes()),
+                        Some("data_base64") => {
+                            let text = given["data_base64"].as_str().unwrap();
+                            *key = Pack::from("data");
+                            *data = Pack::Binary(base64::engine::general_purpose::STANDARD.decode(text).unwrap());
                         }
+                        _ => {}
                     }
                 }
             }
@@ -448,4 +454,78 @@ mod msgpack {
             other => panic!("no JSON view of {other:?}"),
         }
     }
+}
+
+impl Client {
+    /// Opens the WebSocket only, with `headers` in its opening handshake.
+    pub async fn open_with_headers(addr: SocketAddr, headers: &[(&'static str, &str)]) -> Self {
+        let encoding = encoding();
+        let mut config = client_config(encoding);
+        for (name, value) in headers {
+            config.headers.append(*name, value.parse().unwrap());
+        }
+        let connect = ferrows::connect_with(format!("ws://{addr}/ws"), &config);
+        let ws = tokio::time::timeout(WAIT, connect).await.unwrap().unwrap();
+        Self { ws, encoding, next_id: 1, pushes: Vec::new() }
+    }
+}
+
+/// The application's backend of the proxy tests (`tests/backend/backend.py`),
+/// a real HTTP server in a process of its own, killed when dropped.
+pub struct Backend {
+    pub port: u16,
+    _process: tokio::process::Child,
+}
+
+impl Backend {
+    /// Starts it (with `args`, such as `--secret S`) and waits until it
+    /// listens.
+    pub async fn start(args: &[&str]) -> Self {
+        use tokio::io::AsyncBufReadExt;
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/backend/backend.py");
+        let mut process = tokio::process::Command::new("python3")
+            .arg(script)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("python3 runs the test backend");
+        let stdout = process.stdout.take().unwrap();
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(WAIT, lines.next_line()).await.expect("the backend starts").unwrap().unwrap();
+        let port = line.strip_prefix("listening ").expect("the backend says where it listens").parse().unwrap();
+        Self { port, _process: process }
+    }
+
+    /// The URL of one of its routes (`connect`, `subscribe`, ...).
+    pub fn url(&self, route: &str) -> http::Uri {
+        format!("http://127.0.0.1:{}/{route}", self.port).parse().unwrap()
+    }
+
+    /// Every request it received, oldest first.
+    pub async fn log(&self) -> Vec<Value> {
+        let (status, log) = http(SocketAddr::from(([127, 0, 0, 1], self.port)), "GET", "/log", &[], "").await;
+        assert_eq!(status, 200);
+        log.as_array().unwrap().clone()
+    }
+
+    /// The bodies of the requests received on `route`.
+    pub async fn requests(&self, route: &str) -> Vec<Value> {
+        let path = format!("/{route}");
+        self.log().await.into_iter().filter(|r| r["path"] == path).map(|r| r["body"].clone()).collect()
+    }
+
+    /// The most requests it held at once.
+    pub async fn max_in_flight(&self) -> u64 {
+        let (_, stats) = http(SocketAddr::from(([127, 0, 0, 1], self.port)), "GET", "/stats", &[], "").await;
+        stats["max_in_flight"].as_u64().unwrap()
+    }
+}
+
+/// A URL where nothing listens (a port bound, then let go).
+pub fn nothing_listens(route: &str) -> http::Uri {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    format!("http://127.0.0.1:{port}/{route}").parse().unwrap()
 }
