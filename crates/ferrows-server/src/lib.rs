@@ -19,6 +19,7 @@ pub mod auth;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod config;
+mod expiry;
 mod http;
 mod http_client;
 mod limits;
@@ -89,6 +90,7 @@ impl Server {
         let local_addr = listener.local_addr().map_err(|e| StartError(e.to_string()))?;
         let state = AppState::new(config, broker).await.map_err(StartError)?;
         stats::spawn(state.clone());
+        expiry::spawn(state.clone());
         let accept_task = tokio::spawn(http::accept_loop(listener, tls, state.clone()));
         Ok(Self { state, local_addr, accept_task })
     }

@@ -23,7 +23,7 @@ use ferrows_hub::protocol::payload::DataRef;
 use ferrows_hub::protocol::proxy::{ConnectRequest, ConnectResult, ProxyKind, RpcAnswer, RpcRequest};
 use ferrows_hub::protocol::{
     ChannelArg, ClientInfo, Connect, Connected, Data, Empty, Encoding, Error, History, Method, ParseError, Positioned,
-    Presence, Publish, Published, Reply, Rpc, RpcResult, Subscribe, close,
+    Presence, Publish, Published, Refreshed, Reply, Rpc, RpcResult, Subscribe, close,
 };
 use ferrows_hub::queue::{Batch, ClientQueue, Outlet, QueueGuard, Sent};
 use serde::Serialize;
@@ -36,6 +36,7 @@ use tokio_util::task::task_tracker::TaskTrackerToken;
 use crate::access::{Asker, Refusal};
 use crate::auth::Claims;
 use crate::config::NamespaceConfig;
+use crate::expiry::Holder;
 use crate::limits::{AddressSlot, CommandRate, Verdict};
 use crate::state::{AppState, subscribe_error};
 
@@ -536,7 +537,9 @@ impl Session {
     }
 
     fn queue_ended(&self) -> End {
-        if self.queue.overflowed() {
+        if let Some((code, reason)) = self.state.close_reason(self.client) {
+            End::Close(CloseCode(code), Cow::Owned(reason))
+        } else if self.queue.overflowed() {
             self.state.metrics.slow_consumers.inc();
             closing(close::SLOW_CONSUMER, "slow consumer")
         } else if self.state.shutdown.is_cancelled() {
@@ -642,6 +645,11 @@ impl Session {
                 let reply = self.rpc(rpc).await;
                 self.answer(id, reply)
             }
+            Method::Refresh(refresh) => {
+                let reply = self.refresh(&refresh.token);
+                self.reply(id, reply);
+                None
+            }
             Method::Ping => {
                 self.reply(id, Ok(Empty {}));
                 None
@@ -682,7 +690,12 @@ impl Session {
         let (user, channels) = (claims.sub, claims.channels);
         let info = ClientInfo { client: client.clone(), user: user.clone(), name }.to_info();
         let ping = self.state.config.websocket.ping_interval.as_secs();
-        self.reply(id, Ok(Connected { client, user: user.clone(), ping, data }));
+        let expires = claims.exp.map(|at| at.saturating_sub(crate::expiry::now()));
+        if let Some(at) = claims.exp {
+            let holder = Holder { client_id: client.clone(), user: user.clone(), meta: meta.clone() };
+            self.state.expiries.set(self.client, at, holder);
+        }
+        self.reply(id, Ok(Connected { client, user: user.clone(), ping, expires, data }));
         // Sized to fit: every idle connection keeps these.
         let user = user.into_boxed_str();
         let grants: Box<[String]> = channels.into_iter().map(shrunk).collect();
@@ -823,6 +836,25 @@ impl Session {
     async fn history(&self, history: History) -> Result<Positioned, Refusal> {
         let namespace = self.may_subscribe(&history.channel).await?;
         Ok(self.state.history(&history.channel, namespace, history.limit).await?)
+    }
+
+    /// Takes new credentials: a token of the same user, whose `exp` (or
+    /// none) becomes the connection's deadline.
+    fn refresh(&self, token: &str) -> Result<Refreshed, Error> {
+        let claims = self.state.auth.verify(token).map_err(|e| Error::Unauthorized(e.0))?;
+        let identity = self.identity();
+        if *claims.sub != *identity.user {
+            return Err(Error::PermissionDenied("a token of another user".into()));
+        }
+        match claims.exp {
+            Some(at) => {
+                let meta = identity.extra.as_ref().and_then(|extra| extra.meta.clone());
+                let holder = Holder { client_id: self.client_id(), user: claims.sub, meta };
+                self.state.expiries.set(self.client, at, holder);
+            }
+            None => drop(self.state.expiries.extend(self.client, None)),
+        }
+        Ok(Refreshed { expires: claims.exp.map(|at| at.saturating_sub(crate::expiry::now())) })
     }
 
     /// Calls the backend's method (the RPC proxy) and gives its answer.

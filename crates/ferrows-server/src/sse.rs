@@ -102,8 +102,13 @@ pub(crate) async fn handle(request: Request<Incoming>, state: Arc<AppState>, wat
     let name = display_name(&asked.claims, asked.name);
     let info = ClientInfo { client: client_id.clone(), user: asked.claims.sub.clone(), name }.to_info().0;
     let interval = state.config.websocket.sse_keepalive.max(MIN_KEEPALIVE);
-    let connected =
-        Connected { client: client_id.clone(), user: asked.claims.sub, ping: interval.as_secs(), data: None };
+    let connected = Connected {
+        client: client_id.clone(),
+        user: asked.claims.sub,
+        ping: interval.as_secs(),
+        expires: None,
+        data: None,
+    };
     let mut stream = EventStream {
         state: state.clone(),
         client,

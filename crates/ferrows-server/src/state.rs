@@ -71,6 +71,12 @@ pub(crate) struct AppState {
     pub(crate) command_rate: Option<RateLimit>,
     /// The application's backend, when a proxy is configured.
     pub(crate) backend: Option<crate::proxy::Backend>,
+    /// The deadlines of connections whose credentials expire.
+    pub(crate) expiries: crate::expiry::Expiries,
+    /// The close code and reason of sessions the server is closing on
+    /// purpose (expired, disconnected by the backend or the API), taken
+    /// by the session as it ends.
+    closing: Mutex<HashMap<u64, (u16, String)>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -117,6 +123,8 @@ impl AppState {
         let backend = crate::proxy::Backend::new(&config.proxy, metrics.clone())?;
         Ok(Arc::new(Self {
             backend,
+            expiries: crate::expiry::Expiries::default(),
+            closing: Mutex::new(HashMap::new()),
             addresses: AddressTable::new(config.limits.max_connections_per_address),
             command_rate: RateLimit::new(config.limits.command_rate, config.limits.command_burst),
             config,
@@ -183,6 +191,29 @@ impl AppState {
     /// Forgets a session that ended.
     pub(crate) fn unregister_session(&self, client: u64) {
         self.lock_sessions().remove(&client);
+        self.expiries.remove(client);
+        self.closing.lock().unwrap_or_else(|p| p.into_inner()).remove(&client);
+    }
+
+    /// Closes session `client` with `code` and `reason` (once it sent what
+    /// it holds); whether there is such a session on this node.
+    pub(crate) fn disconnect(&self, client: u64, code: u16, reason: &str) -> bool {
+        let sessions = self.lock_sessions();
+        let Some(queue) = sessions.get(&client) else { return false };
+        self.closing.lock().unwrap_or_else(|p| p.into_inner()).entry(client).or_insert((code, reason.to_owned()));
+        queue.close();
+        true
+    }
+
+    /// Whether session `client` is open on this node.
+    pub(crate) fn has_session(&self, client: u64) -> bool {
+        self.lock_sessions().contains_key(&client)
+    }
+
+    /// The close code and reason the server chose for `client`, if it
+    /// closed it on purpose ([`disconnect`](Self::disconnect)).
+    pub(crate) fn close_reason(&self, client: u64) -> Option<(u16, String)> {
+        self.closing.lock().unwrap_or_else(|p| p.into_inner()).remove(&client)
     }
 
     /// Closes every session's queue: each sends what it holds, then a

@@ -172,6 +172,22 @@ pub struct Publish {
     pub data: Data,
 }
 
+/// `refresh` arguments: new credentials for a connection whose expire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Refresh {
+    /// A JWT of the same user, with a later `exp` (or none).
+    pub token: String,
+}
+
+/// The result of `refresh`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refreshed {
+    /// Seconds until the new credentials expire (none: they do not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<u64>,
+}
+
 /// `rpc` arguments: a call of the application's backend (its RPC proxy).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Rpc {
@@ -233,6 +249,8 @@ pub enum Method {
     History(History),
     /// A call of the application's backend.
     Rpc(Rpc),
+    /// New credentials for the connection.
+    Refresh(Refresh),
     /// Application-level ping.
     Ping,
 }
@@ -248,6 +266,7 @@ impl Method {
             Self::Presence(_) => "presence",
             Self::History(_) => "history",
             Self::Rpc(_) => "rpc",
+            Self::Refresh(_) => "refresh",
             Self::Ping => "ping",
         }
     }
@@ -275,6 +294,7 @@ impl Serialize for Command {
             Method::Publish(args) => map.serialize_entry(name, args)?,
             Method::History(args) => map.serialize_entry(name, args)?,
             Method::Rpc(args) => map.serialize_entry(name, args)?,
+            Method::Refresh(args) => map.serialize_entry(name, args)?,
             Method::Ping => map.serialize_entry(name, &NoArgs {})?,
         }
         map.end()
@@ -311,7 +331,7 @@ fn command_of<A>(
         (None, _) => return Err(bad(Error::BadRequest("no method".into()))),
         (Some(_), Some(_)) => return Err(bad(Error::BadRequest("more than one method".into()))),
     };
-    let methods = ["connect", "subscribe", "unsubscribe", "publish", "presence", "history", "rpc", "ping"];
+    let methods = ["connect", "subscribe", "unsubscribe", "publish", "presence", "history", "rpc", "refresh", "ping"];
     if !methods.contains(&name.as_str()) {
         return Err(bad(Error::NotFound(format!("unknown method {name}"))));
     }
@@ -339,6 +359,7 @@ fn method_of<E: ToString>(name: &str, decode: impl ArgsDecoder<E>) -> Result<Met
         }
         "presence" => Method::Presence(decode.args().map_err(e)?),
         "history" => Method::History(decode.args().map_err(e)?),
+        "refresh" => Method::Refresh(decode.args().map_err(e)?),
         _ => {
             decode.args::<BTreeMap<String, serde::de::IgnoredAny>>().map_err(e)?;
             Method::Ping
@@ -390,6 +411,10 @@ pub struct Connected {
     pub user: String,
     /// Seconds between the server's WebSocket Pings.
     pub ping: u64,
+    /// Seconds until the connection's credentials expire, if they do:
+    /// before then, a `refresh` with a new token (or the refresh proxy)
+    /// must extend them, or the connection is closed with 4007.
+    pub expires: Option<u64>,
     /// What the connect proxy gave the client, if it gave anything.
     pub data: Option<Data>,
 }
@@ -397,10 +422,14 @@ pub struct Connected {
 impl Serialize for Connected {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let human = serializer.is_human_readable();
-        let mut map = serializer.serialize_map(Some(3 + usize::from(self.data.is_some())))?;
+        let fields = 3 + usize::from(self.data.is_some()) + usize::from(self.expires.is_some());
+        let mut map = serializer.serialize_map(Some(fields))?;
         map.serialize_entry("client", &self.client)?;
         map.serialize_entry("user", &self.user)?;
         map.serialize_entry("ping", &self.ping)?;
+        if let Some(expires) = self.expires {
+            map.serialize_entry("expires", &expires)?;
+        }
         if let Some(data) = &self.data {
             payload::data_entry(&mut map, data, human)?;
         }
@@ -417,13 +446,15 @@ impl<'de> Deserialize<'de> for Connected {
             user: String,
             ping: u64,
             #[serde(default)]
+            expires: Option<u64>,
+            #[serde(default)]
             data: Option<Data>,
             #[serde(default)]
             data_base64: Option<String>,
         }
         let fields = Fields::deserialize(deserializer)?;
         let data = payload::data_of(fields.data, fields.data_base64)?;
-        Ok(Self { client: fields.client, user: fields.user, ping: fields.ping, data })
+        Ok(Self { client: fields.client, user: fields.user, ping: fields.ping, expires: fields.expires, data })
     }
 }
 

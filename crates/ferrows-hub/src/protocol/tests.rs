@@ -27,6 +27,7 @@ fn commands() -> Vec<Command> {
         Method::History(History { channel: "a".into(), limit: None }),
         Method::Rpc(Rpc { method: "chat.ban".into(), data: json(r#"{"user":"bob"}"#) }),
         Method::Rpc(Rpc { method: "m".into(), data: json("null") }),
+        Method::Refresh(Refresh { token: "t2".into() }),
         Method::Ping,
     ];
     methods.into_iter().zip(1..).map(|(method, id)| Command { id, method }).collect()
@@ -71,11 +72,14 @@ fn every_command_round_trips_in_both_encodings() {
 fn every_reply_round_trips_in_both_encodings() {
     let position = Position { offset: 44, epoch: "18f3a9c2b0".into() };
     for encoding in Encoding::ALL {
-        round_trip(encoding, &Reply::ok(1, Connected { client: "c".into(), user: "u".into(), ping: 25, data: None }));
+        let connected = Connected { client: "c".into(), user: "u".into(), ping: 25, expires: None, data: None };
+        round_trip(encoding, &Reply::ok(1, connected.clone()));
         for data in [&b"{\"motd\":\"hi\"}"[..], b"\0\xff"] {
             let data = Some(Data(Bytes::copy_from_slice(data)));
-            round_trip(encoding, &Reply::ok(1, Connected { client: "c".into(), user: "u".into(), ping: 25, data }));
+            round_trip(encoding, &Reply::ok(1, Connected { data, expires: Some(60), ..connected.clone() }));
         }
+        round_trip(encoding, &Reply::ok(10, Refreshed { expires: Some(3600) }));
+        round_trip(encoding, &Reply::ok(10, Refreshed { expires: None }));
         round_trip(encoding, &Reply::ok(9, RpcResult { data: Data(Bytes::from_static(b"[1]")) }));
         round_trip(encoding, &Reply::ok(9, RpcResult { data: Data(Bytes::from_static(b"\xfe")) }));
         round_trip(

@@ -11,6 +11,8 @@ answers the test chooses through what clients send.
 - publish: data `{"text": ...}` with `badword` is refused, with `slow` it
   sleeps; in channels with `keep` the data stays, elsewhere the backend
   adds `"by"` (the user) and `"moderated": true`.
+- refresh: the user says it: `drop` (disconnect 4502), `refuse` (an
+  error), `forever` (no expiry any more), others an hour more.
 - rpc: the method says it: `echo`, `whoami`, `fail` (temporary error),
   `slow`, `binary`, `hang` (no answer until the client gives up).
 
@@ -123,7 +125,18 @@ def rpc(request):
     return {"error": {"code": 1404, "message": "no such method"}}
 
 
-ROUTES = {"/connect": connect, "/subscribe": subscribe, "/publish": publish, "/rpc": rpc}
+def refresh(request):
+    user = request["user"]
+    if user == "drop":
+        return {"disconnect": {"code": 4502, "reason": "session ended"}}
+    if user == "refuse":
+        return {"error": {"code": 1401, "message": "no more"}}
+    if user == "forever":
+        return {"result": {}}
+    return {"result": {"expire_at": int(time.time()) + 3600}}
+
+
+ROUTES = {"/connect": connect, "/subscribe": subscribe, "/publish": publish, "/rpc": rpc, "/refresh": refresh}
 
 
 class Handler(BaseHTTPRequestHandler):
