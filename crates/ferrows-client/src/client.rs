@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ferrows_hub::protocol::{
-    ChannelArg, ClientInfo, Data, Empty, Encoding, History, Method, Position, Positioned, Presence, Publish,
+    ChannelArg, ClientInfo, Data, Empty, Encoding, History, Method, Position, Positioned, Presence, Publish, Rpc,
+    RpcResult,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -18,7 +19,7 @@ use crate::config::{ClientBuilder, Config};
 use crate::connection::{Driver, Request};
 use crate::error::Error;
 use crate::state::{Connection, Disconnect, State};
-use crate::subscription::{Publication, Subscription, client_info};
+use crate::subscription::{Publication, ServerSubscriptions, Subscription, client_info};
 use crate::wire;
 
 /// A client of a `ferrows serve` service: one WebSocket, kept open across
@@ -56,6 +57,8 @@ struct Inner {
     encoding: Encoding,
     timeout: Duration,
     next_key: AtomicU64,
+    /// The events of server-side subscriptions, until taken.
+    server_subscriptions: std::sync::Mutex<Option<ServerSubscriptions>>,
 }
 
 impl Drop for Inner {
@@ -83,8 +86,17 @@ impl Client {
         let url = config.urls[0].clone();
         let (state_sender, state) = watch::channel(State::Connecting { url, attempt: 0 });
         let (encoding, timeout) = (config.encoding, config.timeout);
-        tokio::spawn(Driver::new(config, receiver, state_sender).run());
-        Self { inner: Arc::new(Inner { requests, state, encoding, timeout, next_key: AtomicU64::new(1) }) }
+        let (server_events, server_subscriptions) = match config.server_subscriptions {
+            true => {
+                let (sender, events) = mpsc::unbounded_channel();
+                (Some(sender), Some(ServerSubscriptions { events }))
+            }
+            false => (None, None),
+        };
+        tokio::spawn(Driver::new(config, receiver, state_sender, server_events).run());
+        let server_subscriptions = std::sync::Mutex::new(server_subscriptions);
+        let next_key = AtomicU64::new(1);
+        Self { inner: Arc::new(Inner { requests, state, encoding, timeout, next_key, server_subscriptions }) }
     }
 
     /// The connection's state now.
@@ -200,6 +212,41 @@ impl Client {
         let result: Positioned = self.call(Method::History(History { channel: channel.into(), limit })).await?;
         let publications = result.publications.unwrap_or_default().into_iter().map(Publication::from).collect();
         Ok((result.position, publications))
+    }
+
+    /// Calls `method` of the application's backend (the server's RPC
+    /// proxy) with `data`; returns its answer's data. With JSON, `data`
+    /// must be JSON text; with MessagePack, any bytes.
+    ///
+    /// Fails with the backend's error (codes 1000-1999), error 111 when
+    /// it did not answer, 104 when the server has no RPC proxy. A call
+    /// sent when the connection went away fails with
+    /// [`Error::Disconnected`]: it may or may not have been made.
+    pub async fn rpc(&self, method: impl Into<String>, data: impl Into<Bytes>) -> Result<Bytes, Error> {
+        let data = Data(data.into());
+        if self.inner.encoding == Encoding::Json && !data.is_json() {
+            return Err(Error::InvalidData("JSON carries only data that is JSON text".into()));
+        }
+        let result: RpcResult = self.call(Method::Rpc(Rpc { method: method.into(), data })).await?;
+        Ok(result.data.0)
+    }
+
+    /// Calls `method` with `argument` as JSON and reads the answer as JSON.
+    pub async fn rpc_json<A: Serialize + ?Sized, R: DeserializeOwned>(
+        &self,
+        method: impl Into<String>,
+        argument: &A,
+    ) -> Result<R, Error> {
+        let data = serde_json::to_vec(argument).map_err(|e| Error::InvalidData(e.to_string()))?;
+        let answer = self.rpc(method, data).await?;
+        serde_json::from_slice(&answer).map_err(|e| Error::InvalidData(format!("the answer: {e}")))
+    }
+
+    /// The events of the server-side subscriptions, once: `None` when
+    /// taken already, or when the client was built without
+    /// [`ClientBuilder::server_subscriptions`](crate::ClientBuilder::server_subscriptions).
+    pub fn server_subscriptions(&self) -> Option<ServerSubscriptions> {
+        self.inner.server_subscriptions.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 
     /// A round trip to the server.

@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use ferrows_hub::protocol::Encoding;
 
 use crate::Client;
@@ -77,6 +78,11 @@ pub(crate) struct Config {
     /// `None`: the interval the server announces; `Some(ZERO)`: no pings.
     pub(crate) ping_interval: Option<Duration>,
     pub(crate) websocket: ferrows::ClientConfig,
+    /// What `connect` tells the server's connect proxy.
+    pub(crate) connect_data: Option<Bytes>,
+    /// Whether server-side subscriptions' events are kept for
+    /// [`Client::server_subscriptions`](crate::Client::server_subscriptions).
+    pub(crate) server_subscriptions: bool,
 }
 
 /// Sets a [`Client`]'s options; made by [`Client::builder`].
@@ -112,6 +118,8 @@ impl ClientBuilder {
                 backoff: Backoff { min: Duration::from_millis(250), max: Duration::from_secs(10) },
                 ping_interval: None,
                 websocket: ferrows::ClientConfig::default(),
+                connect_data: None,
+                server_subscriptions: false,
             },
         }
     }
@@ -142,6 +150,24 @@ impl ClientBuilder {
     /// `info` of the client's publications, unless the token names one).
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.config.name = Some(name.into());
+        self
+    }
+
+    /// Data sent with every `connect`, for the server's connect proxy (the
+    /// application's backend authenticates the client with it): JSON text
+    /// with JSON, any bytes with MessagePack.
+    pub fn connect_data(mut self, data: impl Into<Bytes>) -> Self {
+        self.config.connect_data = Some(data.into());
+        self
+    }
+
+    /// Keeps the events of server-side subscriptions (channels the server
+    /// subscribes the client to: its token's `subs`, the connect proxy's)
+    /// for [`Client::server_subscriptions`](crate::Client::server_subscriptions);
+    /// without this they are not kept. Their positions are kept either
+    /// way, and recovered after a reconnection.
+    pub fn server_subscriptions(mut self) -> Self {
+        self.config.server_subscriptions = true;
         self
     }
 

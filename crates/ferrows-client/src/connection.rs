@@ -4,13 +4,15 @@
 //! reconnects with backoff until the client stops.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use ferrows::{CloseCode, MaybeTlsStream, Message, WebSocket};
-use ferrows_hub::protocol::{Command, Connect, Connected, Encoding, Method, Position, Positioned};
+use ferrows_hub::protocol::{
+    self as protocol, Command, Connect, Connected, Data, Encoding, Method, Position, Positioned, Refresh, Refreshed,
+};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, sleep, sleep_until};
 
@@ -18,6 +20,12 @@ use crate::config::Config;
 use crate::error::{Error, FATAL_CLOSE_CODES};
 use crate::state::{Connection, Disconnect, State};
 use crate::subscription::{Event, SubState};
+
+/// How long before its credentials expire the client refreshes them: a
+/// tenth of their life, at least 1 s (a token provider may take a while).
+fn refresh_lead(expires: u64) -> std::time::Duration {
+    std::time::Duration::from_secs((expires / 10).max(1))
+}
 use crate::wire::{self, Incoming};
 
 /// Close code recorded when a connection ends without a Close frame or
@@ -49,6 +57,7 @@ enum Pending {
     Subscribe { channel: String, generation: u64, since: Option<Position> },
     Unsubscribe(Option<oneshot::Sender<Result<(), Error>>>),
     Ping,
+    Refresh,
 }
 
 /// Something the connection task does at a given time.
@@ -60,6 +69,8 @@ enum Timer {
     Ping,
     /// Time to send a subscribe again (after a temporary refusal).
     Retry { channel: String, generation: u64 },
+    /// Time to refresh the connection's credentials.
+    Refresh,
 }
 
 /// How a connection (or the wait for one) ended.
@@ -129,6 +140,10 @@ pub(crate) struct Driver {
     requests: mpsc::UnboundedReceiver<Request>,
     state: watch::Sender<State>,
     subs: HashMap<String, SubState>,
+    /// Server-side subscriptions, by channel.
+    server_subs: HashMap<String, SubState>,
+    /// Where their events go (when the application asked for them).
+    server_events: Option<mpsc::UnboundedSender<(String, Event)>>,
     /// Commands made while not connected, sent once connected.
     queue: VecDeque<(Method, oneshot::Sender<Result<Bytes, Error>>)>,
     url: usize,
@@ -136,12 +151,19 @@ pub(crate) struct Driver {
 }
 
 impl Driver {
-    pub(crate) fn new(config: Config, requests: mpsc::UnboundedReceiver<Request>, state: watch::Sender<State>) -> Self {
+    pub(crate) fn new(
+        config: Config,
+        requests: mpsc::UnboundedReceiver<Request>,
+        state: watch::Sender<State>,
+        server_events: Option<mpsc::UnboundedSender<(String, Event)>>,
+    ) -> Self {
         Self {
             config: Arc::new(config),
             requests,
             state,
             subs: HashMap::new(),
+            server_subs: HashMap::new(),
+            server_events,
             queue: VecDeque::new(),
             url: 0,
             attempt: 0,
@@ -154,17 +176,28 @@ impl Driver {
             let url = self.config.urls[self.url].clone();
             self.state.send_replace(State::Connecting { url: url.clone(), attempt: self.attempt });
             let ended = match self.open(&url).await {
-                Ok((session, connected)) => {
+                Ok((mut session, connected)) => {
                     self.attempt = 0;
-                    let connection =
-                        Connection { url, client: connected.client, user: connected.user, ping: connected.ping };
+                    if let Some(expires) = connected.expires {
+                        let lead = refresh_lead(expires);
+                        let when = Instant::now() + std::time::Duration::from_secs(expires).saturating_sub(lead);
+                        session.at(when, Timer::Refresh);
+                    }
+                    let connection = Connection {
+                        url,
+                        client: connected.client,
+                        user: connected.user,
+                        ping: connected.ping,
+                        expires: connected.expires,
+                        data: connected.data.map(|data| data.0),
+                    };
                     let ping = connection.ping;
                     self.state.send_replace(State::Connected(connection));
                     self.serve(session, ping).await
                 }
                 Err(ended) => ended,
             };
-            for sub in self.subs.values_mut() {
+            for sub in self.subs.values_mut().chain(self.server_subs.values_mut()) {
                 sub.idle();
             }
             let (code, reason) = match ended {
@@ -200,7 +233,13 @@ impl Driver {
     /// timeout, taking requests meanwhile.
     async fn open(&mut self, url: &str) -> Result<(Session, Connected), Ended> {
         let config = self.config.clone();
-        let opening = tokio::time::timeout(config.timeout, open(&config, url));
+        // The positions of the server-side subscriptions, to recover from.
+        let subs = self
+            .server_subs
+            .iter()
+            .filter_map(|(channel, sub)| Some((channel.clone(), sub.position()?.clone())))
+            .collect();
+        let opening = tokio::time::timeout(config.timeout, open(&config, url, subs));
         tokio::pin!(opening);
         loop {
             tokio::select! {
@@ -368,12 +407,7 @@ impl Driver {
     /// A message from the server.
     fn on_message(&mut self, session: &mut Session, bytes: Bytes) {
         let id = match wire::incoming(session.encoding, &bytes) {
-            Ok(Incoming::Push(push)) => {
-                if let Some(sub) = self.subs.get_mut(&push.channel) {
-                    sub.push(push.event);
-                }
-                return;
-            }
+            Ok(Incoming::Push(push)) => return self.on_push(push),
             Ok(Incoming::Reply(id)) => id,
             Err(e) => return tracing::warn!("unreadable message from the server: {e}"),
         };
@@ -389,6 +423,17 @@ impl Driver {
                 }
             }
             Pending::Ping => {}
+            Pending::Refresh => match wire::reply::<Refreshed>(session.encoding, &bytes) {
+                Ok(Refreshed { expires: Some(expires) }) => {
+                    let lead = refresh_lead(expires);
+                    let when = Instant::now() + std::time::Duration::from_secs(expires).saturating_sub(lead);
+                    session.at(when, Timer::Refresh);
+                }
+                Ok(Refreshed { expires: None }) => {}
+                // Refused: the server closes the connection at the
+                // deadline (4007), and the next one gets a fresh token.
+                Err(error) => tracing::warn!("refresh refused: {error}"),
+            },
             Pending::Subscribe { channel, generation, since } => {
                 let Some(sub) = self.subs.get_mut(&channel).filter(|sub| sub.generation == generation) else {
                     return;
@@ -409,6 +454,37 @@ impl Driver {
                             sub.failed(error);
                         }
                     }
+                }
+            }
+        }
+    }
+
+    /// A push: to its subscription; a server-side subscription's
+    /// beginning and end.
+    fn on_push(&mut self, push: protocol::Push) {
+        let channel = push.channel;
+        match push.event {
+            protocol::Event::Subscribe(result) => {
+                if self.subs.contains_key(&channel) {
+                    return;
+                }
+                let events = self.server_events.clone();
+                let sub = self.server_subs.entry(channel.clone()).or_insert_with(|| SubState::server(&channel, events));
+                let since = sub.position().cloned();
+                let first = since.is_none();
+                sub.subscribed(result, since);
+                if first {
+                    sub.started();
+                }
+            }
+            protocol::Event::Unsubscribe => {
+                if let Some(sub) = self.server_subs.remove(&channel).or_else(|| self.subs.remove(&channel)) {
+                    sub.unsubscribed();
+                }
+            }
+            event => {
+                if let Some(sub) = self.subs.get_mut(&channel).or_else(|| self.server_subs.get_mut(&channel)) {
+                    sub.push(event);
                 }
             }
         }
@@ -436,6 +512,20 @@ impl Driver {
                         self.subscribe(session, &channel).await?;
                     }
                 }
+                Timer::Refresh => {
+                    // A token from the provider (a static one cannot be
+                    // fresher: the connection ends at its expiry, 4007).
+                    if let crate::config::TokenSource::Provider(_) = &self.config.token {
+                        let token = tokio::time::timeout(self.config.timeout, self.config.token.get()).await;
+                        match token {
+                            Ok(Ok(Some(token))) => {
+                                let id = session.send(Method::Refresh(Refresh { token }), Pending::Refresh).await?;
+                                session.at(now + self.config.timeout, Timer::Deadline(id));
+                            }
+                            _ => tracing::warn!("no token to refresh the connection with"),
+                        }
+                    }
+                }
             }
         }
         Ok(())
@@ -448,7 +538,7 @@ impl Driver {
         for (_, reply) in self.queue.drain(..) {
             let _ = reply.send(Err(error.clone()));
         }
-        for (_, sub) in self.subs.drain() {
+        for (_, sub) in self.subs.drain().chain(self.server_subs.drain()) {
             sub.failed(error.clone());
         }
         self.requests.close();
@@ -477,7 +567,7 @@ impl Driver {
 
 /// Opens a WebSocket to `url` in the configured encoding and sends
 /// `connect`: the session and the `connect` result.
-async fn open(config: &Config, url: &str) -> Result<(Session, Connected), Ended> {
+async fn open(config: &Config, url: &str, subs: BTreeMap<String, Position>) -> Result<(Session, Connected), Ended> {
     let token = config.token.get().await.map_err(|e| Ended::lost(format!("token: {e}")))?;
     let mut websocket = config.websocket.clone();
     websocket.subprotocols = vec![config.encoding.subprotocol().to_owned()];
@@ -494,7 +584,8 @@ async fn open(config: &Config, url: &str) -> Result<(Session, Connected), Ended>
         timers: BinaryHeap::new(),
         close: None,
     };
-    let connect = Connect { token, name: config.name.clone(), data: None };
+    let data = config.connect_data.clone().map(Data);
+    let connect = Connect { token, name: config.name.clone(), data, subs };
     let id = session.write(Method::Connect(connect)).await?;
     loop {
         let bytes = match session.ws.recv().await {

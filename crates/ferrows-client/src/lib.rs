@@ -46,4 +46,4 @@ pub use config::ClientBuilder;
 pub use error::Error;
 pub use ferrows_hub::protocol::{ClientInfo, Encoding, ErrorBody, Position};
 pub use state::{Connection, Disconnect, State};
-pub use subscription::{Event, Publication, Recovery, Subscription};
+pub use subscription::{Event, Publication, Recovery, ServerSubscriptions, Subscription};

@@ -14,6 +14,12 @@ pub struct Connection {
     pub user: String,
     /// Seconds between the server's WebSocket Pings.
     pub ping: u64,
+    /// Seconds (at connection) until its credentials expire, if they do:
+    /// the client sends `refresh` with a token from its
+    /// [`token_provider`](crate::ClientBuilder::token_provider) before then.
+    pub expires: Option<u64>,
+    /// What the server's connect proxy gave the client, if anything.
+    pub data: Option<bytes::Bytes>,
 }
 
 /// Why the client is not connected.

@@ -80,6 +80,10 @@ pub enum Event {
     /// The subscription failed for good (the server refused a
     /// resubscription, or the client stopped); nothing follows.
     Failed(Error),
+    /// The server ended the subscription (an `unsubscribe` push: the
+    /// server API unsubscribed the user, or a server-side subscription
+    /// could not be made); nothing follows.
+    Unsubscribed,
 }
 
 /// A subscription to one channel, made by
@@ -149,7 +153,7 @@ impl Subscription {
             Some(Event::Resubscribed(Recovery { position, .. }) | Event::Reset(position)) => {
                 self.position = position.clone();
             }
-            Some(Event::Failed(_)) => self.active = false,
+            Some(Event::Failed(_) | Event::Unsubscribed) => self.active = false,
             _ => {}
         }
     }
@@ -212,12 +216,49 @@ enum StreamItem {
     Reset(Position),
 }
 
+/// Where a subscription's events go.
+#[derive(Debug)]
+pub(crate) enum Sink {
+    /// Its [`Subscription`].
+    Own(mpsc::UnboundedSender<Event>),
+    /// The client's [`ServerSubscriptions`], with the channel (`None`:
+    /// nobody asked for them).
+    Server(String, Option<mpsc::UnboundedSender<(String, Event)>>),
+}
+
+/// The events of the server-side subscriptions (channels the server
+/// subscribed the client to), each with its channel: what a
+/// [`Subscription`] gives, from [`Client::server_subscriptions`](crate::Client::server_subscriptions).
+/// A server-side subscription begins with [`Event::Resubscribed`] (its
+/// position; `recovered: true` and nothing missed the first time, and on
+/// each reconnection whether the gap was recovered) and ends with
+/// [`Event::Unsubscribed`].
+#[derive(Debug)]
+pub struct ServerSubscriptions {
+    pub(crate) events: mpsc::UnboundedReceiver<(String, Event)>,
+}
+
+impl ServerSubscriptions {
+    /// The next event and its channel; `None` once the client stopped.
+    pub async fn recv(&mut self) -> Option<(String, Event)> {
+        self.events.recv().await
+    }
+}
+
+impl futures_core::Stream for ServerSubscriptions {
+    type Item = (String, Event);
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<(String, Event)>> {
+        self.get_mut().events.poll_recv(cx)
+    }
+}
+
 /// The connection task's side of a subscription.
 #[derive(Debug)]
 pub(crate) struct SubState {
     /// Tells this subscription from a later one to the same channel.
     pub(crate) key: u64,
-    events: mpsc::UnboundedSender<Event>,
+    events: Sink,
     /// Until the first subscribe succeeds or fails for good.
     ready: Option<oneshot::Sender<Result<Position, Error>>>,
     /// The last position delivered: sent as `since` when resubscribing.
@@ -235,7 +276,40 @@ impl SubState {
         events: mpsc::UnboundedSender<Event>,
         ready: oneshot::Sender<Result<Position, Error>>,
     ) -> Self {
-        Self { key, events, ready: Some(ready), position: None, phase: Phase::Idle, held: Vec::new(), generation: 0 }
+        let ready = Some(ready);
+        Self {
+            key,
+            events: Sink::Own(events),
+            ready,
+            position: None,
+            phase: Phase::Idle,
+            held: Vec::new(),
+            generation: 0,
+        }
+    }
+
+    /// A server-side subscription to `channel`, its events to `events`.
+    pub(crate) fn server(channel: &str, events: Option<mpsc::UnboundedSender<(String, Event)>>) -> Self {
+        let events = Sink::Server(channel.to_owned(), events);
+        Self { key: 0, events, ready: None, position: None, phase: Phase::Subscribing, held: Vec::new(), generation: 0 }
+    }
+
+    /// The position to recover from on the next connection.
+    pub(crate) fn position(&self) -> Option<&Position> {
+        self.position.as_ref()
+    }
+
+    /// A server-side subscription's first subscribe: tells the
+    /// application where it starts (nothing to recover).
+    pub(crate) fn started(&self) {
+        if let Some(position) = &self.position {
+            self.send(Event::Resubscribed(Recovery { recovered: true, missed: 0, position: position.clone() }));
+        }
+    }
+
+    /// The server ended it: tells the application.
+    pub(crate) fn unsubscribed(self) {
+        self.send(Event::Unsubscribed);
     }
 
     /// Whether a subscribe is in flight or done on this connection.
@@ -308,6 +382,8 @@ impl SubState {
             protocol::Event::Reset { position } => StreamItem::Reset(position),
             protocol::Event::Join(info) => return self.presence(info, Event::Join),
             protocol::Event::Leave(info) => return self.presence(info, Event::Leave),
+            // The connection task handles these.
+            protocol::Event::Subscribe(_) | protocol::Event::Unsubscribe => return,
         };
         match self.phase {
             Phase::Subscribing => self.held.push(item),
@@ -349,7 +425,11 @@ impl SubState {
     }
 
     fn send(&self, event: Event) {
-        let _ = self.events.send(event);
+        match &self.events {
+            Sink::Own(events) => drop(events.send(event)),
+            Sink::Server(channel, Some(events)) => drop(events.send((channel.clone(), event))),
+            Sink::Server(_, None) => {}
+        }
     }
 }
 

@@ -28,6 +28,10 @@ pub struct Claims {
     /// Channel patterns the user may use beyond its namespaces' defaults.
     #[serde(default)]
     pub channels: Vec<String>,
+    /// Channels the server subscribes the connection to (server-side
+    /// subscriptions).
+    #[serde(default)]
+    pub subs: Vec<String>,
     /// Display name.
     #[serde(default)]
     pub name: Option<String>,

@@ -6,6 +6,7 @@
 //! the queue overflows instead of growing the server's memory.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -22,8 +23,8 @@ use ferrows_hub::broker::HistoryAnswer;
 use ferrows_hub::protocol::payload::DataRef;
 use ferrows_hub::protocol::proxy::{ConnectRequest, ConnectResult, ProxyKind, RpcAnswer, RpcRequest};
 use ferrows_hub::protocol::{
-    ChannelArg, ClientInfo, Connect, Connected, Data, Empty, Encoding, Error, History, Method, ParseError, Positioned,
-    Presence, Publish, Published, Refreshed, Reply, Rpc, RpcResult, Subscribe, close,
+    ChannelArg, ClientInfo, Connect, Connected, Data, Empty, Encoding, Error, Event, History, Method, ParseError,
+    Position, Positioned, Presence, Publish, Published, Push, Refreshed, Reply, Rpc, RpcResult, Subscribe, close,
 };
 use ferrows_hub::queue::{Batch, ClientQueue, Outlet, QueueGuard, Sent};
 use serde::Serialize;
@@ -95,6 +96,9 @@ impl Identity {
 struct Subscription {
     channel: Box<str>,
     presence: bool,
+    /// Made by the server (the token's `subs`, the connect proxy's): the
+    /// client may not leave it.
+    server_side: bool,
 }
 
 pub(crate) struct Session {
@@ -687,7 +691,7 @@ impl Session {
             },
         };
         let name = crate::http_client::display_name(&claims, connect.name);
-        let (user, channels) = (claims.sub, claims.channels);
+        let (user, channels, subs) = (claims.sub, claims.channels, claims.subs);
         let info = ClientInfo { client: client.clone(), user: user.clone(), name }.to_info();
         let ping = self.state.config.websocket.ping_interval.as_secs();
         let expires = claims.exp.map(|at| at.saturating_sub(crate::expiry::now()));
@@ -702,6 +706,9 @@ impl Session {
         let info = Arc::from(&info.0[..]);
         let extra = (!grants.is_empty() || meta.is_some()).then(|| Box::new(Extra { grants, meta }));
         self.who = Who::Connected(Identity { user, info, extra });
+        if !subs.is_empty() {
+            Box::pin(self.join_server_side(subs, connect.subs)).await;
+        }
         None
     }
 
@@ -727,7 +734,13 @@ impl Session {
             data: DataRef(connect.data.as_ref()),
         };
         let result: ConnectResult = self.state.decide(ProxyKind::Connect, &request).await?;
-        let claims = Claims { sub: result.user, exp: result.expire_at, channels: result.channels, name: result.name };
+        let claims = Claims {
+            sub: result.user,
+            exp: result.expire_at,
+            channels: result.channels,
+            subs: result.subs,
+            name: result.name,
+        };
         Ok((claims, result.meta, result.data))
     }
 
@@ -782,25 +795,77 @@ impl Session {
         let reply = |answer: &HistoryAnswer| -> PreparedMessage {
             encoding.message(&Reply::ok(id, Positioned::of(answer, recovering, recovering)))
         };
+        if let Err(e) = self.join(&channel, &namespace, since, reply, false).await {
+            self.reply::<Empty>(id, Err(e));
+        }
+        None
+    }
+
+    /// Subscribes the session to `channel` (of `namespace`), recovering
+    /// from `since`: `reply` makes the message that goes before the
+    /// channel's publications (a `subscribe` reply, or a `subscribe`
+    /// push).
+    async fn join(
+        &mut self,
+        channel: &str,
+        namespace: &NamespaceConfig,
+        since: Option<StreamPosition>,
+        reply: impl FnOnce(&HistoryAnswer) -> PreparedMessage,
+        server_side: bool,
+    ) -> Result<(), Error> {
         let node = self.state.node.clone();
         let limit = namespace.history_size.max(1);
-        if let Err(e) = node.subscribe(&channel, self.client, &self.queue.erased(), since, limit, reply).await {
-            self.reply::<Empty>(id, Err(subscribe_error(&e)));
-            return None;
-        }
+        let queue = self.queue.erased();
+        node.subscribe(channel, self.client, &queue, since, limit, reply).await.map_err(|e| subscribe_error(&e))?;
         self.state.metrics.subscriptions.inc();
-        let track_presence = namespace.presence;
+        let presence = namespace.presence;
         let mut subscriptions = std::mem::take(&mut self.subscriptions).into_vec();
-        subscriptions.push(Subscription { channel: channel.as_str().into(), presence: track_presence });
+        subscriptions.push(Subscription { channel: channel.into(), presence, server_side });
         self.subscriptions = subscriptions.into_boxed_slice();
-        self.state.joined(&channel, &namespace, &self.client_id(), self.identity().info()).await;
-        None
+        self.state.joined(channel, namespace, &self.client_id(), self.identity().info()).await;
+        Ok(())
+    }
+
+    /// Subscribes a client that just connected to the channels its token
+    /// or the connect proxy named, recovering from the positions it gave:
+    /// a `subscribe` push each, with its publications since. A channel
+    /// that cannot be had (invalid, over `max_subscriptions`, a broker
+    /// that fails) gets an `unsubscribe` push instead.
+    async fn join_server_side(&mut self, channels: Vec<String>, mut positions: BTreeMap<String, Position>) {
+        let encoding = self.encoding();
+        for channel in channels {
+            let push = |event| encoding.message(&Push { channel: channel.clone(), event });
+            let namespace = match self.state.channel_namespace(&channel) {
+                Ok(namespace) => namespace.clone(),
+                Err(e) => {
+                    tracing::warn!(%channel, "a server-side subscription: {e}");
+                    let _ = self.queue.push(Arc::new(push(Event::Unsubscribe)));
+                    continue;
+                }
+            };
+            let taken = self.subscriptions.iter().any(|s| *s.channel == *channel);
+            if taken || self.subscriptions.len() >= self.state.config.limits.max_subscriptions {
+                let _ = self.queue.push(Arc::new(push(Event::Unsubscribe)));
+                continue;
+            }
+            let since = positions.remove(&channel).map(StreamPosition::from);
+            let since = AppState::recovery_from(&channel, since);
+            let recovering = since.is_some();
+            let reply = |answer: &HistoryAnswer| push(Event::Subscribe(Positioned::of(answer, recovering, recovering)));
+            if let Err(e) = self.join(&channel, &namespace, since, reply, true).await {
+                tracing::debug!(%channel, "a server-side subscription: {e}");
+                let _ = self.queue.push(Arc::new(push(Event::Unsubscribe)));
+            }
+        }
     }
 
     async fn unsubscribe(&mut self, arg: &ChannelArg) -> Result<Empty, Error> {
         let Some(index) = self.subscriptions.iter().position(|s| *s.channel == *arg.channel) else {
             return Err(Error::NotSubscribed(format!("not subscribed to {}", arg.channel)));
         };
+        if self.subscriptions[index].server_side {
+            return Err(Error::PermissionDenied(format!("{} is a server-side subscription", arg.channel)));
+        }
         let mut subscriptions = std::mem::take(&mut self.subscriptions).into_vec();
         let subscription = subscriptions.remove(index);
         self.subscriptions = subscriptions.into_boxed_slice();

@@ -147,6 +147,10 @@ pub struct Connect {
     /// version. Ignored without a connect proxy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<Data>,
+    /// The last positions the client saw of its server-side
+    /// subscriptions (by channel), to recover them from.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub subs: BTreeMap<String, Position>,
 }
 
 /// `subscribe` arguments.
@@ -641,6 +645,13 @@ pub enum Event {
         /// Where the stream goes on.
         position: Position,
     },
+    /// The server subscribed the client to the channel (a server-side
+    /// subscription: from its token, the connect proxy or the server
+    /// API), with what a `subscribe` reply holds (`subscribe`).
+    Subscribe(Positioned),
+    /// The server unsubscribed the client from the channel
+    /// (`unsubscribe`).
+    Unsubscribe,
 }
 
 /// `{"push": {"channel", <event>}}` as the wire has it.
@@ -661,6 +672,10 @@ struct PushFields {
     leave: Option<Info>,
     #[serde(default)]
     reset: Option<ResetFields>,
+    #[serde(default)]
+    subscribe: Option<Positioned>,
+    #[serde(default)]
+    unsubscribe: Option<NoArgs>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -680,6 +695,8 @@ impl Serialize for PushBody<'_> {
             Event::Join(info) => map.serialize_entry("join", info)?,
             Event::Leave(info) => map.serialize_entry("leave", info)?,
             Event::Reset { position } => map.serialize_entry("reset", &ResetFields { position: position.clone() })?,
+            Event::Subscribe(positioned) => map.serialize_entry("subscribe", positioned)?,
+            Event::Unsubscribe => map.serialize_entry("unsubscribe", &NoArgs {})?,
         }
         map.end()
     }
@@ -699,6 +716,8 @@ impl<'de> Deserialize<'de> for Push {
             push.join.map(Event::Join),
             push.leave.map(Event::Leave),
             push.reset.map(|r| Event::Reset { position: r.position }),
+            push.subscribe.map(Event::Subscribe),
+            push.unsubscribe.map(|_| Event::Unsubscribe),
         ];
         let mut events = events.into_iter().flatten();
         match (events.next(), events.next()) {

@@ -148,6 +148,9 @@ pub struct ConnectResult {
     /// Channel patterns it may use beyond its namespaces' defaults, as a
     /// token's `channels` claim.
     pub channels: Vec<String>,
+    /// Channels the server subscribes the connection to (server-side
+    /// subscriptions), as a token's `subs` claim.
+    pub subs: Vec<String>,
     /// What to keep and send along in the connection's later proxy
     /// requests (any JSON value).
     pub meta: Option<Box<RawValue>>,
@@ -248,6 +251,8 @@ impl ProxyResult for ConnectResult {
             #[serde(default)]
             channels: Vec<String>,
             #[serde(default)]
+            subs: Vec<String>,
+            #[serde(default)]
             meta: Option<Box<RawValue>>,
             #[serde(default)]
             data: Option<Data>,
@@ -263,6 +268,7 @@ impl ProxyResult for ConnectResult {
             name: fields.name,
             expire_at: fields.expire_at,
             channels: fields.channels,
+            subs: fields.subs,
             meta,
             data,
         })

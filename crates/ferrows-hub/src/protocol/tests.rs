@@ -11,8 +11,12 @@ use super::*;
 fn commands() -> Vec<Command> {
     let json = |text: &str| Data(Bytes::copy_from_slice(text.as_bytes()));
     let methods = vec![
-        Method::Connect(Connect { token: Some("t".into()), name: Some("al".into()), data: None }),
-        Method::Connect(Connect { token: None, name: None, data: Some(json(r#"{"device":"x"}"#)) }),
+        Method::Connect(Connect { token: Some("t".into()), name: Some("al".into()), ..Connect::default() }),
+        Method::Connect(Connect { data: Some(json(r#"{"device":"x"}"#)), ..Connect::default() }),
+        Method::Connect(Connect {
+            subs: [("news".to_owned(), Position { offset: 3, epoch: "e".into() })].into_iter().collect(),
+            ..Connect::default()
+        }),
         Method::Connect(Connect::default()),
         Method::Subscribe(Subscribe { channel: "a".into(), since: None, recover: false }),
         Method::Subscribe(Subscribe {
@@ -49,6 +53,12 @@ fn pushes() -> Vec<Push> {
         push(Event::Join(info())),
         push(Event::Leave(info())),
         push(Event::Reset { position: Position { offset: 4, epoch: "e\"1".into() } }),
+        push(Event::Subscribe(Positioned {
+            position: Position { offset: 9, epoch: "e".into() },
+            recovered: Some(true),
+            publications: Some(vec![publication(9, b"[9]")]),
+        })),
+        push(Event::Unsubscribe),
     ]
 }
 
@@ -331,7 +341,8 @@ fn a_push_move_reads_the_same_from_its_head_as_whole() {
             Event::Reset { position } => {
                 stream::PushMove::Reset { channel: push.channel.clone(), position: position.clone() }
             }
-            Event::Join(_) | Event::Leave(_) => stream::PushMove::None,
+            // Event streams have no server-side subscriptions.
+            Event::Join(_) | Event::Leave(_) | Event::Subscribe(_) | Event::Unsubscribe => stream::PushMove::None,
         };
         assert_eq!(read, expected, "{}", String::from_utf8_lossy(&json));
         if let (Event::Pub(_), false) = (&push.event, push.channel.contains(['\\', '"'])) {

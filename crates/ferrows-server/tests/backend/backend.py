@@ -71,6 +71,8 @@ def connect(request):
     }
     if "expire_at" in data:
         result["expire_at"] = data["expire_at"]
+    if "subs" in data:
+        result["subs"] = data["subs"]
     if mode == "binary":
         del result["data"]
         result["data_base64"] = "AP8="
