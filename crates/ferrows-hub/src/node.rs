@@ -233,6 +233,10 @@ impl BrokerHandler for Handler {
         self.0.strong_count() == 0
     }
 
+    fn channels(&self) -> Vec<String> {
+        self.0.upgrade().map_or_else(Vec::new, |node| lock(&node.channels).keys().cloned().collect())
+    }
+
     fn on_event(&self, event: BrokerEvent) {
         if let Some(node) = self.0.upgrade() {
             node.on_event(event);
@@ -935,6 +939,9 @@ mod tests {
             self.0.node.get().expect("started").on_event(event);
         }
         fn on_connection_change(&self, _: bool) {}
+        fn channels(&self) -> Vec<String> {
+            self.0.node.get().expect("started").channels()
+        }
     }
 
     impl Delaying {
@@ -1007,6 +1014,9 @@ mod tests {
         }
         fn health(&self) -> crate::broker::BrokerHealth {
             self.0.inner.health()
+        }
+        fn channels(&self) -> crate::broker::BoxFuture<'_, Result<Vec<String>, BrokerError>> {
+            self.0.inner.channels()
         }
     }
 

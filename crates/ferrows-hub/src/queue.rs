@@ -191,6 +191,8 @@ struct Inner<O: ?Sized> {
     encoding: Encoding,
     overflowed: AtomicBool,
     closed: AtomicBool,
+    /// Something besides messages waits for the consumer ([`ClientQueue::signal`]).
+    signaled: AtomicBool,
     max_messages: u32,
     max_bytes: u32,
     locked: Mutex<Locked<O>>,
@@ -218,6 +220,7 @@ impl<O: Outlet> ClientQueue<O> {
                 encoding,
                 overflowed: AtomicBool::new(false),
                 closed: AtomicBool::new(false),
+                signaled: AtomicBool::new(false),
                 max_messages: u32::try_from(max_messages).unwrap_or(u32::MAX),
                 max_bytes: u32::try_from(max_bytes).unwrap_or(u32::MAX),
                 locked: Mutex::new(Locked { state: State::default(), outlet }),
@@ -363,6 +366,25 @@ impl<O: ?Sized + Outlet> ClientQueue<O> {
     pub fn close(&self) {
         self.inner.closed.store(true, Ordering::Relaxed);
         self.wake_consumer();
+    }
+
+    /// Wakes the consumer for something besides messages (what it keeps
+    /// elsewhere: the server's orders for a session);
+    /// [`take_signal`](Self::take_signal) then says so, once.
+    pub fn signal(&self) {
+        self.inner.signaled.store(true, Ordering::Release);
+        self.wake_consumer();
+    }
+
+    /// Whether [`signal`](Self::signal) was called since the last time
+    /// this said so (the consumer's question).
+    pub fn take_signal(&self) -> bool {
+        self.inner.signaled.swap(false, Ordering::AcqRel)
+    }
+
+    /// Whether a signal waits (without taking it).
+    pub fn signaled(&self) -> bool {
+        self.inner.signaled.load(Ordering::Acquire)
     }
 
     /// Whether [`close`](Self::close) was called.

@@ -29,6 +29,9 @@ impl BrokerHandler for Recorder {
     fn on_connection_change(&self, connected: bool) {
         self.changes.lock().unwrap().push(connected);
     }
+    fn channels(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 impl Recorder {
@@ -287,6 +290,25 @@ async fn presence_is_shared_and_expires() {
     assert_eq!(present.keys().collect::<Vec<_>>(), vec!["c1"]);
     a.presence_remove("room", "c1").await.unwrap();
     assert!(a.presence("room").await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_channel_list_is_every_nodes_subscribed_channels() {
+    let server = RedisServer::start();
+    let (a, _) = node(&server, options()).await;
+    let (b, _) = node(&server, options()).await;
+    // Another service's prefix, with a glob character, stays apart.
+    let (other, _) = node(&server, RedisOptions { prefix: "fer*".into(), ..options() }).await;
+    a.subscribe("chat:lobby").await.unwrap();
+    b.subscribe("news").await.unwrap();
+    b.subscribe("chat:lobby").await.unwrap();
+    other.subscribe("elsewhere").await.unwrap();
+    let mut channels = a.channels().await.unwrap();
+    channels.sort();
+    assert_eq!(channels, ["chat:lobby", "news"]);
+    assert_eq!(other.channels().await.unwrap(), ["elsewhere"]);
+    b.unsubscribe("news").await.unwrap();
+    assert_eq!(b.channels().await.unwrap(), ["chat:lobby"]);
 }
 
 /// Asserts that `op` fails with `Unavailable` within 3 s.

@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use ferrows_hub::protocol::{Answer, ApiBatch, ApiPublish, BatchResults, Encoding, Error, Outcome, Published};
+use ferrows_hub::protocol::Error;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -208,7 +208,10 @@ async fn route(
     if head_size(&request) > state.config.limits.max_request_head_size {
         return error_response(&Error::HeadTooLarge);
     }
-    if CLIENT_ROUTES.contains(&request.uri().path()) {
+    // The server API takes POST on /api/presence and /api/history; clients
+    // GET them.
+    let api = request.method() == Method::POST && crate::api::ROUTES.contains(&request.uri().path());
+    if CLIENT_ROUTES.contains(&request.uri().path()) && !api {
         if !origin_allowed(&state, request.headers()) {
             return error_response(&Error::PermissionDenied("origin not allowed".into()));
         }
@@ -249,15 +252,15 @@ async fn route(
         (&Method::GET, "/msgpack.js") => respond(StatusCode::OK, "text/javascript; charset=utf-8", MSGPACK_JS),
         // Every method: the handshake's own rule answers the others (405).
         (_, "/ws") => websocket(request, &state, client),
-        (&Method::POST, "/api/publish") => api(request, &state, false).await,
-        (&Method::POST, "/api/batch") => api(request, &state, true).await,
+        (&Method::POST, path) if crate::api::ROUTES.contains(&path) => crate::api::handle(request, &state).await,
         (&Method::GET, "/healthz") => health(&state),
         (&Method::GET, "/metrics") => {
             let health = state.broker().health();
             state.metrics.broker_up.set(i64::from(health.connected));
             respond(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", state.metrics.render())
         }
-        (_, "/" | "/api/publish" | "/api/batch" | "/healthz" | "/metrics") => error_response(&Error::MethodNotAllowed),
+        (_, "/" | "/healthz" | "/metrics") => error_response(&Error::MethodNotAllowed),
+        (_, path) if crate::api::ROUTES.contains(&path) => error_response(&Error::MethodNotAllowed),
         _ => error_response(&Error::NotFound("not found".into())),
     }
 }
@@ -386,59 +389,6 @@ fn connect_proxy_handshake<B>(
     Some(Box::new(Handshake { address: peer.ip().to_string(), headers }))
 }
 
-fn api_key_ok(state: &AppState, request: &Request<Incoming>) -> bool {
-    let Some(key) = &state.config.auth.api_key else { return false };
-    let Some(given) = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
-    let Some((scheme, value)) = given.split_once(' ') else { return false };
-    // Compared in constant time: the key is a secret.
-    scheme.eq_ignore_ascii_case("apikey") && constant_time_eq(value.trim().as_bytes(), key.as_bytes())
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-async fn api(request: Request<Incoming>, state: &Arc<AppState>, batch: bool) -> Response<Body> {
-    if state.config.auth.api_key.is_none() {
-        return error_response(&Error::NotFound("the server API is disabled (no --api-key)".into()));
-    }
-    if !api_key_ok(state, &request) {
-        return error_response(&Error::Unauthorized("missing or wrong API key".into()));
-    }
-    let body = match read_body(request, state.config.server.request_timeout, state.config.limits.max_api_body).await {
-        Ok(body) => body,
-        Err(refusal) => return refusal,
-    };
-    let decoded = if batch {
-        Encoding::Json.decode::<ApiBatch>(&body).map(|batch| batch.publications)
-    } else {
-        Encoding::Json.decode::<ApiPublish>(&body).map(|publication| vec![publication])
-    };
-    let publications = match decoded {
-        Ok(publications) => publications,
-        Err(e) => return error_response(&Error::BadRequest(e)),
-    };
-    let max_batch = state.config.limits.max_api_batch;
-    if publications.len() > max_batch {
-        let message = format!("{} publications in one batch, at most {max_batch}", publications.len());
-        return error_response(&Error::LimitExceeded(message));
-    }
-    let mut results = Vec::with_capacity(publications.len());
-    for publication in publications {
-        results.push(publish_one(state, publication).await);
-    }
-    if batch {
-        let results = results.into_iter().map(Outcome::from).collect();
-        return json_response(StatusCode::OK, &BatchResults { results });
-    }
-    match results.pop().expect("one publication") {
-        Ok(result) => json_response(StatusCode::OK, &Answer { result }),
-        Err(error) => error_response(&error),
-    }
-}
-
 /// A server API request's body, whole: at most `limit` bytes, sent
 /// within `timeout`; otherwise the answer that says why (413, 408, or 400
 /// for a body that breaks HTTP's framing).
@@ -455,9 +405,4 @@ pub(crate) async fn read_body(
         Ok(Err(e)) => Err(error_response(&Error::BadRequest(format!("malformed body: {e}")))),
         Err(_) => Err(error_response(&Error::RequestTimeout)),
     }
-}
-
-async fn publish_one(state: &AppState, publication: ApiPublish) -> Result<Published, Error> {
-    let namespace = state.channel_namespace(&publication.channel)?;
-    state.publish(&publication.channel, namespace, publication.data.0, None).await
 }

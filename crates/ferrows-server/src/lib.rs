@@ -15,10 +15,12 @@
 
 mod access;
 mod answer;
+mod api;
 pub mod auth;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod config;
+mod control;
 mod expiry;
 mod http;
 mod http_client;
@@ -91,6 +93,7 @@ impl Server {
         let state = AppState::new(config, broker).await.map_err(StartError)?;
         stats::spawn(state.clone());
         expiry::spawn(state.clone());
+        control::spawn(state.clone());
         let accept_task = tokio::spawn(http::accept_loop(listener, tls, state.clone()));
         Ok(Self { state, local_addr, accept_task })
     }

@@ -37,6 +37,7 @@ use tokio_util::task::task_tracker::TaskTrackerToken;
 use crate::access::{Asker, Refusal};
 use crate::auth::Claims;
 use crate::config::NamespaceConfig;
+use crate::control::Mail;
 use crate::expiry::Holder;
 use crate::limits::{AddressSlot, CommandRate, Verdict};
 use crate::state::{AppState, subscribe_error};
@@ -132,6 +133,8 @@ enum End {
 /// What the idle wait of a session ends with.
 enum Step {
     Command(Bytes),
+    /// The server API told it something (its mail).
+    Mail,
     End(End),
     /// Connected, parked and waiting: the session may leave its task for
     /// the lot.
@@ -253,6 +256,11 @@ impl Tenant for ParkedSession {
     fn poll_parked(&mut self, ws: &mut ParkedWebSocket<LotStream>, cx: &mut Context<'_>) -> Poll<()> {
         // Held while this writes: the outlet does not write meanwhile.
         let mut queue = self.session.queue.lock();
+        if self.session.queue.signaled() {
+            // Mail: the session's task reads it.
+            shut_outlet(&mut queue, ws);
+            return Poll::Ready(());
+        }
         if queue.has_started() {
             // The outlet began a frame the socket did not take whole.
             shut_outlet(&mut queue, ws);
@@ -375,6 +383,9 @@ impl Session {
     /// connection (if it still has one) with the code of `end`.
     async fn finish<S: Transport>(mut self, end: End, conn: Option<ParkingWebSocket<S>>) {
         Box::pin(self.leave_all()).await;
+        if let Who::Connected(identity) = &self.who {
+            self.state.users.left(&identity.user, self.client);
+        }
         self.state.unregister_session(self.client);
         self.state.metrics.connections.dec();
         if let (End::Close(code, reason), Some(conn)) = (end, conn) {
@@ -391,6 +402,10 @@ impl Session {
             let step = std::future::poll_fn(|cx| self.poll_step(cx, conn, &mut connect_deadline)).await;
             let text = match step {
                 Step::Command(text) => text,
+                Step::Mail => {
+                    Box::pin(self.read_mail()).await;
+                    continue;
+                }
                 Step::End(end) => return Served::End(end),
                 Step::Idle => return Served::Idle,
             };
@@ -433,6 +448,9 @@ impl Session {
     ) -> Poll<Step> {
         let config = &self.state.websocket.websocket;
         loop {
+            if self.queue.take_signal() && self.is_connected() {
+                return Poll::Ready(Step::Mail);
+            }
             if conn.is_parked() {
                 match self.queue.poll_take(cx) {
                     Poll::Ready(Some(batch)) => self.hand_over(conn.active(config), batch),
@@ -705,6 +723,7 @@ impl Session {
         let grants: Box<[String]> = channels.into_iter().map(shrunk).collect();
         let info = Arc::from(&info.0[..]);
         let extra = (!grants.is_empty() || meta.is_some()).then(|| Box::new(Extra { grants, meta }));
+        self.state.users.joined(&user, self.client);
         self.who = Who::Connected(Identity { user, info, extra });
         if !subs.is_empty() {
             Box::pin(self.join_server_side(subs, connect.subs)).await;
@@ -855,6 +874,31 @@ impl Session {
             if let Err(e) = self.join(&channel, &namespace, since, reply, true).await {
                 tracing::debug!(%channel, "a server-side subscription: {e}");
                 let _ = self.queue.push(Arc::new(push(Event::Unsubscribe)));
+            }
+        }
+    }
+
+    /// Does what the server API told it: subscribes (a server-side
+    /// subscription) or unsubscribes, each announced by a push.
+    async fn read_mail(&mut self) {
+        for mail in self.state.users.take_mail(self.client) {
+            match mail {
+                Mail::Subscribe(channel) => {
+                    if !self.subscriptions.iter().any(|s| *s.channel == *channel) {
+                        self.join_server_side(vec![channel], BTreeMap::new()).await;
+                    }
+                }
+                Mail::Unsubscribe(channel) => {
+                    let Some(index) = self.subscriptions.iter().position(|s| *s.channel == *channel) else {
+                        continue;
+                    };
+                    let mut subscriptions = std::mem::take(&mut self.subscriptions).into_vec();
+                    let subscription = subscriptions.remove(index);
+                    self.subscriptions = subscriptions.into_boxed_slice();
+                    self.leave(&subscription.channel, subscription.presence).await;
+                    let push = Push { channel, event: Event::Unsubscribe };
+                    let _ = self.queue.push(Arc::new(self.encoding().message(&push)));
+                }
             }
         }
     }

@@ -73,6 +73,8 @@ pub(crate) struct AppState {
     pub(crate) backend: Option<crate::proxy::Backend>,
     /// The deadlines of connections whose credentials expire.
     pub(crate) expiries: crate::expiry::Expiries,
+    /// Users' sessions on this node, and what the server API told them.
+    pub(crate) users: crate::control::Users,
     /// The close code and reason of sessions the server is closing on
     /// purpose (expired, disconnected by the backend or the API), taken
     /// by the session as it ends.
@@ -124,6 +126,7 @@ impl AppState {
         Ok(Arc::new(Self {
             backend,
             expiries: crate::expiry::Expiries::default(),
+            users: crate::control::Users::default(),
             closing: Mutex::new(HashMap::new()),
             addresses: AddressTable::new(config.limits.max_connections_per_address),
             command_rate: RateLimit::new(config.limits.command_rate, config.limits.command_burst),
@@ -203,6 +206,13 @@ impl AppState {
         self.closing.lock().unwrap_or_else(|p| p.into_inner()).entry(client).or_insert((code, reason.to_owned()));
         queue.close();
         true
+    }
+
+    /// Wakes session `client` to read its mail.
+    pub(crate) fn signal_session(&self, client: u64) {
+        if let Some(queue) = self.lock_sessions().get(&client) {
+            queue.signal();
+        }
     }
 
     /// Whether session `client` is open on this node.

@@ -53,6 +53,11 @@ fn post(path: &str, headers: &str, body: &[u8]) -> Vec<u8> {
     request
 }
 
+/// A request of `method` without a body.
+fn raw_method(method: &str, path: &str) -> Vec<u8> {
+    format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").into_bytes()
+}
+
 const KEY: &str = "Authorization: apikey k\r\n";
 
 /// Every route: heads, bodies, the server API, polling, the static files.
@@ -181,7 +186,8 @@ pub(crate) fn http_cases() -> Vec<HttpCase> {
         case("history-without-channel", get("/api/history", ""), Answer::Http(400, Some(102))),
         case("history-bad-limit", get("/api/history?channel=a&limit=-1", ""), Answer::Http(400, Some(107))),
         case("presence-two-channels", get("/api/presence?channel=a&channel=b", ""), Answer::Http(400, Some(107))),
-        case("presence-post", post("/api/presence?channel=a", "", b""), Answer::Http(405, Some(107))),
+        case("presence-post", post("/api/presence?channel=a", "", b""), Answer::Http(401, Some(101))),
+        case("presence-put", raw_method("PUT", "/api/presence?channel=a"), Answer::Http(405, Some(107))),
     ]
 }
 

@@ -207,6 +207,14 @@ impl Broker for MemoryBroker {
     fn health(&self) -> BrokerHealth {
         BrokerHealth { kind: "memory", connected: true, detail: None }
     }
+
+    fn channels(&self) -> BoxFuture<'_, Result<Vec<String>, BrokerError>> {
+        let handlers = self.handlers.read().unwrap_or_else(|p| p.into_inner());
+        let mut channels: Vec<String> = handlers.iter().flat_map(|handler| handler.channels()).collect();
+        channels.sort_unstable();
+        channels.dedup();
+        Box::pin(async move { Ok(channels) })
+    }
 }
 
 #[cfg(test)]
@@ -221,6 +229,9 @@ mod tests {
             self.0.lock().unwrap().push(event);
         }
         fn on_connection_change(&self, _: bool) {}
+        fn channels(&self) -> Vec<String> {
+            Vec::new()
+        }
     }
 
     #[tokio::test]

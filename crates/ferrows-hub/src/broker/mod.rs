@@ -91,6 +91,9 @@ pub trait BrokerHandler: Send + Sync + 'static {
     fn is_gone(&self) -> bool {
         false
     }
+    /// The channels the node behind this handler has subscribers in, for
+    /// a broker that cannot tell itself (the memory broker).
+    fn channels(&self) -> Vec<String>;
 }
 
 /// The answer of [`Broker::history`].
@@ -197,4 +200,7 @@ pub trait Broker: Send + Sync + 'static {
 
     /// The broker's health now.
     fn health(&self) -> BrokerHealth;
+
+    /// The channels with subscribers on any node, in no particular order.
+    fn channels(&self) -> BoxFuture<'_, Result<Vec<String>, BrokerError>>;
 }

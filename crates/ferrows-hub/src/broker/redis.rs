@@ -1009,6 +1009,28 @@ impl Broker for RedisBroker {
         let health = lock(&self.inner.health);
         BrokerHealth { kind: "redis", connected: health.connected, detail: health.detail.clone() }
     }
+
+    /// Redis knows: every node subscribes a channel's Redis channel while
+    /// it has subscribers there (`PUBSUB CHANNELS`).
+    fn channels(&self) -> BoxFuture<'_, Result<Vec<String>, BrokerError>> {
+        Box::pin(async move {
+            let inner = &self.inner;
+            let mut live = inner.live()?;
+            // The prefix is matched literally: its glob characters escaped.
+            let mut pattern = String::new();
+            for c in inner.pubsub_channel("").chars() {
+                if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                    pattern.push('\\');
+                }
+                pattern.push(c);
+            }
+            pattern.push('*');
+            let mut command = redis::cmd("PUBSUB");
+            command.arg("CHANNELS").arg(pattern);
+            let names: Vec<String> = inner.call("pubsub channels", command.query_async(&mut live.commands)).await?;
+            Ok(names.iter().filter_map(|name| inner.channel_of(name)).map(str::to_owned).collect())
+        })
+    }
 }
 
 #[cfg(test)]

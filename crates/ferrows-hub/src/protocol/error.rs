@@ -222,18 +222,22 @@ pub mod close {
     /// The connection's credentials expired and were not refreshed in
     /// time (a `refresh` with a new token, or the refresh proxy).
     pub const EXPIRED: u16 = 4007;
+    /// The application disconnected the user (the server API's
+    /// `disconnect`, without a code of its own).
+    pub const DISCONNECTED: u16 = 4008;
 
     /// The close codes an application's backend may close a connection
     /// with (its answer's `disconnect`), passed on as it gives them.
     pub const APPLICATION: std::ops::RangeInclusive<u16> = 4500..=4999;
 
     /// Every one, with what it means (the table of `docs/protocol.md`).
-    pub const ALL: [(u16, &str); 6] = [
+    pub const ALL: [(u16, &str); 7] = [
         (BAD_REQUEST, "bad request"),
         (UNAUTHORIZED, "unauthorized"),
         (SLOW_CONSUMER, "slow consumer"),
         (CONNECT_TIMEOUT, "connect timeout"),
         (COMMAND_FLOOD, "command flood"),
         (EXPIRED, "credentials expired"),
+        (DISCONNECTED, "disconnected by the application"),
     ];
 }

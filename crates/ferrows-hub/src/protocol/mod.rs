@@ -585,6 +585,55 @@ pub struct ApiPublish {
     pub data: Data,
 }
 
+/// The body of the server API's orders about a user's connections
+/// (`POST /api/subscribe`, `POST /api/unsubscribe`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiUserChannel {
+    /// The user (every connection of it, on every node).
+    pub user: String,
+    /// The channel.
+    pub channel: String,
+}
+
+/// `POST /api/disconnect`'s body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiDisconnect {
+    /// The user (every connection of it, on every node).
+    pub user: String,
+    /// The close code: 4008 (the default) or one of the application's,
+    /// 4500-4999.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<u16>,
+    /// The close reason (at most 123 bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// The body of `POST /api/presence` and `POST /api/history`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiChannel {
+    /// The channel.
+    pub channel: String,
+    /// Most publications to return (`history` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+}
+
+/// `POST /api/channels`'s body: nothing (`{}`, or no body).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiChannels {}
+
+/// `POST /api/channels`'s result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelList {
+    /// The channels with subscribers on any node, sorted.
+    pub channels: Vec<String>,
+}
+
 /// `POST /api/batch`'s body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
