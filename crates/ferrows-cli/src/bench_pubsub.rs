@@ -1078,7 +1078,7 @@ impl Publisher {
             Self::WebSocket { writer, next_id } => {
                 let id = *next_id;
                 *next_id += 1;
-                let publish = Publish { channel: channel.to_owned(), data: bench_data(seq, t) };
+                let publish = Publish { channel: channel.to_owned(), data: bench_data(seq, t), idempotency_key: None };
                 writer.send(command(id, Method::Publish(publish))).await?;
             }
             Self::Raw { writer, pad_to, acks } => {
@@ -1086,7 +1086,9 @@ impl Publisher {
                 acks.ok.fetch_add(1, Ordering::Relaxed);
             }
             Self::Http { write, head, buf } => {
-                let body = Encoding::Json.encode(&ApiPublish { channel: channel.to_owned(), data: bench_data(seq, t) });
+                let publication =
+                    ApiPublish { channel: channel.to_owned(), data: bench_data(seq, t), idempotency_key: None };
+                let body = Encoding::Json.encode(&publication);
                 buf.clear();
                 buf.extend_from_slice(head.as_bytes());
                 buf.extend_from_slice(format!("{}\r\n\r\n", body.len()).as_bytes());

@@ -177,11 +177,31 @@ impl Client {
     /// A publish that was sent when the connection went away fails with
     /// [`Error::Disconnected`]: it may or may not have been made.
     pub async fn publish(&self, channel: impl Into<String>, data: impl Into<Bytes>) -> Result<Position, Error> {
-        let data = Data(data.into());
+        self.publish_keyed(channel.into(), data.into(), None).await
+    }
+
+    /// Publishes as [`publish`](Self::publish) does, once per `key`: a
+    /// publication with a key this user used in the channel within the
+    /// server's `idempotency_window` (5 minutes by default) is not made
+    /// again, and answers the first one's position. What makes a publish
+    /// safe to retry after [`Error::Disconnected`] or [`Error::Timeout`]:
+    /// use the same key (a UUID, say: 1 to 64 bytes of `[A-Za-z0-9_.:-]`).
+    pub async fn publish_idempotent(
+        &self,
+        channel: impl Into<String>,
+        data: impl Into<Bytes>,
+        key: impl Into<String>,
+    ) -> Result<Position, Error> {
+        self.publish_keyed(channel.into(), data.into(), Some(key.into())).await
+    }
+
+    async fn publish_keyed(&self, channel: String, data: Bytes, key: Option<String>) -> Result<Position, Error> {
+        let data = Data(data);
         if self.inner.encoding == Encoding::Json && !data.is_json() {
             return Err(Error::InvalidData("JSON carries only data that is JSON text".into()));
         }
-        self.call(Method::Publish(Publish { channel: channel.into(), data })).await
+        ferrows_hub::protocol::check_idempotency_key(key.as_deref()).map_err(Error::InvalidData)?;
+        self.call(Method::Publish(Publish { channel, data, idempotency_key: key })).await
     }
 
     /// Publishes `value` as JSON text (in either encoding: a MessagePack

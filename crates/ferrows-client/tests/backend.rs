@@ -13,6 +13,7 @@ use ferrows_server::Server;
 use serde_json::{Value, json};
 
 per_encoding!(
+    a_retried_keyed_publish_is_made_once,
     rpc_calls_come_back_with_the_backends_answer,
     server_side_subscriptions_arrive_and_recover,
     connect_data_and_refreshed_credentials,
@@ -185,6 +186,26 @@ async fn connect_data_and_refreshed_credentials(encoding: Encoding) {
     assert_eq!(client.connection().unwrap().client, first.client, "the same connection, refreshed");
     assert_eq!(issued.load(std::sync::atomic::Ordering::SeqCst), 2);
     client.ping().await.unwrap();
+    client.close().await;
+    server.shut_down().await;
+}
+
+async fn a_retried_keyed_publish_is_made_once(encoding: Encoding) {
+    let server = Server::start(config()).await.unwrap();
+    let client = builder(encoding, vec![url(&server)]).connect().await.unwrap();
+    let mut news = client.subscribe("room:k").await.unwrap();
+    let first = client.publish_idempotent("room:k", "1", "msg-1").await.unwrap();
+    let again = client.publish_idempotent("room:k", "1", "msg-1").await.unwrap();
+    assert_eq!(first, again);
+    client.publish("room:k", "2").await.unwrap();
+    let mut offsets = Vec::new();
+    while offsets.len() < 2 {
+        if let Event::Publication(publication) = tokio::time::timeout(WAIT, news.recv()).await.unwrap().unwrap() {
+            offsets.push((publication.offset, publication.data));
+        }
+    }
+    assert_eq!(offsets, [(first.offset, "1".into()), (first.offset + 1, "2".into())]);
+    assert!(matches!(client.publish_idempotent("room:k", "1", "not a key").await, Err(Error::InvalidData(_))));
     client.close().await;
     server.shut_down().await;
 }

@@ -975,6 +975,16 @@ mod tests {
         fn publish_event(&self, event: BrokerEvent) -> crate::broker::BoxFuture<'_, Result<(), BrokerError>> {
             self.0.inner.publish_event(event)
         }
+        fn publish_once<'a>(
+            &'a self,
+            channel: &'a str,
+            data: Bytes,
+            info: Option<Bytes>,
+            limits: HistoryLimits,
+            once: crate::broker::Once<'a>,
+        ) -> crate::broker::BoxFuture<'a, Result<StreamPosition, BrokerError>> {
+            self.0.inner.publish_once(channel, data, info, limits, once)
+        }
         fn subscribe<'a>(&'a self, channel: &'a str) -> crate::broker::BoxFuture<'a, Result<(), BrokerError>> {
             if self.0.stuck.load(std::sync::atomic::Ordering::Relaxed) {
                 return Box::pin(std::future::pending());

@@ -311,6 +311,31 @@ async fn the_channel_list_is_every_nodes_subscribed_channels() {
     assert_eq!(b.channels().await.unwrap(), ["chat:lobby"]);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publication_with_a_key_is_made_once_across_nodes_within_the_window() {
+    let server = RedisServer::start();
+    let (a, seen_a) = node(&server, options()).await;
+    let (b, _) = node(&server, options()).await;
+    a.subscribe("news").await.unwrap();
+    let limits = HistoryLimits::default();
+    let once = |key| ferrows_hub::broker::Once { key, window: Duration::from_millis(700) };
+    let first = a.publish_once("news", data("1"), None, limits, once("k1")).await.unwrap();
+    let again = b.publish_once("news", data("1 again"), None, limits, once("k1")).await.unwrap();
+    assert_eq!(again, first, "the same key: the first publication's position");
+    let other = b.publish_once("news", data("2"), None, limits, once("k2")).await.unwrap();
+    assert_eq!(other.offset, first.offset + 1);
+    // Another channel's key is another key.
+    let elsewhere = b.publish_once("other", data("x"), None, limits, once("k1")).await.unwrap();
+    assert_eq!(elsewhere.offset, 1);
+    // After the window, the key is free again.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let later = a.publish_once("news", data("1 later"), None, limits, once("k1")).await.unwrap();
+    assert_eq!(later.offset, other.offset + 1);
+    wait_for("three publications", || seen_a.publications().len() == 3).await;
+    let texts: Vec<String> = seen_a.publications().into_iter().map(|(_, _, text)| text).collect();
+    assert_eq!(texts, ["1", "2", "1 later"]);
+}
+
 /// Asserts that `op` fails with `Unavailable` within 3 s.
 async fn fails_fast<T: std::fmt::Debug>(what: &str, op: impl Future<Output = Result<T, BrokerError>>) {
     let started = Instant::now();

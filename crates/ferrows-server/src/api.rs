@@ -10,7 +10,7 @@ use bytes::Bytes;
 use ferrows_hub::protocol::proxy::MAX_CLOSE_REASON;
 use ferrows_hub::protocol::{
     Answer, ApiBatch, ApiChannel, ApiChannels, ApiDisconnect, ApiPublish, ApiUserChannel, BatchResults, ChannelList,
-    Empty, Encoding, Error, Outcome, Published, close,
+    Empty, Encoding, Error, Outcome, Published, check_idempotency_key, close,
 };
 use http::{Request, Response, StatusCode, header};
 use hyper::body::Incoming;
@@ -125,7 +125,9 @@ async fn batch(state: &Arc<AppState>, body: &Bytes) -> Response<Body> {
 
 async fn publish_one(state: &AppState, publication: ApiPublish) -> Result<Published, Error> {
     let namespace = state.channel_namespace(&publication.channel)?;
-    state.publish(&publication.channel, namespace, publication.data.0, None).await
+    check_idempotency_key(publication.idempotency_key.as_deref()).map_err(Error::BadRequest)?;
+    let once = publication.idempotency_key.as_deref().map(crate::state::api_key);
+    state.publish(&publication.channel, namespace, publication.data.0, None, once.as_deref()).await
 }
 
 /// A subscribe or unsubscribe order, checked: a user, and a channel of a

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use ferrows_hub::StreamPosition;
 use ferrows_hub::protocol::stream::ChannelPositions;
-use ferrows_hub::protocol::{Answer, ApiPublish, ClientInfo, Encoding, Error};
+use ferrows_hub::protocol::{Answer, ApiPublish, ClientInfo, Encoding, Error, check_idempotency_key};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
@@ -196,6 +196,9 @@ pub(crate) async fn publish(request: Request<Incoming>, state: Arc<AppState>) ->
         Ok(publication) => publication,
         Err(e) => return error_response(&Error::BadRequest(e)),
     };
+    if let Err(e) = check_idempotency_key(publication.idempotency_key.as_deref()) {
+        return error_response(&Error::BadRequest(e));
+    }
     let client = state.client_id(state.next_client_id());
     let asker = Asker { client: &client, user: &claims.sub, grants: &claims.channels, meta: None };
     let (namespace, data) = match state.publishable(&asker, &publication.channel, publication.data.0).await {
@@ -203,8 +206,9 @@ pub(crate) async fn publish(request: Request<Incoming>, state: Arc<AppState>) ->
         Err(refusal) => return error_response(&refusal.into_error()),
     };
     let name = display_name(&claims, name);
+    let once = publication.idempotency_key.map(|key| crate::state::client_key(&claims.sub, &key));
     let info = ClientInfo { client, user: claims.sub, name }.to_info();
-    match state.publish(&publication.channel, namespace, data, Some(info.0)).await {
+    match state.publish(&publication.channel, namespace, data, Some(info.0), once.as_deref()).await {
         Ok(result) => json_response(StatusCode::OK, &Answer { result }),
         Err(error) => error_response(&error),
     }

@@ -934,7 +934,9 @@ impl Session {
     async fn publish(&self, publish: Publish) -> Result<Published, Refusal> {
         let client = self.client_id();
         let (namespace, data) = self.state.publishable(&self.asker(&client), &publish.channel, publish.data.0).await?;
-        Ok(self.state.publish(&publish.channel, namespace, data, Some(self.identity().info())).await?)
+        let once = publish.idempotency_key.map(|key| crate::state::client_key(&self.identity().user, &key));
+        let info = Some(self.identity().info());
+        Ok(self.state.publish(&publish.channel, namespace, data, info, once.as_deref()).await?)
     }
 
     async fn presence(&self, arg: &ChannelArg) -> Result<Presence, Refusal> {

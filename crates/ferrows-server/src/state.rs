@@ -258,18 +258,28 @@ impl AppState {
     }
 
     /// Publishes `data` into `channel` (of `namespace`) with `info` (who
-    /// published: `None` for the server API).
+    /// published: `None` for the server API), once per `once` (an
+    /// idempotency key, scoped by who gave it) within the
+    /// `idempotency_window`.
     pub(crate) async fn publish(
         &self,
         channel: &str,
         namespace: &NamespaceConfig,
         data: Bytes,
         info: Option<Bytes>,
+        once: Option<&str>,
     ) -> Result<Published, Error> {
         if data.len() > self.config.limits.max_message_size {
             return Err(Error::LimitExceeded("publication too large".into()));
         }
-        let position = self.broker().publish(channel, data, info, namespace.history_limits()).await;
+        let limits = namespace.history_limits();
+        let position = match once {
+            Some(key) => {
+                let once = ferrows_hub::broker::Once { key, window: self.config.broker.idempotency_window };
+                self.broker().publish_once(channel, data, info, limits, once).await
+            }
+            None => self.broker().publish(channel, data, info, limits).await,
+        };
         let position = position.map_err(|e| broker_error(&e))?;
         self.metrics.publications.inc();
         Ok(position.into())
@@ -352,6 +362,17 @@ impl AppState {
         }
         self.config.namespace(namespace)
     }
+}
+
+/// The idempotency key of a client's publication: its user's (keys of
+/// different users, and the server API's, never meet).
+pub(crate) fn client_key(user: &str, key: &str) -> String {
+    format!("u:{user}:{key}")
+}
+
+/// The idempotency key of a server API publication.
+pub(crate) fn api_key(key: &str) -> String {
+    format!("api:{key}")
 }
 
 /// The protocol error for a failed subscribe.

@@ -150,3 +150,54 @@ async fn reads_and_refusals() {
     drop(client);
     server.shut_down().await;
 }
+
+/// Publications with an idempotency key are made once, whoever retries:
+/// the server API (on `a` and on `b`), a WebSocket client, an HTTP client.
+async fn keyed_publications_are_made_once(a: &Server, b: &Server) {
+    let mut reader = Client::connect(a.local_addr(), Some(&token("rd"))).await;
+    subscribe(&mut reader, "news:k").await;
+    let body = json!({"channel": "news:k", "data": "api", "idempotency_key": "order-1"});
+    let (_, first) = api(a, "/api/publish", body.clone()).await;
+    let (_, again) = api(b, "/api/publish", body).await;
+    assert_eq!(first, again, "the first publication's position");
+    let batch = json!({"publications": [{"channel": "news:k", "data": "api", "idempotency_key": "order-1"}]});
+    let (_, batched) = api(b, "/api/batch", batch).await;
+    assert_eq!(batched["results"][0], first);
+    let mut writer = Client::connect(b.local_addr(), Some(&token("wr"))).await;
+    let publish = json!({"publish": {"channel": "news:k", "data": "ws", "idempotency_key": "order-1"}});
+    let ws_first = writer.call(publish.clone()).await;
+    let ws_again = writer.call(publish).await;
+    assert_eq!(ws_first["result"], ws_again["result"]);
+    assert_ne!(ws_first["result"], first["result"], "a client's keys are not the API's");
+    let body = json!({"channel": "news:k", "data": "http", "idempotency_key": "order-1"}).to_string();
+    let bearer = format!("Bearer {}", token("wr"));
+    let headers = [("Authorization", bearer.as_str())];
+    let (_, http_first) = http(b.local_addr(), "POST", "/api/client/publish", &headers, &body).await;
+    assert_eq!(http_first, json!({"result": ws_first["result"]}), "the same user's key");
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        got.push(next_publication(&mut reader).await["data"].clone());
+    }
+    assert_eq!(got, [json!("api"), json!("ws")]);
+    api_publish(a.local_addr(), "news:k", json!("last")).await;
+    assert_eq!(next_publication(&mut reader).await["data"], "last", "nothing else was published");
+    let (status, _) = api(a, "/api/publish", json!({"channel": "news:k", "data": 1, "idempotency_key": "a b"})).await;
+    assert_eq!(status, 400);
+    drop((reader, writer));
+}
+
+per_encoding! {
+    async fn keyed_publications_on_one_node() {
+        let server = node(None).await;
+        keyed_publications_are_made_once(&server, &server).await;
+        server.shut_down().await;
+    }
+
+    async fn keyed_publications_across_nodes_on_redis() {
+        let redis = RedisServer::start();
+        let (a, b) = (node(Some(&redis)).await, node(Some(&redis)).await);
+        keyed_publications_are_made_once(&a, &b).await;
+        a.shut_down().await;
+        b.shut_down().await;
+    }
+}

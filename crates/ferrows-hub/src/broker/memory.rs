@@ -24,6 +24,9 @@ struct Channel {
     history: ChannelHistory,
     presence: HashMap<String, Bytes>,
     last_used_ms: u64,
+    /// The idempotency keys of its recent publications: the position
+    /// each made, and when the key is forgotten (ms).
+    once: HashMap<String, (StreamPosition, u64)>,
 }
 
 /// The in-process broker (the default). Several nodes of one process (the
@@ -64,7 +67,8 @@ impl MemoryBroker {
         let now = now_ms();
         if !channels.contains_key(name) {
             let history = ChannelHistory::new(self.new_epoch(), HistoryLimits::default());
-            channels.insert(name.to_owned(), Channel { history, presence: HashMap::new(), last_used_ms: now });
+            let channel = Channel { history, presence: HashMap::new(), last_used_ms: now, once: HashMap::new() };
+            channels.insert(name.to_owned(), channel);
         }
         let channel = channels.get_mut(name).expect("inserted above");
         channel.last_used_ms = now;
@@ -77,6 +81,27 @@ impl MemoryBroker {
         if self.operations.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
             sweep(channels, now_ms());
         }
+    }
+
+    /// Publishes into `channel` with the channels held: appends to its
+    /// history and delivers, under the lock, so that concurrent
+    /// publishers into one channel reach every subscriber in offset order.
+    fn publish_locked(
+        &self,
+        channels: &mut HashMap<String, Channel>,
+        channel: &str,
+        data: Bytes,
+        info: Option<Bytes>,
+        limits: HistoryLimits,
+    ) -> StreamPosition {
+        self.maybe_sweep(channels);
+        let entry = self.channel(channels, channel);
+        entry.history.set_limits(limits);
+        let publication = entry.history.append(data, info, now_ms());
+        let epoch = entry.history.epoch().to_owned();
+        let position = StreamPosition { offset: publication.offset, epoch: epoch.clone() };
+        self.deliver(BrokerEvent::Publication { channel: channel.to_owned(), epoch, publication });
+        position
     }
 
     /// Channels held now (for tests and metrics).
@@ -110,7 +135,8 @@ impl MemoryBroker {
 fn sweep(channels: &mut HashMap<String, Channel>, now: u64) {
     channels.retain(|_, channel| {
         channel.history.trim(now);
-        let empty = channel.history.is_empty() && channel.presence.is_empty();
+        channel.once.retain(|_, (_, until)| *until > now);
+        let empty = channel.history.is_empty() && channel.presence.is_empty() && channel.once.is_empty();
         !empty || now.saturating_sub(channel.last_used_ms) < EMPTY_CHANNEL_TTL_MS
     });
 }
@@ -129,15 +155,7 @@ impl Broker for MemoryBroker {
         limits: HistoryLimits,
     ) -> BoxFuture<'a, Result<StreamPosition, BrokerError>> {
         let mut channels = self.lock();
-        self.maybe_sweep(&mut channels);
-        let entry = self.channel(&mut channels, channel);
-        entry.history.set_limits(limits);
-        let publication = entry.history.append(data, info, now_ms());
-        let epoch = entry.history.epoch().to_owned();
-        let position = StreamPosition { offset: publication.offset, epoch: epoch.clone() };
-        // Delivered under the lock: concurrent publishers into one channel
-        // reach every subscriber in offset order.
-        self.deliver(BrokerEvent::Publication { channel: channel.to_owned(), epoch, publication });
+        let position = self.publish_locked(&mut channels, channel, data, info, limits);
         drop(channels);
         Box::pin(async move { Ok(position) })
     }
@@ -145,6 +163,31 @@ impl Broker for MemoryBroker {
     fn publish_event(&self, event: BrokerEvent) -> BoxFuture<'_, Result<(), BrokerError>> {
         self.deliver(event);
         Box::pin(async { Ok(()) })
+    }
+
+    fn publish_once<'a>(
+        &'a self,
+        channel: &'a str,
+        data: Bytes,
+        info: Option<Bytes>,
+        limits: HistoryLimits,
+        once: super::Once<'a>,
+    ) -> BoxFuture<'a, Result<StreamPosition, BrokerError>> {
+        let now = now_ms();
+        // One lock for the check and the publication: two publishers of
+        // one key cannot both publish.
+        let mut channels = self.lock();
+        let entry = self.channel(&mut channels, channel);
+        entry.once.retain(|_, (_, until)| *until > now);
+        if let Some((position, _)) = entry.once.get(once.key) {
+            let position = position.clone();
+            return Box::pin(async move { Ok(position) });
+        }
+        let position = self.publish_locked(&mut channels, channel, data, info, limits);
+        let until = now.saturating_add(u64::try_from(once.window.as_millis()).unwrap_or(u64::MAX));
+        let entry = channels.get_mut(channel).expect("published into");
+        entry.once.insert(once.key.to_owned(), (position.clone(), until));
+        Box::pin(async move { Ok(position) })
     }
 
     fn subscribe<'a>(&'a self, _channel: &'a str) -> BoxFuture<'a, Result<(), BrokerError>> {
@@ -232,6 +275,24 @@ mod tests {
         fn channels(&self) -> Vec<String> {
             Vec::new()
         }
+    }
+
+    #[tokio::test]
+    async fn a_publication_with_a_key_is_made_once_within_the_window() {
+        let broker = MemoryBroker::new();
+        let recorder = Arc::new(Recorder::default());
+        broker.start(recorder.clone()).await.unwrap();
+        let limits = HistoryLimits::default();
+        let once = |key| super::super::Once { key, window: std::time::Duration::from_millis(200) };
+        let first = broker.publish_once("a", Bytes::from_static(b"1"), None, limits, once("k")).await.unwrap();
+        let again = broker.publish_once("a", Bytes::from_static(b"1"), None, limits, once("k")).await.unwrap();
+        assert_eq!(again, first);
+        let other = broker.publish_once("b", Bytes::from_static(b"1"), None, limits, once("k")).await.unwrap();
+        assert_eq!(other.offset, 1, "keys are per channel");
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        let later = broker.publish_once("a", Bytes::from_static(b"2"), None, limits, once("k")).await.unwrap();
+        assert_eq!(later.offset, 2);
+        assert_eq!(recorder.0.lock().unwrap().len(), 3, "three publications delivered");
     }
 
     #[tokio::test]

@@ -76,6 +76,16 @@ pub enum BrokerEvent {
     },
 }
 
+/// The idempotency of a publication ([`Broker::publish_once`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Once<'a> {
+    /// The key that makes it the same publication (already scoped by the
+    /// caller: who may use which keys).
+    pub key: &'a str,
+    /// How long the key is remembered.
+    pub window: std::time::Duration,
+}
+
 /// Receives a broker's events and state changes. Called from the broker's
 /// tasks (or, for the memory broker, from the publisher's call): it must not
 /// block and must not call back into the broker synchronously.
@@ -166,6 +176,19 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Delivers a join or leave event (not kept in history).
     fn publish_event(&self, event: BrokerEvent) -> BoxFuture<'_, Result<(), BrokerError>>;
+
+    /// Publishes as [`publish`](Self::publish) does, once per `once.key`
+    /// in `channel` within `once.window`: a publication with a key used
+    /// within the window is not made again, and answers the position of
+    /// the one that was (across every node of the broker).
+    fn publish_once<'a>(
+        &'a self,
+        channel: &'a str,
+        data: Bytes,
+        info: Option<Bytes>,
+        limits: HistoryLimits,
+        once: Once<'a>,
+    ) -> BoxFuture<'a, Result<StreamPosition, BrokerError>>;
 
     /// This node wants `channel`'s events. Once this returns, every later
     /// publication into it is delivered.

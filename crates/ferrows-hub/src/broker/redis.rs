@@ -100,9 +100,17 @@ const RESUBSCRIBE_CHUNK: usize = 256;
 const PAYLOAD_VERSION: u8 = 1;
 
 const PUBLISH_SCRIPT: &str = r#"
--- KEYS: meta, history. ARGV: epoch if new, data, info, has_info (0/1),
--- max_count, max_bytes, max_age_ms, meta_ttl_ms, pub/sub channel.
-local meta, hist = KEYS[1], KEYS[2]
+-- KEYS: meta, history[, idempotency key]. ARGV: epoch if new, data, info,
+-- has_info (0/1), max_count, max_bytes, max_age_ms, meta_ttl_ms, pub/sub
+-- channel[, idempotency window ms].
+local meta, hist, once = KEYS[1], KEYS[2], KEYS[3]
+if once then
+  local done = redis.call('GET', once)
+  if done then
+    local sep = string.find(done, ':', 1, true)
+    return {string.sub(done, 1, sep - 1), tonumber(string.sub(done, sep + 1))}
+  end
+end
 local epoch = redis.call('HGET', meta, 'epoch')
 if not epoch then
   redis.call('DEL', hist)
@@ -142,6 +150,9 @@ redis.call('PEXPIRE', meta, ARGV[8])
 local payload = '\1p' .. string.format('%d', top) .. '\n' .. now_s .. '\n' .. epoch .. '\n'
   .. string.format('%d', #data) .. '\n' .. has_info .. '\n' .. data .. info
 redis.call('PUBLISH', ARGV[9], payload)
+if once then
+  redis.call('SET', once, epoch .. ':' .. string.format('%d', top), 'PX', ARGV[10])
+end
 return {epoch, top}
 "#;
 
@@ -387,6 +398,65 @@ impl Drop for RedisBroker {
 }
 
 impl RedisBroker {
+    /// A publication, once per key of `once` when there is one (the
+    /// script checks and records the key with the publication).
+    async fn publish_with(
+        &self,
+        channel: &str,
+        data: Bytes,
+        info: Option<Bytes>,
+        limits: HistoryLimits,
+        once: Option<super::Once<'_>>,
+    ) -> Result<StreamPosition, BrokerError> {
+        let inner = &self.inner;
+        let mut live = inner.live()?;
+        let max_age = ms(limits.max_age);
+        let meta_ttl = max_age.max(ms(META_MIN_TTL));
+        let mut invocation = inner.publish.key(inner.key("meta", channel));
+        invocation
+            .key(inner.key("history", channel))
+            .arg(new_epoch())
+            .arg(data.as_ref())
+            .arg(info.as_deref().unwrap_or_default())
+            .arg(if info.is_some() { "1" } else { "0" })
+            .arg(limits.max_count.min(u32::MAX as usize))
+            .arg(limits.max_bytes.min(1 << 52))
+            .arg(max_age)
+            .arg(meta_ttl)
+            .arg(inner.pubsub_channel(channel));
+        if let Some(once) = once {
+            // `#` is in no channel name: the key cannot be another
+            // channel's.
+            invocation.key(inner.key("once", &format!("{channel}#{}", once.key))).arg(ms(once.window).max(1));
+        }
+        // With replicas to wait for, the publication and its WAIT go on
+        // their own connection (WAIT holds it).
+        let connection = live.durable.as_mut().unwrap_or(&mut live.commands);
+        let reply: Value = inner.call("publish", invocation.invoke_async(connection)).await?;
+        let parsed = as_array(&reply).and_then(|items| match items {
+            [epoch, top] => Some(StreamPosition {
+                offset: u64::try_from(as_int(top)?).ok()?,
+                epoch: String::from_utf8(as_bytes(epoch)?.to_vec()).ok()?,
+            }),
+            _ => None,
+        });
+        let position = parsed.ok_or_else(|| bad_reply("publish"))?;
+        let wanted = inner.options.min_replicas;
+        if wanted > 0 {
+            let mut wait = redis::cmd("WAIT");
+            // Half the call's bound: a late answer is a refusal, not a
+            // broker that stopped answering.
+            wait.arg(wanted).arg(ms(inner.options.command_timeout / 2));
+            let reached: i64 = inner.call("WAIT", wait.query_async(connection)).await?;
+            if (reached.max(0) as usize) < wanted {
+                return Err(BrokerError::Unavailable(format!(
+                    "publication {} reached {reached} of the {wanted} replicas required",
+                    position.offset
+                )));
+            }
+        }
+        Ok(position)
+    }
     /// Connects to the Redis at `url` (`redis://host:port/db`, with
     /// `user:password@` if needed) and starts the background task that
     /// reads publications and keeps the connections alive. Fails with
@@ -829,51 +899,18 @@ impl Broker for RedisBroker {
         info: Option<Bytes>,
         limits: HistoryLimits,
     ) -> BoxFuture<'a, Result<StreamPosition, BrokerError>> {
-        Box::pin(async move {
-            let inner = &self.inner;
-            let mut live = inner.live()?;
-            let max_age = ms(limits.max_age);
-            let meta_ttl = max_age.max(ms(META_MIN_TTL));
-            let mut invocation = inner.publish.key(inner.key("meta", channel));
-            invocation
-                .key(inner.key("history", channel))
-                .arg(new_epoch())
-                .arg(data.as_ref())
-                .arg(info.as_deref().unwrap_or_default())
-                .arg(if info.is_some() { "1" } else { "0" })
-                .arg(limits.max_count.min(u32::MAX as usize))
-                .arg(limits.max_bytes.min(1 << 52))
-                .arg(max_age)
-                .arg(meta_ttl)
-                .arg(inner.pubsub_channel(channel));
-            // With replicas to wait for, the publication and its WAIT go on
-            // their own connection (WAIT holds it).
-            let connection = live.durable.as_mut().unwrap_or(&mut live.commands);
-            let reply: Value = inner.call("publish", invocation.invoke_async(connection)).await?;
-            let parsed = as_array(&reply).and_then(|items| match items {
-                [epoch, top] => Some(StreamPosition {
-                    offset: u64::try_from(as_int(top)?).ok()?,
-                    epoch: String::from_utf8(as_bytes(epoch)?.to_vec()).ok()?,
-                }),
-                _ => None,
-            });
-            let position = parsed.ok_or_else(|| bad_reply("publish"))?;
-            let wanted = inner.options.min_replicas;
-            if wanted > 0 {
-                let mut wait = redis::cmd("WAIT");
-                // Half the call's bound: a late answer is a refusal, not a
-                // broker that stopped answering.
-                wait.arg(wanted).arg(ms(inner.options.command_timeout / 2));
-                let reached: i64 = inner.call("WAIT", wait.query_async(connection)).await?;
-                if (reached.max(0) as usize) < wanted {
-                    return Err(BrokerError::Unavailable(format!(
-                        "publication {} reached {reached} of the {wanted} replicas required",
-                        position.offset
-                    )));
-                }
-            }
-            Ok(position)
-        })
+        Box::pin(self.publish_with(channel, data, info, limits, None))
+    }
+
+    fn publish_once<'a>(
+        &'a self,
+        channel: &'a str,
+        data: Bytes,
+        info: Option<Bytes>,
+        limits: HistoryLimits,
+        once: super::Once<'a>,
+    ) -> BoxFuture<'a, Result<StreamPosition, BrokerError>> {
+        Box::pin(self.publish_with(channel, data, info, limits, Some(once)))
     }
 
     fn publish_event(&self, event: BrokerEvent) -> BoxFuture<'_, Result<(), BrokerError>> {
@@ -893,7 +930,6 @@ impl Broker for RedisBroker {
             Ok(())
         })
     }
-
     fn subscribe<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<(), BrokerError>> {
         Box::pin(async move {
             let inner = &self.inner;

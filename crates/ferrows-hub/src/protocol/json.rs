@@ -57,20 +57,22 @@ impl ArgsDecoder<serde_json::Error> for Args<'_> {
         serde_json::from_str(self.0.get())
     }
 
-    fn named_data(&self, name: &str) -> Result<(String, Data), String> {
+    fn named_data(&self, name: &str, extra: Option<&str>) -> Result<(String, Data, Option<String>), String> {
         let Fields(fields) = serde_json::from_str(self.0.get()).map_err(|e| e.to_string())?;
-        let (mut named, mut data) = (None, None);
+        let (mut named, mut data, mut extra_value) = (None, None, None);
+        let text = |field: &str, value: &RawValue| {
+            serde_json::from_str::<String>(value.get()).map_err(|e| format!("{field}: {e}"))
+        };
         for (key, value) in fields {
             match key.as_str() {
-                _ if key == name && named.is_none() => {
-                    named = Some(serde_json::from_str::<String>(value.get()).map_err(|e| format!("{name}: {e}"))?);
-                }
+                _ if key == name && named.is_none() => named = Some(text(name, value)?),
+                _ if Some(key.as_str()) == extra && extra_value.is_none() => extra_value = Some(text(&key, value)?),
                 "data" if data.is_none() => data = Some(Data(Bytes::copy_from_slice(value.get().as_bytes()))),
                 _ => return Err(format!("unknown or repeated field {key:?}")),
             }
         }
         match (named, data) {
-            (Some(named), Some(data)) => Ok((named, data)),
+            (Some(named), Some(data)) => Ok((named, data, extra_value)),
             _ => Err(format!("takes {name} and data")),
         }
     }

@@ -174,6 +174,28 @@ pub struct Publish {
     pub channel: String,
     /// The payload: a JSON value in JSON, any bytes in MessagePack.
     pub data: Data,
+    /// Makes a retried publication the same one: a publication with a
+    /// key its user used in the channel within the server's
+    /// `idempotency_window` is not made again (its first position is
+    /// answered). See [`check_idempotency_key`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+}
+
+/// The longest idempotency key: 64 bytes, room for a UUID and a prefix.
+pub const MAX_IDEMPOTENCY_KEY: usize = 64;
+
+/// Checks an idempotency key, if there is one: 1 to
+/// [`MAX_IDEMPOTENCY_KEY`] bytes of `[A-Za-z0-9_.:-]`.
+pub fn check_idempotency_key(key: Option<&str>) -> Result<(), String> {
+    let valid = |key: &str| {
+        (1..=MAX_IDEMPOTENCY_KEY).contains(&key.len())
+            && key.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b))
+    };
+    match key {
+        Some(key) if !valid(key) => Err("an idempotency_key is 1 to 64 bytes of [A-Za-z0-9_.:-]".into()),
+        _ => Ok(()),
+    }
 }
 
 /// `refresh` arguments: new credentials for a connection whose expire.
@@ -351,11 +373,12 @@ fn method_of<E: ToString>(name: &str, decode: impl ArgsDecoder<E>) -> Result<Met
         "subscribe" => Method::Subscribe(decode.args().map_err(e)?),
         "unsubscribe" => Method::Unsubscribe(decode.args().map_err(e)?),
         "publish" => {
-            let (channel, data) = decode.named_data("channel")?;
-            Method::Publish(Publish { channel, data })
+            let (channel, data, idempotency_key) = decode.named_data("channel", Some("idempotency_key"))?;
+            check_idempotency_key(idempotency_key.as_deref())?;
+            Method::Publish(Publish { channel, data, idempotency_key })
         }
         "rpc" => {
-            let (method, data) = decode.named_data("method")?;
+            let (method, data, _) = decode.named_data("method", None)?;
             if !Rpc::is_valid_method(&method) {
                 return Err(format!("invalid method name {method:?}"));
             }
@@ -376,8 +399,9 @@ trait ArgsDecoder<E> {
     /// Arguments of a type that reads the same in every encoding.
     fn args<T: DeserializeOwned>(&self) -> Result<T, E>;
     /// Arguments of a name (a string field called `name`) and data, which
-    /// each encoding carries its way (`publish`, `rpc`).
-    fn named_data(&self, name: &str) -> Result<(String, Data), String>;
+    /// each encoding carries its way (`publish`, `rpc`), and the string
+    /// field `extra` if it is allowed and given.
+    fn named_data(&self, name: &str, extra: Option<&str>) -> Result<(String, Data, Option<String>), String>;
 }
 
 /// A reply to command `id`: `{"id", "result"}` or `{"id", "error"}`.
@@ -583,6 +607,10 @@ pub struct ApiPublish {
     pub channel: String,
     /// The payload (a JSON value).
     pub data: Data,
+    /// As [`Publish::idempotency_key`] (the server API's keys are its
+    /// own: they never meet a client's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
 }
 
 /// The body of the server API's orders about a user's connections

@@ -61,13 +61,16 @@ impl ArgsDecoder<rmp_serde::decode::Error> for Args {
         rmp_serde::from_slice(&bytes)
     }
 
-    fn named_data(&self, name: &str) -> Result<(String, Data), String> {
+    fn named_data(&self, name: &str, extra: Option<&str>) -> Result<(String, Data, Option<String>), String> {
         let Value::Map(entries) = &self.0 else { return Err("the arguments are a map".into()) };
-        let (mut named, mut data) = (None, None);
+        let (mut named, mut data, mut extra_value) = (None, None, None);
         for (key, value) in entries {
             match (key.as_str(), value) {
                 (Some(key), Value::String(text)) if key == name && named.is_none() => {
                     named = Some(text.as_str().ok_or_else(|| format!("{name} is not UTF-8"))?.to_owned());
+                }
+                (Some(key), Value::String(text)) if Some(key) == extra && extra_value.is_none() => {
+                    extra_value = Some(text.as_str().ok_or_else(|| format!("{key} is not UTF-8"))?.to_owned());
                 }
                 (Some("data"), Value::Binary(bytes)) if data.is_none() => data = Some(Bytes::copy_from_slice(bytes)),
                 (Some("data"), Value::String(text)) if data.is_none() => {
@@ -80,7 +83,7 @@ impl ArgsDecoder<rmp_serde::decode::Error> for Args {
             }
         }
         match (named, data) {
-            (Some(named), Some(data)) => Ok((named, Data(data))),
+            (Some(named), Some(data)) => Ok((named, Data(data), extra_value)),
             _ => Err(format!("takes {name} and data")),
         }
     }

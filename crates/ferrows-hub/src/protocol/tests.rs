@@ -25,7 +25,8 @@ fn commands() -> Vec<Command> {
             recover: true,
         }),
         Method::Unsubscribe(ChannelArg { channel: "a".into() }),
-        Method::Publish(Publish { channel: "a".into(), data: json(r#"{"x":[1,2]}"#) }),
+        Method::Publish(Publish { channel: "a".into(), data: json(r#"{"x":[1,2]}"#), idempotency_key: None }),
+        Method::Publish(Publish { channel: "a".into(), data: json("1"), idempotency_key: Some("k-1".into()) }),
         Method::Presence(ChannelArg { channel: "a".into() }),
         Method::History(History { channel: "a".into(), limit: Some(5) }),
         Method::History(History { channel: "a".into(), limit: None }),
@@ -226,6 +227,9 @@ fn bad_input_is_classified_in_both_encodings() {
         assert_eq!(code(json!({"id": 1, "publish": {"channel": "a"}})), 107);
         assert_eq!(code(json!({"id": 1, "publish": {"channel": 5, "data": 1}})), 107);
         assert_eq!(code(json!({"id": 1, "rpc": {"method": "a b", "data": 1}})), 107);
+        assert_eq!(code(json!({"id": 1, "publish": {"channel": "a", "data": 1, "idempotency_key": "a b"}})), 107);
+        assert_eq!(code(json!({"id": 1, "publish": {"channel": "a", "data": 1, "idempotency_key": ""}})), 107);
+        assert_eq!(code(json!({"id": 1, "rpc": {"method": "m", "data": 1, "idempotency_key": "k"}})), 107);
         assert_eq!(code(json!({"id": 1, "rpc": {"method": "", "data": 1}})), 107);
         assert_eq!(code(json!({"id": 1, "rpc": {"method": "x".repeat(65), "data": 1}})), 107);
         assert_eq!(code(json!({"id": 1, "rpc": {"method": "m"}})), 107);

@@ -78,6 +78,11 @@ pub const DEFAULT_MAX_REQUEST_CHANNELS: usize = 32;
 /// does this) knows its stream died.
 pub const DEFAULT_SSE_KEEPALIVE: Duration = Duration::from_secs(15);
 
+/// A publication's idempotency key is remembered 5 minutes: longer than a
+/// client's retries across a reconnect take, short enough that the keys
+/// of a busy channel stay few (one small entry per keyed publication).
+pub const DEFAULT_IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(300);
+
 /// A backend must answer a proxy request within 3 s: a person waits for
 /// a connect, a subscribe or a publication, and a backend that takes
 /// longer is better reported as slow (error 111) than waited for.
@@ -322,6 +327,12 @@ settings! {
             redis_reconnect_max: Duration = RedisOptions::default().reconnect_max;
                 key = "redis_reconnect_max", flag = "redis-reconnect-max", env = "FERROWS_REDIS_RECONNECT_MAX",
                 min = Duration::from_millis(1);
+            /// Seconds a publication's `idempotency_key` is remembered (per
+            /// channel, on every node): a publication with the same key within
+            /// this is not made again.
+            idempotency_window: Duration = DEFAULT_IDEMPOTENCY_WINDOW;
+                key = "idempotency_window", flag = "idempotency-window", env = "FERROWS_IDEMPOTENCY_WINDOW",
+                min = Duration::from_secs(1);
             /// Bound of every Redis call, connecting included, in seconds;
             /// later: the operation fails (error 100, temporary).
             redis_command_timeout: Duration = RedisOptions::default().command_timeout;
