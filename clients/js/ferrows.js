@@ -75,6 +75,7 @@ function publication(pub) {
  * @typedef {object} ClientOptions
  * @property {string|(() => string|Promise<string>)} [token] a JWT, or a function returning one (called before every connection attempt)
  * @property {string} [name] display name sent with `connect`
+ * @property {*} [data] sent with `connect` for the server's connect proxy (the application's backend authenticates the client with it): any JSON value (with the MessagePack codec also a `Uint8Array`)
  * @property {typeof WebSocket} [WebSocket] WebSocket constructor (default `globalThis.WebSocket`)
  * @property {number} [timeout=10000] ms before a command (and the opening of a connection) fails with code "timeout"
  * @property {number} [minReconnectDelay=250] ms, base of the exponential backoff
@@ -103,6 +104,7 @@ function publication(pub) {
  * @property {(r: {recovered: boolean, missed: number}) => void} [onRecovery] after a resubscription, or when the server's history was lost while connected (a `reset` push): `recovered` false means publications were lost (reload state, e.g. with `history`)
  * @property {(r: {position: {offset: number, epoch: string}}) => void} [onSubscribed] every successful (re)subscription
  * @property {(err: FerrowsError) => void} [onError] the subscription failed for good (it is then removed)
+ * @property {() => void} [onUnsubscribed] the server ended the subscription (the server API unsubscribed the user; it is then removed)
  */
 
 /**
@@ -119,6 +121,17 @@ function publication(pub) {
  *   connection), and over which transport.
  * - `error` `(FerrowsError)`: the client stopped for good (close code 1009,
  *   4000, 4001, a rejected `connect`, a bad URL).
+ * - Server-side subscriptions (channels the server subscribes the client to:
+ *   its token's `subs`, the connect proxy's, the server API's; WebSocket
+ *   only), recovered across reconnections like the client's own:
+ *   `subscribed` `(channel, {position, recovered, missed})` at each
+ *   (re)subscription (`recovered` false: publications were lost),
+ *   `publication` `(channel, Publication)` each once, in order, and
+ *   `unsubscribed` `(channel)` when the server ends one.
+ * - Credentials that expire (the `connect` result's `expires`) are refreshed
+ *   a tenth of their life before, with a token from the `token` function
+ *   (a fixed token cannot be refreshed: the server closes with 4007 and the
+ *   client reconnects).
  */
 export class Client {
   /**
@@ -163,8 +176,9 @@ export class Client {
     this._pending = new Map(); // id -> {resolve, reject, timer}
     this._queue = []; // commands waiting for the connection: {message, entry}
     this._subs = new Map(); // channel -> Subscription
+    this._serverSubs = new Map(); // channel -> Subscription (server-side)
     this._listeners = new Map();
-    this._timers = { reconnect: null, open: null, ping: null, stable: null, probe: null };
+    this._timers = { reconnect: null, open: null, ping: null, stable: null, probe: null, refresh: null };
   }
 
   /** Adds a listener; returns a function that removes it.
@@ -265,6 +279,10 @@ export class Client {
       const connect = {};
       if (token) connect.token = token;
       if (this.options.name) connect.name = this.options.name;
+      if (this.options.data !== undefined) connect.data = this.options.data;
+      const subs = {};
+      for (const [channel, sub] of this._serverSubs) if (sub.position) subs[channel] = { ...sub.position };
+      if (Object.keys(subs).length > 0) connect.subs = subs;
       this._send({ connect }, this._entry()).then(
         (result) => this._onConnected(ws, result),
         (err) => {
@@ -286,6 +304,7 @@ export class Client {
     this._connected(result);
     const interval = this.options.pingInterval ?? (result.ping > 0 ? result.ping * 1000 : 0);
     if (interval > 0) this._schedulePing(ws, interval);
+    if (typeof result.expires === "number") this._scheduleRefresh(ws, result.expires);
     for (const sub of this._subs.values()) sub._subscribe();
     for (const { message, entry } of this._queue.splice(0)) this._send(message, entry);
   }
@@ -346,6 +365,22 @@ export class Client {
     this._emit("connected", { ...result, transport: this.transport });
   }
 
+  /** Refreshes the connection's credentials a tenth of their life before they
+   * expire (`expires` seconds from now), with a fresh token. */
+  _scheduleRefresh(ws, expires) {
+    if (typeof this.options.token !== "function") return;
+    const lead = Math.max(1, expires / 10);
+    this._timers.refresh = setTimeout(async () => {
+      let token;
+      try { token = await this.options.token(); } catch { return; } // closed at expiry (4007), then reconnected
+      if (this._ws !== ws) return;
+      this._command({ refresh: { token } }).then(
+        (result) => { if (this._ws === ws && typeof result.expires === "number") this._scheduleRefresh(ws, result.expires); },
+        () => { /* closed at expiry (4007), then reconnected */ },
+      );
+    }, Math.max(0, expires - lead) * 1000);
+  }
+
   _schedulePing(ws, interval) {
     this._timers.ping = setTimeout(() => {
       this._command({ ping: {} }).then(
@@ -378,6 +413,7 @@ export class Client {
     for (const name of Object.keys(this._timers)) { clearTimeout(this._timers[name]); this._timers[name] = null; }
     for (const entry of [...this._pending.values()]) this._settle(entry, new FerrowsError("disconnected", "connection lost"));
     for (const sub of this._subs.values()) sub._connectionLost();
+    for (const sub of this._serverSubs.values()) sub._connectionLost();
     this.clientId = null;
     if (unexpected && FATAL_CLOSE_CODES.has(code)) {
       const err = new FerrowsError("closed", `closed by the server: ${code} ${reason}`);
@@ -442,13 +478,46 @@ export class Client {
     try { msg = this.options.codec.decode(data); } catch { return; }
     if (!msg || typeof msg !== "object") return;
     if (msg.push) {
-      this._subs.get(msg.push.channel)?._onPush(msg.push);
+      this._onPush(msg.push);
     } else if (msg.id !== undefined) {
       const entry = this._pending.get(msg.id);
       if (!entry) return;
       const { error } = msg;
       if (error) this._settle(entry, new FerrowsError(error.code, error.message ?? `error ${error.code}`, error.temporary === true));
       else this._settle(entry, null, msg.result ?? {});
+    }
+  }
+
+  _onPush(push) {
+    const { channel } = push;
+    if (push.subscribe) {
+      if (this._subs.has(channel)) return;
+      let sub = this._serverSubs.get(channel);
+      if (!sub) {
+        sub = new Subscription(this, channel, {
+          onPublication: (pub) => this._emit("publication", channel, pub),
+          onRecovery: (r) => { sub._recovery = r; },
+          onSubscribed: ({ position }) => {
+            const r = sub._recovery ?? { recovered: true, missed: 0 };
+            sub._recovery = null;
+            this._emit("subscribed", channel, { position, ...r });
+          },
+        });
+        this._serverSubs.set(channel, sub);
+      }
+      const since = sub.position ? { ...sub.position } : null;
+      sub._onSubscribed(push.subscribe, since);
+    } else if (push.unsubscribe) {
+      const server = this._serverSubs.get(channel);
+      if (server) {
+        this._serverSubs.delete(channel);
+        server.state = "unsubscribed";
+        this._emit("unsubscribed", channel);
+        return;
+      }
+      this._subs.get(channel)?._onUnsubscribed();
+    } else {
+      (this._subs.get(channel) ?? this._serverSubs.get(channel))?._onPush(push);
     }
   }
 
@@ -519,9 +588,29 @@ export class Client {
   /** Publishes into a channel (over the HTTP transports, with an HTTP request).
    * @param {string} channel @param {*} data any JSON value
    * (with the MessagePack codec also a `Uint8Array`, sent as bytes)
+   * @param {{idempotencyKey?: string}} [options] `idempotencyKey` (1 to 64
+   * bytes of `[A-Za-z0-9_.:-]`, a UUID say): the publication is made once
+   * however often it is sent with this key (within the server's
+   * `idempotency_window`): what makes a retry after a lost connection safe
    * @returns {Promise<{offset: number, epoch: string}>} */
-  publish(channel, data) {
-    return this._command({ publish: { channel, data } });
+  publish(channel, data, options = {}) {
+    const publish = { channel, data };
+    if (options.idempotencyKey !== undefined) publish.idempotency_key = options.idempotencyKey;
+    return this._command({ publish });
+  }
+
+  /** Calls a method of the application's backend (the server's RPC proxy;
+   * WebSocket only) and resolves with its answer's data.
+   * @param {string} method 1 to 64 bytes of `[A-Za-z0-9_.:-]` @param {*} [data]
+   * any JSON value (with the MessagePack codec also a `Uint8Array`)
+   * @returns {Promise<*>} the backend's data (bytes that are not JSON as a
+   * `Uint8Array`); rejects with the backend's error (codes 1000-1999), 111
+   * when it did not answer, 104 without an RPC proxy */
+  async rpc(method, data = null) {
+    if (this._link || (this.state === "connected" && this.transport !== "websocket")) {
+      throw new FerrowsError(104, "rpc needs a WebSocket");
+    }
+    return publication(await this._command({ rpc: { method, data } })).data;
   }
 
   /** Who is subscribed to a channel. @param {string} channel
@@ -659,6 +748,17 @@ export class Subscription {
     if (this.client._subs.get(this.channel) === this) this.client._subs.delete(this.channel);
     this._ready.reject(err);
     this._call("onError", err);
+  }
+
+  /** The server ended the subscription (an `unsubscribe` push). */
+  _onUnsubscribed() {
+    if (this.state === "unsubscribed") return;
+    this.state = "unsubscribed";
+    this._gen += 1;
+    clearTimeout(this._retry);
+    if (this.client._subs.get(this.channel) === this) this.client._subs.delete(this.channel);
+    this._ready.reject(new FerrowsError("unsubscribed", "unsubscribed by the server"));
+    this._call("onUnsubscribed");
   }
 
   _connectionLost() {

@@ -10,7 +10,9 @@
  * Messages are the JSON ones, written in MessagePack. Publication data
  * travels as bytes: `pub.data` is a `Uint8Array`. `publish` sends a
  * `Uint8Array` as it is and anything else as the UTF-8 of its JSON text,
- * which JSON subscribers of the channel receive as that value.
+ * which JSON subscribers of the channel receive as that value; so do
+ * `rpc` and `connect` with their `data` (an RPC's answer, and the connect
+ * proxy's `data`, arrive as a `Uint8Array` too).
  *
  * One ES module, no dependencies: the subset of MessagePack the protocol
  * uses (nil, booleans, integers, floats, strings, binary, arrays, maps).
@@ -53,11 +55,12 @@ export const msgpack = {
   binary: true,
   /** A command as a WebSocket message. */
   encode(command) {
-    if (command.publish) {
-      const { data } = command.publish;
-      if (data === undefined) throw new TypeError("publish: data is undefined");
-      const bytes = bytesOf(data) ?? utf8.encode(JSON.stringify(data));
-      command = { ...command, publish: { ...command.publish, data: bytes } };
+    for (const method of ["publish", "rpc", "connect"]) {
+      const args = command[method];
+      if (!args || !("data" in args)) continue;
+      if (args.data === undefined) throw new TypeError(`${method}: data is undefined`);
+      const bytes = bytesOf(args.data) ?? utf8.encode(JSON.stringify(args.data));
+      command = { ...command, [method]: { ...args, data: bytes } };
     }
     return encode(command);
   },
