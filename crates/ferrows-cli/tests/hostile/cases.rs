@@ -188,6 +188,45 @@ pub(crate) fn http_cases() -> Vec<HttpCase> {
         case("presence-two-channels", get("/api/presence?channel=a&channel=b", ""), Answer::Http(400, Some(107))),
         case("presence-post", post("/api/presence?channel=a", "", b""), Answer::Http(401, Some(101))),
         case("presence-put", raw_method("PUT", "/api/presence?channel=a"), Answer::Http(405, Some(107))),
+        case(
+            "api-subscribe-without-key",
+            post("/api/subscribe", "", br#"{"user":"u","channel":"a"}"#),
+            Answer::Http(401, Some(101)),
+        ),
+        case("api-subscribe-no-user", post("/api/subscribe", KEY, br#"{"channel":"a"}"#), Answer::Http(400, Some(107))),
+        case(
+            "api-subscribe-anonymous",
+            post("/api/subscribe", KEY, br#"{"user":"","channel":"a"}"#),
+            Answer::Http(400, Some(107)),
+        ),
+        case(
+            "api-subscribe-server-channel",
+            post("/api/subscribe", KEY, br#"{"user":"u","channel":"$sys:stats"}"#),
+            Answer::Http(403, Some(103)),
+        ),
+        case(
+            "api-unsubscribe-bad-channel",
+            post("/api/unsubscribe", KEY, br##"{"user":"u","channel":"#control"}"##),
+            Answer::Http(400, Some(102)),
+        ),
+        case(
+            "api-disconnect-bad-code",
+            post("/api/disconnect", KEY, br#"{"user":"u","code":1000}"#),
+            Answer::Http(400, Some(107)),
+        ),
+        case(
+            "api-disconnect-long-reason",
+            post("/api/disconnect", KEY, format!(r#"{{"user":"u","reason":"{}"}}"#, "r".repeat(124)).as_bytes()),
+            Answer::Http(400, Some(107)),
+        ),
+        case("api-channels-bad-body", post("/api/channels", KEY, b"[1]"), Answer::Http(400, Some(107))),
+        case("api-channels-get", get("/api/channels", ""), Answer::Http(405, Some(107))),
+        case(
+            "api-bad-idempotency-key",
+            post("/api/publish", KEY, br#"{"channel":"a","data":1,"idempotency_key":""}"#),
+            Answer::Http(400, Some(107)),
+        ),
+        case("api-history-bad-body", post("/api/history", KEY, br#"{"channel":5}"#), Answer::Http(400, Some(107))),
     ]
 }
 
@@ -225,6 +264,43 @@ pub(crate) fn socket_cases() -> Vec<SocketCase> {
         case("message-over-64-kib", true, text(&big), Answer::Close(1009)),
         case("129-subscriptions", true, many_subscribes, Answer::Error(106)),
     ]
+}
+
+/// What the main server's hostile backend answers its RPC proxy with
+/// (`backend.rs`), and commands of the backend in the loop that are wrong.
+pub(crate) fn backend_cases() -> Vec<SocketCase> {
+    use super::wire::text;
+    let case = |name, send, answer| SocketCase { name, encoding: Encoding::Json, connected: true, send, answer };
+    let rpc = |method: &str| text(&format!(r#"{{"id":2,"rpc":{{"method":"{method}","data":null}}}}"#));
+    let names = ["garbage", "huge", "endless", "silent", "reset", "status", "two-answers", "bad-code", "trickle"];
+    assert_eq!(names, super::backend::METHODS, "a case for every way to answer badly");
+    let mut cases: Vec<SocketCase> = [
+        ("backend-answers-garbage", "garbage"),
+        ("backend-answers-10-mib", "huge"),
+        ("backend-answers-without-end", "endless"),
+        ("backend-never-answers", "silent"),
+        ("backend-closes-the-connection", "reset"),
+        ("backend-answers-500", "status"),
+        ("backend-answers-result-and-error", "two-answers"),
+        ("backend-answers-a-code-not-its-own", "bad-code"),
+        ("backend-answers-a-byte-at-a-time", "trickle"),
+    ]
+    .into_iter()
+    .map(|(name, method)| case(name, rpc(method), Answer::Error(111)))
+    .collect();
+    cases.extend([
+        case("rpc-bad-method-name", text(r#"{"id":2,"rpc":{"method":"a b","data":1}}"#), Answer::Error(107)),
+        case("rpc-method-over-64-bytes", rpc(&"m".repeat(65)), Answer::Error(107)),
+        case("rpc-without-data", text(r#"{"id":2,"rpc":{"method":"m"}}"#), Answer::Error(107)),
+        case("refresh-bad-token", text(r#"{"id":2,"refresh":{"token":"x.y.z"}}"#), Answer::Error(101)),
+        case(
+            "publish-bad-idempotency-key",
+            text(r#"{"id":2,"publish":{"channel":"a","data":1,"idempotency_key":"a b"}}"#),
+            Answer::Error(107),
+        ),
+        case("connect-subs-malformed", text(r#"{"id":2,"connect":{"subs":{"a":1}}}"#), Answer::Error(107)),
+    ]);
+    cases
 }
 
 /// The same protocol in MessagePack (`ferrows.msgpack`): what is not a

@@ -10,6 +10,7 @@
 //! 60 s, so that no answer can come from a timeout; the slow clients have
 //! a server of their own with those timeouts at 1 s.
 
+mod backend;
 mod cases;
 mod wire;
 
@@ -36,7 +37,13 @@ type Found = BTreeMap<String, Answer>;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_case_gets_its_documented_answer_in_time_and_the_others_are_served() {
+    let backend = backend::start().await;
+    let rpc_url = format!("http://{backend}/rpc");
     let serve = Serve::start(&[
+        "--proxy-rpc-url",
+        &rpc_url,
+        "--proxy-timeout",
+        "2",
         "--connect-timeout",
         "60",
         "--ping-interval",
@@ -60,7 +67,7 @@ async fn every_case_gets_its_documented_answer_in_time_and_the_others_are_served
         };
         check(&mut failures, &mut found, case.name, case.answer, got);
     }
-    for case in cases::socket_cases().into_iter().chain(cases::msgpack_cases()) {
+    for case in cases::socket_cases().into_iter().chain(cases::msgpack_cases()).chain(cases::backend_cases()) {
         let got =
             tokio::time::timeout(ANSWER_WITHIN * 2, play_socket_case(addr, &case)).await.unwrap_or(Answer::CutOff);
         check(&mut failures, &mut found, case.name, case.answer, got);
