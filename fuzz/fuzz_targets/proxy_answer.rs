@@ -58,7 +58,8 @@ fuzz_target!(|input: &[u8]| {
     if let Some(RpcAnswer { data: Some(data) }) = check::<RpcAnswer>(input) {
         let result = ferrows_hub::protocol::RpcResult { data };
         for encoding in Encoding::ALL {
-            let back: ferrows_hub::protocol::RpcResult = encoding.decode(&encoding.encode(&result)).expect("reads back");
+            let back: ferrows_hub::protocol::RpcResult =
+                encoding.decode(&encoding.encode(&result)).expect("reads back");
             assert_eq!(back, result);
         }
     }
