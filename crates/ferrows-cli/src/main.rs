@@ -2,11 +2,13 @@
 
 mod autobahn;
 mod bench;
+mod bench_proxy;
 mod bench_pubsub;
 mod bench_transports;
 mod connect;
 mod echo;
 mod measure;
+mod process;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -56,6 +58,9 @@ enum Command {
     /// Compare the transports (WebSocket, Server-Sent Events, long polling,
     /// polling) on one server: latency, CPU, bytes, requests, idle cost.
     BenchTransports(bench_transports::BenchTransportsArgs),
+    /// Measure the backend in the loop: publications through the publish
+    /// proxy, and a reconnect storm through the connect proxy.
+    BenchProxy(bench_proxy::BenchProxyArgs),
     /// Play the client role against an Autobahn|Testsuite fuzzingserver.
     AutobahnClient(autobahn::AutobahnArgs),
 }
@@ -87,6 +92,7 @@ fn main() -> anyhow::Result<()> {
             Command::Bench(args) => bench::run(args).await,
             Command::BenchPubsub(args) => bench_pubsub::run(args).await,
             Command::BenchTransports(args) => bench_transports::run(args).await,
+            Command::BenchProxy(args) => bench_proxy::run(args).await,
             Command::AutobahnClient(args) => autobahn::run(args).await,
         }
     })

@@ -24,10 +24,8 @@
 mod clients;
 mod report;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -40,6 +38,7 @@ use tokio::sync::{Semaphore, watch};
 
 use self::clients::{Meter, Metered, Plan, Publisher, Seen, Tls};
 use crate::measure::{check_open_file_limit, cpu_nanos, now_micros, rss_kib};
+use crate::process::{Started, TempFile};
 
 /// A way for subscribers to get publications.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -240,27 +239,10 @@ struct Server {
     pid: Option<String>,
     key: String,
     tls: Option<Tls>,
-    child: Option<Child>,
+    /// Killed when dropped, before its files go.
+    _process: Option<Started>,
     /// Its configuration, certificate and key files.
     _files: Vec<TempFile>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.child {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// A file removed when dropped.
-struct TempFile(PathBuf);
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
 }
 
 /// The started servers' configuration: the bench namespace keeps enough
@@ -277,35 +259,12 @@ fn start_server(args: &BenchTransportsArgs) -> anyhow::Result<Server> {
             None => None,
         };
         let pid = args.server_pid.map(|p| p.to_string());
-        return Ok(Server { addr, pid, key, tls, child: None, _files: Vec::new() });
+        return Ok(Server { addr, pid, key, tls, _process: None, _files: Vec::new() });
     }
-    let file = |name: &str| TempFile(std::env::temp_dir().join(format!("ferrows-bench-{}-{name}", std::process::id())));
-    let config = file("serve.toml");
-    std::fs::write(&config.0, SERVER_CONFIG)?;
-    let mut files = vec![config];
-    let mut tls_args = Vec::new();
-    let mut tls = None;
-    if args.tls {
-        let key = rcgen::KeyPair::generate()?;
-        let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])?.self_signed(&key)?;
-        let (cert_file, key_file) = (file("cert.pem"), file("key.pem"));
-        std::fs::write(&cert_file.0, cert.pem())?;
-        std::fs::write(&key_file.0, key.serialize_pem())?;
-        tls = Some(Tls(ferrows::tls::client_config_with_roots(cert.pem().as_bytes())?));
-        tls_args = vec![
-            "--tls-cert".into(),
-            cert_file.0.clone().into_os_string(),
-            "--tls-key".into(),
-            key_file.0.clone().into_os_string(),
-        ];
-        files.extend([cert_file, key_file]);
-    }
-    let bin = match &args.server_bin {
-        Some(bin) => bin.clone(),
-        None => std::env::current_exe()?,
-    };
+    let config = TempFile::with("serve.toml", SERVER_CONFIG)?;
+    let mut files = Vec::new();
     let key = "bench-transports".to_owned();
-    let serve = [
+    let mut serve: Vec<std::ffi::OsString> = [
         "serve",
         "--host",
         "127.0.0.1",
@@ -317,33 +276,33 @@ fn start_server(args: &BenchTransportsArgs) -> anyhow::Result<Server> {
         "0",
         "--max-connections",
         "1000000",
-    ];
-    let mut command = match args.server_cpu {
-        Some(cpu) => {
-            let mut taskset = Command::new("taskset");
-            taskset.args(["-c", &cpu.to_string()]).arg(&bin);
-            taskset
-        }
-        None => Command::new(&bin),
+        "--config",
+    ]
+    .map(Into::into)
+    .to_vec();
+    serve.push(config.0.clone().into_os_string());
+    files.push(config);
+    let mut tls = None;
+    if args.tls {
+        let key = rcgen::KeyPair::generate()?;
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])?.self_signed(&key)?;
+        let (cert_file, key_file) =
+            (TempFile::with("cert.pem", cert.pem())?, TempFile::with("key.pem", key.serialize_pem())?);
+        tls = Some(Tls(ferrows::tls::client_config_with_roots(cert.pem().as_bytes())?));
+        serve.extend([
+            "--tls-cert".into(),
+            cert_file.0.clone().into_os_string(),
+            "--tls-key".into(),
+            key_file.0.clone().into_os_string(),
+        ]);
+        files.extend([cert_file, key_file]);
+    }
+    let bin = match &args.server_bin {
+        Some(bin) => bin.clone(),
+        None => std::env::current_exe()?,
     };
-    command.args(serve).arg("--config").arg(&files[0].0).args(&tls_args).env("RUST_LOG", "warn");
-    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().context("start the server")?;
-    let stdout = child.stdout.take().context("its output")?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx.recv_timeout(Duration::from_secs(30)).context("the server did not say where it listens")?;
-    let addr = line
-        .split("://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|addr| addr.parse().ok())
-        .with_context(|| format!("no address in {line:?}"))?;
-    let pid = child.id().to_string();
-    Ok(Server { addr, pid: Some(pid), key, tls, child: Some(child), _files: files })
+    let process = Started::start(&bin, &serve, args.server_cpu).context("start the server")?;
+    Ok(Server { addr: process.addr, pid: Some(process.pid()), key, tls, _process: Some(process), _files: files })
 }
 
 /// A span of a run: its seconds, the CPU seconds of the server and of this
