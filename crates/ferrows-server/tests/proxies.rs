@@ -36,6 +36,7 @@ per_encoding! {
         let backend = Backend::start(&[]).await;
         let server = server(|config| {
             config.proxy.connect_url = Some(backend.url("connect"));
+            config.proxy.timeout = Duration::from_millis(500);
             config.auth.token_hmac_secret = Some("secret".into());
             config.auth.allow_anonymous = false;
             for room in ["room", "room2"] {
@@ -92,6 +93,9 @@ per_encoding! {
             assert_eq!(code(&reply), 111, "{mode}: {reply}");
             assert_eq!(reply["error"]["temporary"], true);
         }
+        // Slow: error 111 after the timeout, the connection kept.
+        let reply = client2.call(json!({"connect": {"data": {"mode": "slow"}}})).await;
+        assert_eq!((code(&reply), reply["error"]["temporary"].as_bool()), (111, Some(true)), "{reply}");
         let reply = client2.call(json!({"connect": {"data": {"mode": "binary", "user": "bo"}}})).await;
         assert_eq!(reply["result"]["user"], "bo", "{reply}");
         assert_eq!(reply["result"]["data_base64"], "AP8=", "binary data to the client");
@@ -261,8 +265,12 @@ async fn a_backend_that_is_down_gives_temporary_errors_and_the_server_serves_on(
     let server = server(|config| {
         config.proxy.connect_url = Some(nothing_listens("connect"));
         config.proxy.rpc_url = Some(nothing_listens("rpc"));
+        config.proxy.subscribe_url = Some(nothing_listens("subscribe"));
+        config.proxy.publish_url = Some(nothing_listens("publish"));
         config.proxy.timeout = Duration::from_millis(1500);
         config.auth.token_hmac_secret = Some("secret".into());
+        let room = NamespaceConfig { proxy_subscribe: true, proxy_publish: true, ..Default::default() };
+        config.namespaces.named.insert("room".into(), room);
     })
     .await;
     let addr = server.local_addr();
@@ -275,11 +283,18 @@ async fn a_backend_that_is_down_gives_temporary_errors_and_the_server_serves_on(
     let reply = by_token.call(json!({"rpc": {"method": "echo", "data": {}}})).await;
     assert_eq!(code(&reply), 111);
     assert_eq!(metric(addr, "ferrows_proxy_retries_total").await, 1.0);
+    // A publication is not sent again either; a subscribe is.
+    let reply = by_token.call(json!({"publish": {"channel": "room:1", "data": 1}})).await;
+    assert_eq!(code(&reply), 111, "{reply}");
+    assert_eq!(metric(addr, "ferrows_proxy_retries_total").await, 1.0);
+    let reply = by_token.call(json!({"subscribe": {"channel": "room:1"}})).await;
+    assert_eq!((code(&reply), reply["error"]["temporary"].as_bool()), (111, Some(true)), "{reply}");
+    assert_eq!(metric(addr, "ferrows_proxy_retries_total").await, 2.0);
     // The server serves on: health, the API, the token client.
     let (status, _) = http(addr, "GET", "/healthz", &[], "").await;
     assert_eq!(status, 200);
     assert_eq!(by_token.call(json!({"ping": {}})).await["result"], json!({}));
-    assert_eq!(labelled(addr, "ferrows_proxy_requests_total", "outcome=\"failed\"").await, 2.0);
+    assert_eq!(labelled(addr, "ferrows_proxy_requests_total", "outcome=\"failed\"").await, 4.0);
     drop((client, by_token));
     server.shut_down().await;
 }
