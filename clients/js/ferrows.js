@@ -1024,6 +1024,15 @@ class StreamLink extends HttpLink {
       this.client._linkConnected(this, result);
     });
     source.addEventListener("ping", () => { if (mine()) this._alive(); });
+    // The server ended the stream on purpose (credentials expired: 4007,
+    // the application disconnected the user): as a WebSocket's close code.
+    source.addEventListener("disconnect", (event) => {
+      if (!mine()) return;
+      let said = {};
+      try { said = JSON.parse(event.data); } catch { /* the code is what matters */ }
+      source.close();
+      this.client._lost(said.code ?? 1006, said.reason ?? "disconnected", true);
+    });
     source.addEventListener("subscribed", (event) => {
       if (!mine()) return;
       this._alive();

@@ -4,6 +4,7 @@
 // publications made once. In both encodings.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { EventSource } from "eventsource";
 import { msgpack } from "../msgpack.js";
 import { serverForFile, connected, nextEvent, hs256, uniqueChannel, withTimeout, apiPublish, API_KEY, Collector } from "./helpers.mjs";
 
@@ -92,3 +93,18 @@ for (const [name, codec] of [["json", undefined], ["msgpack", msgpack]]) {
     await assert.rejects(client.publish(channel, 1, { idempotencyKey: "not a key" }), (e) => e.code === 107);
   });
 }
+
+test("sse: a stream ends at its token's expiry (4007) and the client comes back with a fresh token", async () => {
+  let issued = 0;
+  const token = () => {
+    issued += 1;
+    return hs256(SECRET, { sub: "streamer", exp: issued === 1 ? now() + 2 : now() + 3600 });
+  };
+  const client = file.client({ token, transport: "sse", EventSource });
+  const expired = nextEvent(client, "state", (state, detail) => state === "disconnected" && detail.code === 4007);
+  client.connect();
+  await connected(client);
+  await expired;
+  await connected(client);
+  assert.equal(issued, 2);
+});

@@ -55,14 +55,15 @@ pub(crate) enum Mail {
 /// The sessions of each user on this node, and their mailboxes.
 #[derive(Default)]
 pub(crate) struct Users {
-    /// Client numbers of each authenticated user's sessions (anonymous
-    /// clients are nobody to address).
-    sessions: Mutex<HashMap<Box<str>, Vec<u64>>>,
+    /// Client numbers of each authenticated user's sessions and event
+    /// streams (anonymous clients are nobody to address), and whether each
+    /// reads mail (streams do not: only a disconnect reaches them).
+    sessions: Mutex<HashMap<Box<str>, Vec<(u64, bool)>>>,
     mail: Mutex<HashMap<u64, Vec<Mail>>>,
 }
 
 impl Users {
-    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Vec<u64>>> {
+    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Vec<(u64, bool)>>> {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -70,10 +71,11 @@ impl Users {
         self.mail.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Session `client` is `user`'s.
-    pub(crate) fn joined(&self, user: &str, client: u64) {
+    /// Session (or stream) `client` is `user`'s; `reads_mail`: it takes
+    /// subscribe and unsubscribe orders.
+    pub(crate) fn joined(&self, user: &str, client: u64, reads_mail: bool) {
         if !user.is_empty() {
-            self.sessions().entry(user.into()).or_default().push(client);
+            self.sessions().entry(user.into()).or_default().push((client, reads_mail));
         }
     }
 
@@ -81,7 +83,7 @@ impl Users {
     pub(crate) fn left(&self, user: &str, client: u64) {
         let mut sessions = self.sessions();
         if let Some(clients) = sessions.get_mut(user) {
-            clients.retain(|c| *c != client);
+            clients.retain(|(c, _)| *c != client);
             if clients.is_empty() {
                 sessions.remove(user);
             }
@@ -90,9 +92,12 @@ impl Users {
         self.mailboxes().remove(&client);
     }
 
-    /// `user`'s sessions on this node.
-    pub(crate) fn of(&self, user: &str) -> Vec<u64> {
-        self.sessions().get(user).cloned().unwrap_or_default()
+    /// `user`'s sessions and streams on this node (`mail`: only those
+    /// that read mail).
+    pub(crate) fn of(&self, user: &str, mail: bool) -> Vec<u64> {
+        let sessions = self.sessions();
+        let clients = sessions.get(user).map(Vec::as_slice).unwrap_or_default();
+        clients.iter().filter(|(_, reads)| *reads || !mail).map(|(client, _)| *client).collect()
     }
 
     /// What session `client` was told, taken.
@@ -117,7 +122,7 @@ pub(crate) async fn send(state: &AppState, order: &Order) -> Result<(), Error> {
 fn carry_out(state: &AppState, order: Order) {
     match order {
         Order::Disconnect { user, code, reason } => {
-            for client in state.users.of(&user) {
+            for client in state.users.of(&user, false) {
                 state.disconnect(client, code, &reason);
             }
         }
@@ -127,7 +132,7 @@ fn carry_out(state: &AppState, order: Order) {
 }
 
 fn tell(state: &AppState, user: &str, mail: Mail) {
-    for client in state.users.of(user) {
+    for client in state.users.of(user, true) {
         state.users.post(client, mail.clone());
         state.signal_session(client);
     }

@@ -723,7 +723,7 @@ impl Session {
         let grants: Box<[String]> = channels.into_iter().map(shrunk).collect();
         let info = Arc::from(&info.0[..]);
         let extra = (!grants.is_empty() || meta.is_some()).then(|| Box::new(Extra { grants, meta }));
-        self.state.users.joined(&user, self.client);
+        self.state.users.joined(&user, self.client, true);
         self.who = Who::Connected(Identity { user, info, extra });
         if !subs.is_empty() {
             Box::pin(self.join_server_side(subs, connect.subs)).await;

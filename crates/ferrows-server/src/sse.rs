@@ -102,13 +102,18 @@ pub(crate) async fn handle(request: Request<Incoming>, state: Arc<AppState>, wat
     let name = display_name(&asked.claims, asked.name);
     let info = ClientInfo { client: client_id.clone(), user: asked.claims.sub.clone(), name }.to_info().0;
     let interval = state.config.websocket.sse_keepalive.max(MIN_KEEPALIVE);
-    let connected = Connected {
-        client: client_id.clone(),
-        user: asked.claims.sub,
-        ping: interval.as_secs(),
-        expires: None,
-        data: None,
-    };
+    // Credentials that expire end the stream at their expiry (its last
+    // event says so), unless the refresh proxy extends them.
+    if let Some(at) = asked.claims.exp {
+        let holder = crate::expiry::Holder { client_id: client_id.clone(), user: asked.claims.sub.clone(), meta: None };
+        state.expiries.set(client, at, holder);
+    }
+    // The server API's disconnect reaches its user's streams too.
+    state.users.joined(&asked.claims.sub, client, false);
+    let expires = asked.claims.exp.map(|at| at.saturating_sub(crate::expiry::now()));
+    let user: Box<str> = asked.claims.sub.as_str().into();
+    let connected =
+        Connected { client: client_id.clone(), user: asked.claims.sub, ping: interval.as_secs(), expires, data: None };
     let mut stream = EventStream {
         state: state.clone(),
         client,
@@ -120,6 +125,7 @@ pub(crate) async fn handle(request: Request<Incoming>, state: Arc<AppState>, wat
         interval,
         first: Some(event(Some("connected"), None, &Encoding::Json.encode(&connected))),
         ended: false,
+        user,
     };
     for asked in asked.channels {
         let channel = asked.channel;
@@ -166,6 +172,8 @@ pub(crate) struct EventStream {
     /// The `connected` event, sent first.
     first: Option<Bytes>,
     ended: bool,
+    /// Its user (for the server API's orders).
+    user: Box<str>,
 }
 
 impl EventStream {
@@ -256,9 +264,17 @@ impl hyper::body::Body for EventStream {
             }
             Poll::Ready(None) => {
                 // Overflowed (the client falls behind: it reconnects and
-                // recovers what it missed) or closed (a shutdown).
+                // recovers what it missed) or closed (a shutdown), or
+                // closed on purpose: a last `disconnect` event says why,
+                // with the close code a WebSocket would get.
                 this.ended = true;
-                Poll::Ready(None)
+                match this.state.close_reason(this.client) {
+                    Some((code, reason)) => {
+                        let said = serde_json::json!({"code": code, "reason": reason}).to_string();
+                        this.frame(event(Some("disconnect"), None, said.as_bytes()))
+                    }
+                    None => Poll::Ready(None),
+                }
             }
             Poll::Pending => match this.keepalive.as_mut().poll(cx) {
                 Poll::Ready(()) => this.frame(Bytes::from_static(KEEPALIVE)),
@@ -286,6 +302,7 @@ impl Drop for EventStream {
             self.state.metrics.slow_consumers.inc();
         }
         self.state.unregister_session(self.client);
+        self.state.users.left(&self.user, self.client);
         self.state.metrics.streams.dec();
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         let (state, client, info) = (self.state.clone(), self.client, self.info.clone());

@@ -108,3 +108,24 @@ async fn a_refresh_the_backend_cannot_answer_keeps_the_connection() {
     drop(client);
     server.shut_down().await;
 }
+
+#[tokio::test]
+async fn an_event_stream_ends_at_its_tokens_expiry_and_says_why() {
+    let server = server(|config| config.auth.token_hmac_secret = Some("secret".into())).await;
+    let addr = server.local_addr();
+    let jwt = token(json!({"sub": "al", "exp": now() + 2}));
+    let mut stream = common::EventStream::open(addr, &format!("/api/stream?channel=news&token={jwt}"), &[]).await;
+    assert_eq!(stream.status, 200);
+    let (kind, _, connected) = stream.next_json().await;
+    assert_eq!(kind, "connected");
+    assert!(connected["expires"].as_u64().unwrap() <= 2, "{connected}");
+    loop {
+        let (kind, _, data) = stream.next_json().await;
+        if kind == "disconnect" {
+            assert_eq!(data, json!({"code": 4007, "reason": "credentials expired"}));
+            break;
+        }
+    }
+    assert!(stream.next().await.is_none(), "the stream ended");
+    server.shut_down().await;
+}

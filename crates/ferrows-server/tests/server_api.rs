@@ -100,6 +100,18 @@ per_encoding! {
         api(&server, "/api/disconnect", json!({"user": "al"})).await;
         let close = al.closed().await.unwrap();
         assert_eq!((close.code.0, close.reason.as_str()), (4008, "disconnected"));
+        // An event stream of the user ends with a `disconnect` event.
+        let path = format!("/api/stream?channel=news&token={}", token("al"));
+        let mut stream = common::EventStream::open(server.local_addr(), &path, &[]).await;
+        assert_eq!(stream.next_json().await.0, "connected");
+        api(&server, "/api/disconnect", json!({"user": "al", "code": 4502, "reason": "bye"})).await;
+        loop {
+            let (kind, _, data) = stream.next_json().await;
+            if kind == "disconnect" {
+                assert_eq!(data, json!({"code": 4502, "reason": "bye"}));
+                break;
+            }
+        }
         server.shut_down().await;
     }
 
