@@ -52,18 +52,22 @@ pub(crate) enum Mail {
     Unsubscribe(String),
 }
 
+/// Client numbers of each user's sessions and streams, with whether each
+/// reads mail.
+type UserSessions = HashMap<Box<str>, Vec<(u64, bool)>>;
+
 /// The sessions of each user on this node, and their mailboxes.
 #[derive(Default)]
 pub(crate) struct Users {
     /// Client numbers of each authenticated user's sessions and event
     /// streams (anonymous clients are nobody to address), and whether each
     /// reads mail (streams do not: only a disconnect reaches them).
-    sessions: Mutex<HashMap<Box<str>, Vec<(u64, bool)>>>,
+    sessions: Mutex<UserSessions>,
     mail: Mutex<HashMap<u64, Vec<Mail>>>,
 }
 
 impl Users {
-    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Vec<(u64, bool)>>> {
+    fn sessions(&self) -> std::sync::MutexGuard<'_, UserSessions> {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
