@@ -79,7 +79,8 @@ impl AppState {
         }
         if namespace.proxy_subscribe {
             let request = SubscribeRequest { caller: asker.caller(), channel };
-            self.decide::<SubscribeResult>(ProxyKind::Subscribe, &request).await?;
+            let url = namespace.proxy_subscribe_url.as_ref().map(|url| &url.0);
+            self.decide_at::<SubscribeResult>(ProxyKind::Subscribe, url, &request).await?;
             return Ok(namespace);
         }
         if namespace.may_read(asker.user, asker.grants, channel) {
@@ -104,7 +105,8 @@ impl AppState {
         if namespace.proxy_publish {
             let data = Data(data);
             let request = PublishRequest { caller: asker.caller(), channel, data: DataRef(Some(&data)) };
-            let decided = self.decide::<PublishResult>(ProxyKind::Publish, &request).await?;
+            let url = namespace.proxy_publish_url.as_ref().map(|url| &url.0);
+            let decided = self.decide_at::<PublishResult>(ProxyKind::Publish, url, &request).await?;
             return Ok((namespace, decided.data.map_or(data.0, |changed| changed.0)));
         }
         let namespace = self.readable(asker, channel).await?;
@@ -118,10 +120,21 @@ impl AppState {
     /// Asks `kind`'s proxy: its result, or the refusal it answered (error
     /// 111 when it gave no usable answer).
     pub(crate) async fn decide<R: ProxyResult>(&self, kind: ProxyKind, request: &impl Serialize) -> Result<R, Refusal> {
+        self.decide_at(kind, None, request).await
+    }
+
+    /// Asks `kind`'s proxy at `url` (a namespace's own), else at its
+    /// configured URL.
+    pub(crate) async fn decide_at<R: ProxyResult>(
+        &self,
+        kind: ProxyKind,
+        url: Option<&http::Uri>,
+        request: &impl Serialize,
+    ) -> Result<R, Refusal> {
         let Some(backend) = &self.backend else {
             return Err(Error::NotFound(format!("no {} proxy is configured", kind.name())).into());
         };
-        match backend.ask::<R>(kind, request).await? {
+        match backend.ask::<R>(kind, url, request).await? {
             ProxyAnswer::Result(result) => Ok(result),
             ProxyAnswer::Error(error) => Err(Refusal::Error(error)),
             ProxyAnswer::Disconnect { code, reason } => Err(Refusal::Disconnect { code, reason }),

@@ -81,6 +81,7 @@ impl Server {
     /// Binds and starts serving over `broker`, any [`Broker`] (one of an
     /// embedding application's own, say); `config.broker` is not used.
     pub async fn start_with(config: Config, broker: Arc<dyn Broker>) -> Result<Self, StartError> {
+        config.check().map_err(StartError)?;
         let tls = match config.server.tls().map_err(StartError)? {
             Some((cert, key)) => Some(tokio_rustls::TlsAcceptor::from(
                 ferrows::tls::server_config_from_files(cert, key).map_err(|e| StartError(format!("TLS: {e}")))?,

@@ -79,9 +79,14 @@ struct Failure {
 }
 
 impl Backend {
-    /// The backend of `settings`; `None` when no proxy is configured.
-    pub(crate) fn new(settings: &ProxySettings, metrics: Arc<Metrics>) -> Result<Option<Self>, String> {
-        if !settings.any() {
+    /// The backend of `settings`; `None` when no proxy is configured
+    /// (`namespaced`: some namespace has a proxy URL of its own).
+    pub(crate) fn new(
+        settings: &ProxySettings,
+        namespaced: bool,
+        metrics: Arc<Metrics>,
+    ) -> Result<Option<Self>, String> {
+        if !settings.any() && !namespaced {
             return Ok(None);
         }
         let tls = match &settings.ca_file {
@@ -124,14 +129,16 @@ impl Backend {
         self.settings.url(kind).is_some()
     }
 
-    /// Asks `kind`'s proxy about `request`: the backend's answer, or error
-    /// 111 when it gave none that can be used.
+    /// Asks `kind`'s proxy (at `url`, else its configured URL) about
+    /// `request`: the backend's answer, or error 111 when it gave none that
+    /// can be used.
     pub(crate) async fn ask<R: ProxyResult>(
         &self,
         kind: ProxyKind,
+        url: Option<&http::Uri>,
         request: &impl Serialize,
     ) -> Result<ProxyAnswer<R>, Error> {
-        let outcome = self.ask_counted(kind, request).await;
+        let outcome = self.ask_counted(kind, url, request).await;
         let label = match &outcome {
             Ok(ProxyAnswer::Result(_)) => "result",
             Ok(ProxyAnswer::Error(_)) => "error",
@@ -145,9 +152,10 @@ impl Backend {
     async fn ask_counted<R: ProxyResult>(
         &self,
         kind: ProxyKind,
+        url: Option<&http::Uri>,
         request: &impl Serialize,
     ) -> Result<ProxyAnswer<R>, Error> {
-        let Some(url) = self.settings.url(kind) else {
+        let Some(url) = url.or(self.settings.url(kind)) else {
             return Err(Error::NotFound(format!("no {} proxy", kind.name())));
         };
         let Ok(_permit) = self.in_flight.clone().try_acquire_owned() else {

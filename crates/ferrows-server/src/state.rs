@@ -122,7 +122,7 @@ impl AppState {
             deflate.server_no_context_takeover = true;
             deflate.client_no_context_takeover = true;
         }
-        let backend = crate::proxy::Backend::new(&config.proxy, metrics.clone())?;
+        let backend = crate::proxy::Backend::new(&config.proxy, config.namespaces.any_proxy_url(), metrics.clone())?;
         Ok(Arc::new(Self {
             backend,
             expiries: crate::expiry::Expiries::default(),
@@ -153,6 +153,8 @@ impl AppState {
                 history_max_bytes: 0,
                 proxy_subscribe: false,
                 proxy_publish: false,
+                proxy_subscribe_url: None,
+                proxy_publish_url: None,
             },
             next_client: AtomicU64::new(rand::random::<u32>() as u64),
         }))

@@ -361,3 +361,39 @@ async fn requests_are_signed_with_the_shared_secret() {
         server.shut_down().await;
     }
 }
+
+#[tokio::test]
+async fn a_namespace_may_have_a_backend_of_its_own() {
+    let backend = Backend::start(&[]).await;
+    let own = |route: &str| Some(ferrows_server::config::ProxyUrl::parse(&backend.url(route).to_string()).unwrap());
+    let server = server(|config| {
+        // The global URLs lead nowhere: only the namespace's own are asked.
+        config.proxy.subscribe_url = Some(nothing_listens("subscribe"));
+        config.proxy.publish_url = Some(nothing_listens("publish"));
+        let room = NamespaceConfig {
+            proxy_subscribe: true,
+            proxy_publish: true,
+            proxy_subscribe_url: own("subscribe"),
+            proxy_publish_url: own("publish"),
+            ..Default::default()
+        };
+        config.namespaces.named.insert("own".into(), room);
+    })
+    .await;
+    let addr = server.local_addr();
+    let mut client = Client::connect(addr, None).await;
+    assert!(subscribe(&mut client, "own:ok").await["position"].is_object());
+    let reply = client.call(json!({"subscribe": {"channel": "own:refuse"}})).await;
+    assert_eq!(code(&reply), 1403);
+    client.call(json!({"publish": {"channel": "own:ok", "data": {"text": "hi"}}})).await;
+    assert_eq!(common::next_publication(&mut client).await["data"]["moderated"], true);
+    drop(client);
+    server.shut_down().await;
+
+    // A namespace that uses a proxy without any URL for it is refused.
+    let mut config = ferrows_server::Config::default();
+    config.server.port = 0;
+    config.namespaces.named.insert("x".into(), NamespaceConfig { proxy_publish: true, ..Default::default() });
+    let refused = ferrows_server::Server::start(config).await.expect_err("no publish proxy URL");
+    assert!(refused.0.contains("proxy_publish"), "{refused}");
+}

@@ -21,7 +21,7 @@ use ferrows_hub::broker::RedisOptions;
 
 use crate::auth::AuthConfig;
 pub use declare::Setting;
-pub use namespaces::{NamespaceConfig, is_valid_channel, namespace_of};
+pub use namespaces::{NamespaceConfig, ProxyUrl, is_valid_channel, namespace_of};
 pub use settings::*;
 
 /// Which broker carries publications.
@@ -68,11 +68,14 @@ impl Config {
         let namespaces = std::iter::once(("(default)", &self.namespaces.default))
             .chain(self.namespaces.named.iter().map(|(name, config)| (name.as_str(), config)));
         for (name, namespace) in namespaces {
-            if namespace.proxy_subscribe && self.proxy.subscribe_url.is_none() {
-                return Err(format!("namespace {name}: proxy_subscribe needs proxy_subscribe_url"));
+            if namespace.proxy_subscribe
+                && namespace.proxy_subscribe_url.is_none()
+                && self.proxy.subscribe_url.is_none()
+            {
+                return Err(format!("namespace {name}: proxy_subscribe needs a proxy_subscribe_url"));
             }
-            if namespace.proxy_publish && self.proxy.publish_url.is_none() {
-                return Err(format!("namespace {name}: proxy_publish needs proxy_publish_url"));
+            if namespace.proxy_publish && namespace.proxy_publish_url.is_none() && self.proxy.publish_url.is_none() {
+                return Err(format!("namespace {name}: proxy_publish needs a proxy_publish_url"));
             }
         }
         Ok(())

@@ -39,6 +39,41 @@ pub struct NamespaceConfig {
     /// Every client publication into the namespace goes to the publish
     /// proxy (`proxy_publish_url`) first, which may refuse or change it.
     pub proxy_publish: bool,
+    /// The subscribe proxy of this namespace, instead of
+    /// `proxy_subscribe_url`: a backend of its own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy_subscribe_url: Option<ProxyUrl>,
+    /// The publish proxy of this namespace, instead of `proxy_publish_url`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy_publish_url: Option<ProxyUrl>,
+}
+
+/// The URL of a backend: `http` or `https`, with a host (checked as the
+/// configuration is read).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyUrl(pub http::Uri);
+
+impl ProxyUrl {
+    /// `text` as a backend URL, or why it is not one.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let url: http::Uri = text.parse().map_err(|e| format!("{text}: {e}"))?;
+        if !matches!(url.scheme_str(), Some("http" | "https")) || url.host().is_none() {
+            return Err(format!("{text} is not an http or https URL"));
+        }
+        Ok(Self(url))
+    }
+}
+
+impl Serialize for ProxyUrl {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for ProxyUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Self::parse(&String::deserialize(deserializer)?).map_err(serde::de::Error::custom)
+    }
 }
 
 impl Default for NamespaceConfig {
@@ -55,6 +90,8 @@ impl Default for NamespaceConfig {
             history_max_bytes: history.max_bytes,
             proxy_subscribe: false,
             proxy_publish: false,
+            proxy_subscribe_url: None,
+            proxy_publish_url: None,
         }
     }
 }
@@ -84,6 +121,13 @@ impl NamespaceConfig {
 }
 
 impl Namespaces {
+    /// Whether some namespace names a proxy URL of its own.
+    pub fn any_proxy_url(&self) -> bool {
+        std::iter::once(&self.default)
+            .chain(self.named.values())
+            .any(|n| n.proxy_subscribe_url.is_some() || n.proxy_publish_url.is_some())
+    }
+
     /// Whether channels of namespaces not named are refused: as `strict`
     /// says, or, unset, when some namespaces are named.
     pub fn is_strict(&self) -> bool {
