@@ -386,7 +386,7 @@ fn connect_proxy_handshake<B>(
             headers.insert(name, values.join(", "));
         }
     }
-    Some(Box::new(Handshake { address: peer.ip().to_string(), headers }))
+    Some(Box::new(Handshake { attempts: 0, address: peer.ip().to_string(), headers }))
 }
 
 /// A server API request's body, whole: at most `limit` bytes, sent

@@ -47,11 +47,18 @@ fn closing(code: u16, reason: &'static str) -> End {
     End::Close(CloseCode(code), Cow::Borrowed(reason))
 }
 
+/// The `connect`s the connect proxy could not decide (error 111, or a
+/// temporary refusal) that one connection may send: 3, then it is closed
+/// with 4005 (its client reconnects with its backoff).
+const MAX_CONNECT_ATTEMPTS: u8 = 3;
+
 /// What the connect proxy sees of a client's opening handshake: kept
 /// from the upgrade until `connect`, and only where there is a connect
 /// proxy.
 #[derive(Debug, Default)]
 pub(crate) struct Handshake {
+    /// Its `connect`s that the backend could not decide so far.
+    pub(crate) attempts: u8,
     /// The client's address.
     pub(crate) address: String,
     /// The headers the allow-list (`proxy_headers`) names: lowercase
@@ -694,9 +701,22 @@ impl Session {
                 Err(Refusal::Error(error)) => {
                     let temporary = error.temporary();
                     self.reply::<Empty>(id, Err(error));
+                    if !temporary {
+                        return Some(closing(close::UNAUTHORIZED, "refused by the backend"));
+                    }
                     // A backend that could not decide leaves the client
-                    // its connection, to send `connect` again.
-                    return (!temporary).then(|| closing(close::UNAUTHORIZED, "refused by the backend"));
+                    // its connection, to send `connect` again: a few
+                    // times, so that a client that is not authenticated
+                    // cannot keep the backend busy from one connection.
+                    let attempts = match &mut self.who {
+                        Who::Connecting(Some(handshake)) => {
+                            handshake.attempts += 1;
+                            handshake.attempts
+                        }
+                        _ => 0,
+                    };
+                    return (attempts >= MAX_CONNECT_ATTEMPTS)
+                        .then(|| closing(close::CONNECT_TIMEOUT, "too many connect attempts"));
                 }
                 Err(Refusal::Disconnect { code, reason }) => return Some(End::Close(CloseCode(code), reason.into())),
             },

@@ -83,22 +83,27 @@ per_encoding! {
         let close = banned.closed().await.unwrap();
         assert_eq!((close.code.0, close.reason.as_str()), (4501, "banned"));
 
-        // A temporary refusal, a malformed, oversized or failed answer:
-        // the connection stays, and a later connect can succeed.
+        // A temporary refusal, a malformed, oversized, failed or late
+        // answer: error 111 (temporary), the connection stays, and a later
+        // connect on it can succeed.
         let mut client2 = Client::open(addr).await;
         let reply = client2.call(json!({"connect": {"data": {"mode": "temporary"}}})).await;
         assert_eq!((code(&reply), reply["error"]["temporary"].as_bool()), (1503, Some(true)));
-        for mode in ["malformed", "huge", "status500"] {
-            let reply = client2.call(json!({"connect": {"data": {"mode": mode}}})).await;
-            assert_eq!(code(&reply), 111, "{mode}: {reply}");
-            assert_eq!(reply["error"]["temporary"], true);
+        for mode in ["malformed", "huge", "status500", "slow"] {
+            let mut other = Client::open(addr).await;
+            let reply = other.call(json!({"connect": {"data": {"mode": mode}}})).await;
+            assert_eq!((code(&reply), reply["error"]["temporary"].as_bool()), (111, Some(true)), "{mode}: {reply}");
         }
-        // Slow: error 111 after the timeout, the connection kept.
-        let reply = client2.call(json!({"connect": {"data": {"mode": "slow"}}})).await;
-        assert_eq!((code(&reply), reply["error"]["temporary"].as_bool()), (111, Some(true)), "{reply}");
         let reply = client2.call(json!({"connect": {"data": {"mode": "binary", "user": "bo"}}})).await;
         assert_eq!(reply["result"]["user"], "bo", "{reply}");
         assert_eq!(reply["result"]["data_base64"], "AP8=", "binary data to the client");
+        // A connection gets three connects the backend could not decide.
+        let mut stubborn = Client::open(addr).await;
+        for _ in 0..3 {
+            stubborn.send_command(&json!({"id": 5, "connect": {"data": {"mode": "malformed"}}})).await;
+        }
+        let close = stubborn.closed().await.unwrap();
+        assert_eq!((close.code.0, close.reason.as_str()), (4005, "too many connect attempts"));
 
         // A client with a token is the token's: the backend is not asked.
         let asked = backend.requests("connect").await.len();

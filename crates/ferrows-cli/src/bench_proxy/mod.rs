@@ -12,7 +12,8 @@
 //!   opened, then all send `connect` at once. The backend takes
 //!   `--connect-delay-ms` per connect; the server lets
 //!   `--max-in-flight` wait on it and answers the others error 111 at
-//!   once; those clients retry with a jittered backoff. Reported: the time
+//!   once; those clients reconnect after a jittered backoff, as the
+//!   clients do. Reported: the time
 //!   until all are connected, connect latency (p50, p99, max), the 111s
 //!   and the retries, and the most connects the backend ever held at once
 //!   (the in-flight bound, which must hold).
@@ -361,19 +362,31 @@ async fn storm(
     let before = cpu_now(pids);
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(args.storm);
-    for mut ws in sockets {
+    for ws in sockets {
         let (temporary, other, retries) = (temporary.clone(), other.clone(), retries.clone());
         tasks.push(tokio::spawn(async move {
             let mut backoff = Duration::from_millis(50);
-            for id in 1..=200u64 {
-                match call(&mut ws, id, json!({"connect": {}})).await {
-                    Ok(reply) if reply.get("result").is_some() => return Some((started.elapsed(), ws)),
+            let mut ws = Some(ws);
+            for _ in 0..200 {
+                // As the clients do after a temporary refusal: a new
+                // connection, after a jittered, doubling backoff.
+                let mut socket = match ws.take() {
+                    Some(socket) => socket,
+                    None => match ferrows::connect(format!("ws://{addr}/ws")).await {
+                        Ok(socket) => socket,
+                        Err(_) => {
+                            other.fetch_add(1, Ordering::Relaxed);
+                            return None;
+                        }
+                    },
+                };
+                match call(&mut socket, 1, json!({"connect": {}})).await {
+                    Ok(reply) if reply.get("result").is_some() => return Some((started.elapsed(), socket)),
                     Ok(reply) if reply["error"]["temporary"] == json!(true) => {
                         temporary.fetch_add(1, Ordering::Relaxed);
                         retries.fetch_add(1, Ordering::Relaxed);
-                        // Jittered, doubling: as the clients do.
-                        let wait = backoff.mul_f64(0.5 + rand_fraction());
-                        tokio::time::sleep(wait).await;
+                        drop(socket);
+                        tokio::time::sleep(backoff.mul_f64(0.5 + rand_fraction())).await;
                         backoff = (backoff * 2).min(Duration::from_secs(2));
                     }
                     Ok(_) | Err(_) => {
