@@ -504,16 +504,7 @@ impl Serialize for RpcResult {
 
 impl<'de> Deserialize<'de> for RpcResult {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Fields {
-            #[serde(default)]
-            data: Option<Data>,
-            #[serde(default)]
-            data_base64: Option<String>,
-        }
-        let fields = Fields::deserialize(deserializer)?;
-        let data = payload::data_of(fields.data, fields.data_base64)?;
+        let payload::DataOnly(data) = payload::DataOnly::deserialize(deserializer)?;
         Ok(Self { data: data.ok_or_else(|| serde::de::Error::custom("an rpc result has data"))? })
     }
 }

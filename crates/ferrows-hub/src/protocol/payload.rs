@@ -206,6 +206,25 @@ pub(crate) fn data_of<E: de::Error>(data: Option<Data>, data_base64: Option<Stri
     }
 }
 
+/// A map whose only field is data (`data` or `data_base64`, or neither):
+/// an RPC's result, a publish or RPC proxy's result.
+pub(crate) struct DataOnly(pub(crate) Option<Data>);
+
+impl<'de> Deserialize<'de> for DataOnly {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Fields {
+            #[serde(default)]
+            data: Option<Data>,
+            #[serde(default)]
+            data_base64: Option<String>,
+        }
+        let fields = Fields::deserialize(deserializer)?;
+        data_of(fields.data, fields.data_base64).map(Self)
+    }
+}
+
 /// Data as a map of its own (`{"data": ...}` or `{"data_base64": ...}`),
 /// for a message flattened into JSON (the backend proxies' requests).
 #[derive(Debug, Clone, Copy)]

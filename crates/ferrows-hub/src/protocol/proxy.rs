@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::payload::{DataRef, data_of};
+use super::payload::{DataOnly, DataRef, data_of};
 use super::{APPLICATION_CODES, Data, Error, close};
 
 /// The proxies, each a decision the backend can take.
@@ -212,18 +212,8 @@ impl ProxyResult for SubscribeResult {
 }
 
 /// A result whose only field is data (`data` or `data_base64`).
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DataOnly {
-    #[serde(default)]
-    data: Option<Data>,
-    #[serde(default)]
-    data_base64: Option<String>,
-}
-
 fn data_only(raw: &RawValue) -> Result<Option<Data>, String> {
-    let fields: DataOnly = serde_json::from_str(raw.get()).map_err(|e| e.to_string())?;
-    data_of::<serde_json::Error>(fields.data, fields.data_base64).map_err(|e| e.to_string())
+    plain::<DataOnly>(raw).map(|DataOnly(data)| data)
 }
 
 impl ProxyResult for PublishResult {
