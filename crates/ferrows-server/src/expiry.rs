@@ -71,21 +71,15 @@ impl Expiries {
         self.changed.notify_one();
     }
 
-    /// Moves the deadline of `client`, which has one, to `at` (`None`: no
-    /// deadline any more). Whether it had one.
-    pub(crate) fn extend(&self, client: u64, at: Option<u64>) -> bool {
-        let mut deadlines = self.lock();
-        let Some(entry) = deadlines.entries.get_mut(&client) else { return false };
+    /// `client`'s credentials expire at `at` (seconds since the Unix
+    /// epoch; `None`: they do not): sets its deadline, or forgets the one
+    /// it had. The seconds left until then, as the client is told them.
+    pub(crate) fn expire(&self, client: u64, at: Option<u64>, holder: impl FnOnce() -> Holder) -> Option<u64> {
         match at {
-            Some(at) => {
-                entry.at = at;
-                deadlines.queue.push(Reverse((at, client)));
-            }
-            None => drop(deadlines.entries.remove(&client)),
+            Some(at) => self.set(client, at, holder()),
+            None => self.remove(client),
         }
-        drop(deadlines);
-        self.changed.notify_one();
-        true
+        at.map(|at| at.saturating_sub(now()))
     }
 
     /// Forgets `client` (its connection ended).

@@ -378,12 +378,12 @@ fn connect_proxy_handshake<B>(
     let proxy = &state.config.proxy;
     proxy.connect_url.as_ref()?;
     let mut headers = std::collections::BTreeMap::new();
+    // (Lowercase since the server started.)
     for name in &proxy.headers {
-        let name = name.to_ascii_lowercase();
         let values: Vec<&str> =
             request.headers().get_all(name.as_str()).iter().filter_map(|v| v.to_str().ok()).collect();
         if !values.is_empty() {
-            headers.insert(name, values.join(", "));
+            headers.insert(name.clone(), values.join(", "));
         }
     }
     Some(Box::new(Handshake { attempts: 0, address: peer.ip().to_string(), headers }))

@@ -455,7 +455,9 @@ impl Session {
     ) -> Poll<Step> {
         let config = &self.state.websocket.websocket;
         loop {
-            if self.queue.take_signal() && self.is_connected() {
+            // A load first: this runs at every wake-up, and a swap would
+            // write the cache line the fan-out reads.
+            if self.is_connected() && self.queue.signaled() && self.queue.take_signal() {
                 return Poll::Ready(Step::Mail);
             }
             if conn.is_parked() {
@@ -732,11 +734,8 @@ impl Session {
         let (user, channels, subs) = (claims.sub, claims.channels, claims.subs);
         let info = ClientInfo { client: client.clone(), user: user.clone(), name }.to_info();
         let ping = self.state.config.websocket.ping_interval.as_secs();
-        let expires = claims.exp.map(|at| at.saturating_sub(crate::expiry::now()));
-        if let Some(at) = claims.exp {
-            let holder = Holder { client_id: client.clone(), user: user.clone(), meta: meta.clone() };
-            self.state.expiries.set(self.client, at, holder);
-        }
+        let holder = || Holder { client_id: client.clone(), user: user.clone(), meta: meta.clone() };
+        let expires = self.state.expiries.expire(self.client, claims.exp, holder);
         self.reply(id, Ok(Connected { client, user: user.clone(), ping, expires, data }));
         // Sized to fit: every idle connection keeps these.
         let user = user.into_boxed_str();
@@ -912,10 +911,7 @@ impl Session {
                     let Some(index) = self.subscriptions.iter().position(|s| *s.channel == *channel) else {
                         continue;
                     };
-                    let mut subscriptions = std::mem::take(&mut self.subscriptions).into_vec();
-                    let subscription = subscriptions.remove(index);
-                    self.subscriptions = subscriptions.into_boxed_slice();
-                    self.leave(&subscription.channel, subscription.presence).await;
+                    self.leave_at(index).await;
                     let push = Push { channel, event: Event::Unsubscribe };
                     let _ = self.queue.push(Arc::new(self.encoding().message(&push)));
                 }
@@ -930,11 +926,16 @@ impl Session {
         if self.subscriptions[index].server_side {
             return Err(Error::PermissionDenied(format!("{} is a server-side subscription", arg.channel)));
         }
+        self.leave_at(index).await;
+        Ok(Empty {})
+    }
+
+    /// Leaves the subscription at `index` of the list.
+    async fn leave_at(&mut self, index: usize) {
         let mut subscriptions = std::mem::take(&mut self.subscriptions).into_vec();
         let subscription = subscriptions.remove(index);
         self.subscriptions = subscriptions.into_boxed_slice();
         self.leave(&subscription.channel, subscription.presence).await;
-        Ok(Empty {})
     }
 
     async fn leave(&self, channel: &str, track_presence: bool) {
@@ -977,15 +978,9 @@ impl Session {
         if *claims.sub != *identity.user {
             return Err(Error::PermissionDenied("a token of another user".into()));
         }
-        match claims.exp {
-            Some(at) => {
-                let meta = identity.extra.as_ref().and_then(|extra| extra.meta.clone());
-                let holder = Holder { client_id: self.client_id(), user: claims.sub, meta };
-                self.state.expiries.set(self.client, at, holder);
-            }
-            None => drop(self.state.expiries.extend(self.client, None)),
-        }
-        Ok(Refreshed { expires: claims.exp.map(|at| at.saturating_sub(crate::expiry::now())) })
+        let meta = identity.extra.as_ref().and_then(|extra| extra.meta.clone());
+        let holder = || Holder { client_id: self.client_id(), user: claims.sub, meta };
+        Ok(Refreshed { expires: self.state.expiries.expire(self.client, claims.exp, holder) })
     }
 
     /// Calls the backend's method (the RPC proxy) and gives its answer.

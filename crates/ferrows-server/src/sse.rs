@@ -104,13 +104,10 @@ pub(crate) async fn handle(request: Request<Incoming>, state: Arc<AppState>, wat
     let interval = state.config.websocket.sse_keepalive.max(MIN_KEEPALIVE);
     // Credentials that expire end the stream at their expiry (its last
     // event says so), unless the refresh proxy extends them.
-    if let Some(at) = asked.claims.exp {
-        let holder = crate::expiry::Holder { client_id: client_id.clone(), user: asked.claims.sub.clone(), meta: None };
-        state.expiries.set(client, at, holder);
-    }
+    let holder = || crate::expiry::Holder { client_id: client_id.clone(), user: asked.claims.sub.clone(), meta: None };
+    let expires = state.expiries.expire(client, asked.claims.exp, holder);
     // The server API's disconnect reaches its user's streams too.
     state.users.joined(&asked.claims.sub, client, false);
-    let expires = asked.claims.exp.map(|at| at.saturating_sub(crate::expiry::now()));
     let user: Box<str> = asked.claims.sub.as_str().into();
     let connected =
         Connected { client: client_id.clone(), user: asked.claims.sub, ping: interval.as_secs(), expires, data: None };

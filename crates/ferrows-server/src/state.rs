@@ -93,6 +93,11 @@ impl AppState {
         for origin in &mut config.server.allowed_origins {
             origin.truncate(origin.trim_end_matches('/').len());
         }
+        // Once here, not at every upgrade: header names are matched in
+        // lowercase.
+        for name in &mut config.proxy.headers {
+            name.make_ascii_lowercase();
+        }
         let metrics = Arc::new(Metrics::new());
         let observer = Box::new(MetricsObserver(metrics.clone()));
         let node = Node::start(broker, Some(observer)).await.map_err(|e| e.to_string())?;
