@@ -6,13 +6,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Backend, Client, metric, server};
-use serde_json::{Value, json};
-
-fn token(claims: Value) -> String {
-    let key = jsonwebtoken::EncodingKey::from_secret(b"secret");
-    jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap()
-}
+use common::{Backend, Client, metric, server, token};
+use serde_json::json;
 
 fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
@@ -25,7 +20,7 @@ async fn alive(client: &mut Client) -> bool {
 
 per_encoding! {
     async fn a_token_that_expires_closes_its_connection_unless_refreshed() {
-        let server = server(|config| config.auth.token_hmac_secret = Some("secret".into())).await;
+        let server = server(|config| config.auth.token_hmac_secret = Some(common::TOKEN_SECRET.into())).await;
         let addr = server.local_addr();
         // Expires in 2 s: closed with 4007 then.
         let mut client = Client::open(addr).await;
@@ -94,7 +89,7 @@ async fn the_refresh_proxy_extends_or_ends_connections() {
 #[tokio::test]
 async fn a_refresh_the_backend_cannot_answer_keeps_the_connection() {
     let server = server(|config| {
-        config.auth.token_hmac_secret = Some("secret".into());
+        config.auth.token_hmac_secret = Some(common::TOKEN_SECRET.into());
         config.proxy.refresh_url = Some(common::nothing_listens("refresh"));
         config.proxy.timeout = Duration::from_millis(300);
     })
@@ -111,7 +106,7 @@ async fn a_refresh_the_backend_cannot_answer_keeps_the_connection() {
 
 #[tokio::test]
 async fn an_event_stream_ends_at_its_tokens_expiry_and_says_why() {
-    let server = server(|config| config.auth.token_hmac_secret = Some("secret".into())).await;
+    let server = server(|config| config.auth.token_hmac_secret = Some(common::TOKEN_SECRET.into())).await;
     let addr = server.local_addr();
     let jwt = token(json!({"sub": "al", "exp": now() + 2}));
     let mut stream = common::EventStream::open(addr, &format!("/api/stream?channel=news&token={jwt}"), &[]).await;

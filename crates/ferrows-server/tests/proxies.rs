@@ -7,14 +7,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Backend, Client, WAIT, eventually, http, metric, nothing_listens, server, subscribe};
+use common::{Backend, Client, WAIT, eventually, http, metric, nothing_listens, server, subscribe, token};
 use ferrows_server::NamespaceConfig;
 use serde_json::{Value, json};
-
-fn token(claims: Value) -> String {
-    let key = jsonwebtoken::EncodingKey::from_secret(b"secret");
-    jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap()
-}
 
 /// The error code of a reply (panics on a result).
 fn code(reply: &Value) -> u64 {
@@ -37,7 +32,7 @@ per_encoding! {
         let server = server(|config| {
             config.proxy.connect_url = Some(backend.url("connect"));
             config.proxy.timeout = Duration::from_millis(500);
-            config.auth.token_hmac_secret = Some("secret".into());
+            config.auth.token_hmac_secret = Some(common::TOKEN_SECRET.into());
             config.auth.allow_anonymous = false;
             for room in ["room", "room2"] {
                 let protected = NamespaceConfig { protected: true, ..Default::default() };
@@ -124,7 +119,7 @@ per_encoding! {
         let server = server(|config| {
             config.proxy.subscribe_url = Some(backend.url("subscribe"));
             config.proxy.timeout = Duration::from_millis(500);
-            config.auth.token_hmac_secret = Some("secret".into());
+            config.auth.token_hmac_secret = Some(common::TOKEN_SECRET.into());
             let room = NamespaceConfig { proxy_subscribe: true, protected: true, ..Default::default() };
             config.namespaces.named.insert("room".into(), room);
             config.namespaces.named.insert("open".into(), NamespaceConfig::default());
@@ -273,7 +268,7 @@ async fn a_backend_that_is_down_gives_temporary_errors_and_the_server_serves_on(
         config.proxy.subscribe_url = Some(nothing_listens("subscribe"));
         config.proxy.publish_url = Some(nothing_listens("publish"));
         config.proxy.timeout = Duration::from_millis(1500);
-        config.auth.token_hmac_secret = Some("secret".into());
+        config.auth.token_hmac_secret = Some(common::TOKEN_SECRET.into());
         let room = NamespaceConfig { proxy_subscribe: true, proxy_publish: true, ..Default::default() };
         config.namespaces.named.insert("room".into(), room);
     })

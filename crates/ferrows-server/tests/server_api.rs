@@ -9,9 +9,9 @@ use ferrows_hub::testing::RedisServer;
 use ferrows_server::{BrokerKind, Server};
 use serde_json::{Value, json};
 
+/// A token of `user`.
 fn token(user: &str) -> String {
-    let key = jsonwebtoken::EncodingKey::from_secret(b"secret");
-    jsonwebtoken::encode(&jsonwebtoken::Header::default(), &json!({"sub": user}), &key).unwrap()
+    common::token(json!({"sub": user}))
 }
 
 async fn api(server: &Server, path: &str, body: Value) -> (u16, Value) {
@@ -32,7 +32,7 @@ async fn next_event(client: &mut Client, channel: &str, event: &str) -> Value {
 async fn node(redis: Option<&RedisServer>) -> Server {
     let url = redis.map(RedisServer::url);
     server(move |config| {
-        config.auth.token_hmac_secret = Some("secret".into());
+        config.auth.token_hmac_secret = Some(common::TOKEN_SECRET.into());
         if let Some(url) = url {
             config.broker.kind = BrokerKind::Redis;
             config.broker.redis_url = url;

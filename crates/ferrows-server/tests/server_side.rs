@@ -4,14 +4,9 @@
 
 mod common;
 
-use common::{Backend, Client, api_publish, next_publication, server};
+use common::{Backend, Client, api_publish, next_publication, server, token};
 use ferrows_server::NamespaceConfig;
 use serde_json::{Value, json};
-
-fn token(claims: Value) -> String {
-    let key = jsonwebtoken::EncodingKey::from_secret(b"secret");
-    jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap()
-}
 
 /// The next push about `channel` holding `event`.
 async fn next_event(client: &mut Client, channel: &str, event: &str) -> Value {
@@ -26,7 +21,7 @@ async fn next_event(client: &mut Client, channel: &str, event: &str) -> Value {
 per_encoding! {
     async fn a_token_subscribes_its_connection_and_recovery_works() {
         let server = server(|config| {
-            config.auth.token_hmac_secret = Some("secret".into());
+            config.auth.token_hmac_secret = Some(common::TOKEN_SECRET.into());
             let private = NamespaceConfig { protected: true, ..Default::default() };
             config.namespaces.named.insert("private".into(), private);
             config.namespaces.named.insert("news".into(), NamespaceConfig::default());

@@ -6,15 +6,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Client, EventStream, WAIT, api_publish, eventually, http, metric, server, subscribe};
+use common::{Client, EventStream, WAIT, api_publish, eventually, http, metric, server, subscribe, token};
 use ferrows_server::NamespaceConfig;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
-
-fn token(claims: Value) -> String {
-    let key = jsonwebtoken::EncodingKey::from_secret(b"secret");
-    jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap()
-}
 
 /// Reads a stream's `connected` event and one `subscribed` event per
 /// channel; returns the positions.
@@ -182,7 +177,7 @@ async fn a_stream_that_is_not_read_is_closed_and_its_memory_freed() {
 #[tokio::test]
 async fn streams_follow_the_websocket_rules() {
     let server = server(|config| {
-        config.auth.token_hmac_secret = Some("secret".into());
+        config.auth.token_hmac_secret = Some(common::TOKEN_SECRET.into());
         config.auth.allow_anonymous = false;
         config.limits.max_request_channels = 2;
         let private = NamespaceConfig { anonymous: false, protected: true, ..Default::default() };
@@ -265,7 +260,7 @@ async fn a_shutdown_ends_streams() {
 #[tokio::test]
 async fn clients_publish_over_http_with_their_websocket_permissions() {
     let server = server(|config| {
-        config.auth.token_hmac_secret = Some("secret".into());
+        config.auth.token_hmac_secret = Some(common::TOKEN_SECRET.into());
         config.auth.allow_anonymous = false;
         config.limits.max_message_size = 1024;
         let news = NamespaceConfig { publish: false, ..Default::default() };

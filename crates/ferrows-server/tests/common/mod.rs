@@ -360,6 +360,15 @@ pub async fn eventually<F: std::future::Future<Output = bool>>(what: &str, mut c
     }
 }
 
+/// The secret of the tests' HS256 tokens (`token_hmac_secret`).
+pub const TOKEN_SECRET: &str = "secret";
+
+/// An HS256 token of `claims`, signed with [`TOKEN_SECRET`].
+pub fn token(claims: Value) -> String {
+    let key = jsonwebtoken::EncodingKey::from_secret(TOKEN_SECRET.as_bytes());
+    jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap()
+}
+
 /// The WebSocket options of a client of `encoding`.
 fn client_config(encoding: Encoding) -> ferrows::ClientConfig {
     let subprotocols = match encoding {
