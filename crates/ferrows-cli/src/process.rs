@@ -30,6 +30,18 @@ impl Drop for TempFile {
     }
 }
 
+/// The arguments of a `ferrows serve` for a benchmark: on the loopback,
+/// on a free port, with the API key `key`, no limit of connections per
+/// address (every client comes from one), `extra` options, and the
+/// configuration file `config`.
+pub(crate) fn serve_args(key: &str, extra: &[&str], config: &TempFile) -> Vec<std::ffi::OsString> {
+    let base = ["serve", "--host", "127.0.0.1", "--port", "0", "--api-key", key, "--max-connections-per-address", "0"];
+    let mut args: Vec<std::ffi::OsString> = base.iter().chain(extra).map(Into::into).collect();
+    args.push("--config".into());
+    args.push(config.0.clone().into_os_string());
+    args
+}
+
 /// A process started here, killed when dropped.
 pub(crate) struct Started {
     pub(crate) child: Child,

@@ -35,7 +35,7 @@ use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
 use crate::measure::{check_open_file_limit, cpu_nanos, rss_kib};
-use crate::process::{Started, TempFile};
+use crate::process::{Started, TempFile, serve_args};
 
 /// `ferrows bench-proxy`'s options.
 #[derive(Debug, Args)]
@@ -139,23 +139,7 @@ pub(crate) async fn run(args: BenchProxyArgs) -> anyhow::Result<()> {
         ["bench-proxy", "--backend", "--connect-delay-ms", &delay].map(Into::into).to_vec();
     let backend = Started::start(&bin, &backend_args, args.backend_cpu).context("start the backend")?;
     let config = TempFile::with("proxy.toml", server_config(backend.addr, args.max_in_flight))?;
-    let mut serve: Vec<OsString> = [
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--api-key",
-        "bench",
-        "--max-connections-per-address",
-        "0",
-        "--command-rate",
-        "0",
-        "--config",
-    ]
-    .map(Into::into)
-    .to_vec();
-    serve.push(config.0.clone().into_os_string());
+    let serve = serve_args("bench", &["--command-rate", "0"], &config);
     let server = Started::start(&bin, &serve, args.server_cpu).context("start the server")?;
     let pids = (server.pid(), backend.pid());
     println!("server {} (pid {}), backend {} (pid {})", server.addr, pids.0, backend.addr, pids.1);

@@ -38,7 +38,7 @@ use tokio::sync::{Semaphore, watch};
 
 use self::clients::{Meter, Metered, Plan, Publisher, Seen, Tls};
 use crate::measure::{check_open_file_limit, cpu_nanos, now_micros, rss_kib};
-use crate::process::{Started, TempFile};
+use crate::process::{Started, TempFile, serve_args};
 
 /// A way for subscribers to get publications.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -264,23 +264,7 @@ fn start_server(args: &BenchTransportsArgs) -> anyhow::Result<Server> {
     let config = TempFile::with("serve.toml", SERVER_CONFIG)?;
     let mut files = Vec::new();
     let key = "bench-transports".to_owned();
-    let mut serve: Vec<std::ffi::OsString> = [
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--api-key",
-        &key,
-        "--max-connections-per-address",
-        "0",
-        "--max-connections",
-        "1000000",
-        "--config",
-    ]
-    .map(Into::into)
-    .to_vec();
-    serve.push(config.0.clone().into_os_string());
+    let mut serve = serve_args(&key, &["--max-connections", "1000000"], &config);
     files.push(config);
     let mut tls = None;
     if args.tls {
